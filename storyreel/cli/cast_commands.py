@@ -1,0 +1,3 @@
+"""`storyreel` commands: cast."""
+
+from storyreel.cli.app import app  # noqa: F401

@@ -1,0 +1,3 @@
+"""`storyreel` commands: models."""
+
+from storyreel.cli.app import app  # noqa: F401

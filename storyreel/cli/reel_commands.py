@@ -1,0 +1,3 @@
+"""`storyreel` commands: reel."""
+
+from storyreel.cli.app import app  # noqa: F401

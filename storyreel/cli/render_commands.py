@@ -1,0 +1,3 @@
+"""`storyreel` commands: render."""
+
+from storyreel.cli.app import app  # noqa: F401
