@@ -1,0 +1,188 @@
+"""ingredients_model.faces: tiny encoder, identity canvas, released-encoder errors and its ArcFace path."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ingredients_model.errors import IngredientsError
+from ingredients_model.face_tools import load_photo
+from ingredients_model.faces import (
+    RELEASED_FACE_ENCODER_FILES,
+    ArcFaceEmbedder,
+    FaceEncoder,
+    IdentityEmbedding,
+    NoFaceError,
+    TinyFaceEncoder,
+    compose_identity_canvas,
+    load_face_encoder,
+    missing_face_encoder_files,
+    write_tiny_face_encoder,
+)
+
+DIMS = {"id_dim": 24, "vit_dim": 8, "vit_tokens": 5, "num_scales": 3}
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("enc") / "face_encoder"
+    write_tiny_face_encoder(folder, **DIMS, seed=3)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tiny_encoder_dir: Path) -> TinyFaceEncoder:
+    encoder = load_face_encoder(tiny_encoder_dir)
+    assert isinstance(encoder, TinyFaceEncoder)
+    return encoder
+
+
+@pytest.fixture(scope="module")
+def t1(t1_jpg: Path) -> Image.Image:
+    return load_photo(t1_jpg)
+
+
+def test_tiny_encoder_shapes_and_normalisation(tiny_encoder: TinyFaceEncoder, t1: Image.Image) -> None:
+    assert isinstance(tiny_encoder, FaceEncoder)
+    start = time.perf_counter()
+    emb = tiny_encoder.encode(t1, face_index=0)
+    print(f"tiny encode (detect + align + nets) {time.perf_counter() - start:.3f}s")
+    assert isinstance(emb, IdentityEmbedding)
+    assert emb.id_cond.shape == (24,) and emb.id_cond.dtype == torch.float32
+    assert torch.linalg.norm(emb.id_cond[:12]).item() == pytest.approx(1.0, abs=1e-5)
+    assert torch.linalg.norm(emb.id_cond[12:]).item() == pytest.approx(1.0, abs=1e-5)
+    assert [tuple(h.shape) for h in emb.id_vit_hidden] == [(5, 8)] * 3
+    assert emb.aligned_face.size == (512, 512) and emb.aligned_face.mode == "RGB"
+    _, _, right, _ = emb.face_box
+    assert right < t1.width / 4  # face 1 is the leftmost person
+
+
+def test_tiny_encoder_is_deterministic_across_loads(tiny_encoder_dir: Path, t1: Image.Image) -> None:
+    a = load_face_encoder(tiny_encoder_dir).encode(t1, face_index=2)
+    b = load_face_encoder(tiny_encoder_dir).encode(t1, face_index=2)
+    assert torch.equal(a.id_cond, b.id_cond)
+    assert all(torch.equal(x, y) for x, y in zip(a.id_vit_hidden, b.id_vit_hidden, strict=True))
+    c = load_face_encoder(tiny_encoder_dir).encode(t1, face_index=3)
+    assert not torch.equal(a.id_cond, c.id_cond)
+
+
+def test_fingerprint_depends_on_weights(tiny_encoder: TinyFaceEncoder, tmp_path: Path) -> None:
+    write_tiny_face_encoder(tmp_path / "same", **DIMS, seed=3)
+    write_tiny_face_encoder(tmp_path / "other", **DIMS, seed=4)
+    assert load_face_encoder(tmp_path / "same").fingerprint == tiny_encoder.fingerprint
+    assert load_face_encoder(tmp_path / "other").fingerprint != tiny_encoder.fingerprint
+
+
+def test_face_index_none_picks_largest_and_bad_index_errors(
+    tiny_encoder: TinyFaceEncoder, t1: Image.Image
+) -> None:
+    emb = tiny_encoder.encode(t1)
+    width = emb.face_box[2] - emb.face_box[0]
+    assert width >= 85  # the largest of the six boxes (the upper-left girl is the smallest, ~73 px)
+    with pytest.raises(NoFaceError, match="6 face"):
+        tiny_encoder.encode(t1, face_index=6)
+
+
+def test_no_face_raises(tiny_encoder: TinyFaceEncoder) -> None:
+    blank = Image.new("RGB", (300, 200), (120, 160, 200))
+    with pytest.raises(NoFaceError, match="no face"):
+        tiny_encoder.encode(blank)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_identity_canvas_layout(n: int) -> None:
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (10, 10, 10)]
+    faces = [Image.new("RGB", (512, 512), colours[i]) for i in range(n)]
+    canvas = compose_identity_canvas(faces)
+    assert canvas.size == (720, 480) and canvas.mode == "RGB"
+    side = min(720 // n, 480)
+    x0, y = (720 - n * side) // 2, (480 - side) // 2
+    array = np.asarray(canvas)
+    for i in range(n):
+        cx, cy = x0 + i * side + side // 2, y + side // 2
+        assert tuple(array[cy, cx]) == colours[i]
+    assert tuple(array[2, 2]) == (255, 255, 255)
+    if n == 2:  # the released layout: two 360x360 faces side by side
+        assert (side, x0, y) == (360, 0, 60)
+        assert tuple(array[30, 360]) == (255, 255, 255)
+
+
+def test_identity_canvas_needs_a_face() -> None:
+    with pytest.raises(IngredientsError):
+        compose_identity_canvas([])
+
+
+def test_released_encoder_reports_every_missing_file(tmp_path: Path) -> None:
+    folder = tmp_path / "model" / "face_encoder"
+    (folder / "models" / "antelopev2").mkdir(parents=True)
+    (folder / "models" / "antelopev2" / "glintr100.onnx").write_bytes(b"x")
+    assert "models/antelopev2/glintr100.onnx" not in missing_face_encoder_files(folder)
+    with pytest.raises(IngredientsError) as info:
+        load_face_encoder(folder)
+    message = str(info.value)
+    for name in RELEASED_FACE_ENCODER_FILES:
+        assert (name in message) == (name != "models/antelopev2/glintr100.onnx")
+    assert f"storyreel models download {tmp_path / 'model'}" in message
+    assert "facexlib" in message  # the [gpu] extra is absent from the test environment
+
+
+def test_unknown_encoder_type(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text('{"type": "mystery"}')
+    with pytest.raises(IngredientsError, match="mystery"):
+        load_face_encoder(tmp_path)
+
+
+def _random_arcface_onnx(path: Path) -> None:
+    """A randomly initialised 112x112 → 512 ONNX graph (conv, pool, linear), like glintr100's interface."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    conv = numpy_helper.from_array(rng.normal(0, 0.1, (8, 3, 8, 8)).astype(np.float32), "conv_w")
+    fc = numpy_helper.from_array(rng.normal(0, 0.1, (8 * 14 * 14, 512)).astype(np.float32), "fc_w")
+    shape = numpy_helper.from_array(np.array([1, -1], dtype=np.int64), "shape")
+    nodes = [
+        helper.make_node("Conv", ["input.1", "conv_w"], ["c"], strides=[8, 8]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("Reshape", ["r", "shape"], ["f"]),
+        helper.make_node("MatMul", ["f", "fc_w"], ["683"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "arcface",
+        [helper.make_tensor_value_info("input.1", TensorProto.FLOAT, [1, 3, 112, 112])],
+        [helper.make_tensor_value_info("683", TensorProto.FLOAT, [1, 512])],
+        [conv, fc, shape],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def test_released_arcface_path_through_insightface_model_zoo(tmp_path: Path, t1: Image.Image) -> None:
+    from insightface.model_zoo.arcface_onnx import ArcFaceONNX
+
+    from ingredients_model.face_tools import detect_faces, face_landmarks
+
+    onnx_path = tmp_path / "glintr100.onnx"
+    _random_arcface_onnx(onnx_path)
+    embedder = ArcFaceEmbedder(onnx_path, device="cpu")
+    assert isinstance(embedder.model, ArcFaceONNX)
+    bgr = np.asarray(t1)[:, :, ::-1].copy()
+    boxes = detect_faces(t1)
+    # dlib's 5 points (eye corners, nose) give a 5-point layout close enough to drive norm_crop
+    five = face_landmarks(t1, boxes[0], points=68)[[36, 45, 30, 48, 54]]
+    emb = embedder.embed_keypoints(bgr, five)
+    assert emb.shape == (512,) and emb.dtype == np.float32 and np.isfinite(emb).all()
+    again = embedder.embed_keypoints(bgr, five)
+    np.testing.assert_array_equal(emb, again)
+    other = embedder.embed_keypoints(bgr, face_landmarks(t1, boxes[3], points=68)[[36, 45, 30, 48, 54]])
+    assert not np.allclose(emb, other)
+    crop = np.full((512, 512, 3), 128, dtype=np.uint8)
+    assert embedder.embed_crop(crop).shape == (512,)
