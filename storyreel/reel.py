@@ -1,0 +1,680 @@
+"""Assembling finished clips into one reel with ffmpeg: transitions, retiming, captions, cards, music.
+
+Transition semantics: a shot's transition describes how it passes INTO THE NEXT shot. ``cut`` joins
+the clips; ``crossfade`` (xfade ``fade``) and ``fade`` (xfade ``fadeblack``, through black) overlap the
+two clips by the transition's length. The last shot's transition is ignored, except ``fade``, which
+fades the reel out to black (without changing its length). So the reel's length, in frames at the reel
+fps, is the sum of the retimed shot lengths minus the overlaps (plus the title and end cards).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import ffmpeg
+
+from storyreel.errors import StoryreelError
+from storyreel.ffmpeg_tools import VideoInfo, audio_duration, find_font, probe_video, run_ffmpeg, wrap_text
+from storyreel.fsutil import atomic_path, atomic_write_text
+
+if TYPE_CHECKING:
+    from storyreel.project import Project
+    from storyreel.story import Story
+
+TRANSITIONS = ("cut", "crossfade", "fade")
+RETIME_MODES = ("duplicate", "interpolate")
+CAPTION_MODES = ("burn", "subtitles", "both", "none")
+VIDEO_FORMATS = ("mp4", "webm")
+TITLE_SECONDS = 3.0
+END_SECONDS = 4.0
+CARD_FADE_SECONDS = 0.5
+_XFADE = {"crossfade": "fade", "fade": "fadeblack"}
+_CODEC = {"mp4": "h264", "webm": "vp9"}
+
+
+class ReelWarning(UserWarning):
+    """Something in the reel was adjusted (e.g. a transition clamped) or skipped (e.g. no font)."""
+
+
+@dataclass
+class ReelClip:
+    """One finished shot clip and how it passes into the next shot."""
+
+    shot_id: str
+    path: Path
+    transition: str = "cut"
+    transition_seconds: float = 0.5
+    caption: str | None = None
+
+
+class MusicSpec(Protocol):
+    """What the reel needs to know about music (``storyreel.story.Music`` fits)."""
+
+    file: Path
+    volume: float
+    fade_in: float
+    fade_out: float
+
+
+@dataclass
+class ReelMusic:
+    """Background music: trimmed or looped to the reel, faded in and out, scaled by ``volume``."""
+
+    file: Path
+    volume: float = 1.0
+    fade_in: float = 1.0
+    fade_out: float = 2.0
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Where one shot sits in the reel, in frames at the reel fps (title card included)."""
+
+    shot_id: str
+    start: int
+    frames: int
+    overlap_out: int
+    caption: str | None
+    caption_start: int
+    caption_end: int
+
+
+@dataclass
+class ReelResult:
+    """The written reel and how it was made (``frames`` is measured from the output file)."""
+
+    path: Path
+    frames: int
+    planned_frames: int
+    fps: int
+    width: int
+    height: int
+    fast_path: bool
+    captions_burned: bool
+    subtitles: Path | None
+    segments: list[Segment]
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.fps
+
+
+@dataclass
+class _Plan:
+    infos: list[VideoInfo]
+    lengths: list[int]
+    overlaps: list[int]
+    fade_out: int
+    title_frames: int
+    end_frames: int
+    segments: list[Segment]
+
+    @property
+    def total(self) -> int:
+        return self.title_frames + _shots_total(self.lengths, self.overlaps) + self.end_frames
+
+
+def _shots_total(lengths: Sequence[int], overlaps: Sequence[int]) -> int:
+    return sum(lengths) - sum(overlaps)
+
+
+def probe_clips(clips: Sequence[ReelClip]) -> list[VideoInfo]:
+    """Probe every clip; a missing or unreadable one gives a StoryreelError naming its shot."""
+    infos = []
+    for clip in clips:
+        if not Path(clip.path).is_file():
+            raise StoryreelError(
+                f"shot '{clip.shot_id}': clip {clip.path} does not exist",
+                hint="run `storyreel render STORY` to render the missing shots",
+            )
+        try:
+            infos.append(probe_video(clip.path))
+        except StoryreelError as err:
+            raise StoryreelError(
+                f"shot '{clip.shot_id}': clip {clip.path} is damaged or not a video\n{err.message}",
+                hint=f"delete {clip.path} and run `storyreel render STORY` to render it again",
+            ) from err
+    return infos
+
+
+def _plan(
+    clips: Sequence[ReelClip],
+    infos: list[VideoInfo],
+    fps: int,
+    title_frames: int,
+    end_frames: int,
+    warn: Callable[[str], None],
+) -> _Plan:
+    lengths = [max(1, round(info.frames * fps / info.fps)) for info in infos]
+    overlaps: list[int] = []
+    for i, clip in enumerate(clips[:-1]):
+        wanted = 0 if clip.transition == "cut" else round(clip.transition_seconds * fps)
+        available = lengths[i] - (overlaps[-1] if overlaps else 0)
+        limit = max(0, min(available, lengths[i + 1]))
+        if wanted > limit:
+            warn(
+                f"shot '{clip.shot_id}': {clip.transition} of {clip.transition_seconds:g} s is longer than "
+                f"a neighbouring clip allows; shortened to {limit / fps:g} s"
+            )
+            wanted = limit
+        overlaps.append(wanted)
+    last = clips[-1]
+    fade_out = 0
+    if last.transition == "fade":
+        fade_out = round(last.transition_seconds * fps)
+        limit = lengths[-1] - (overlaps[-1] if overlaps else 0)
+        if fade_out > limit:
+            warn(
+                f"shot '{last.shot_id}': the closing fade is longer than the clip; "
+                f"shortened to {limit / fps:g} s"
+            )
+            fade_out = limit
+    segments = []
+    start = title_frames
+    for i, clip in enumerate(clips):
+        incoming = overlaps[i - 1] if i else 0
+        outgoing = overlaps[i] if i < len(overlaps) else 0
+        segments.append(
+            Segment(
+                shot_id=clip.shot_id,
+                start=start,
+                frames=lengths[i],
+                overlap_out=outgoing,
+                caption=clip.caption or None,
+                caption_start=start + incoming // 2,
+                caption_end=start + lengths[i] - outgoing + outgoing // 2,
+            )
+        )
+        start += lengths[i] - outgoing
+    return _Plan(infos, lengths, overlaps, fade_out, title_frames, end_frames, segments)
+
+
+def _timestamp(frame: int, fps: int, sep: str) -> str:
+    ms = round(frame * 1000 / fps)
+    h, rest = divmod(ms, 3_600_000)
+    m, rest = divmod(rest, 60_000)
+    s, ms = divmod(rest, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
+
+
+def subtitles_text(segments: Sequence[Segment], fps: int, kind: str = "srt") -> str:
+    """The captions as SubRip (``srt``) or WebVTT (``vtt``) text; empty when no shot has a caption."""
+    sep = "," if kind == "srt" else "."
+    blocks = []
+    for seg in (s for s in segments if s.caption):
+        times = f"{_timestamp(seg.caption_start, fps, sep)} --> {_timestamp(seg.caption_end, fps, sep)}"
+        cue = f"{len(blocks) + 1}\n" if kind == "srt" else ""
+        blocks.append(f"{cue}{times}\n{seg.caption.strip()}\n")
+    if not blocks:
+        return ""
+    header = "WEBVTT\n\n" if kind == "vtt" else ""
+    return header + "\n".join(blocks)
+
+
+class _Text:
+    """Wrapped, centred text lines with drawtext (one filter per line; textfile avoids escaping)."""
+
+    def __init__(self, font: Path, workdir: Path):
+        self.font = font
+        self.workdir = workdir
+        self.count = 0
+
+    def draw(
+        self,
+        stream: Any,
+        text: str,
+        *,
+        width: int,
+        height: int,
+        size: int,
+        bottom: int | None,
+        enable: str | None = None,
+        box: bool = True,
+    ) -> Any:
+        lines = wrap_text(text, self.font, size, int(width * 0.9))
+        step = round(size * (1.6 if box else 1.3))
+        top = (height - step * len(lines)) // 2 if bottom is None else height - bottom - step * len(lines)
+        for k, line in enumerate(lines):
+            self.count += 1
+            textfile = self.workdir / f"text{self.count}.txt"
+            textfile.write_text(line, encoding="utf-8")
+            options: dict[str, Any] = dict(
+                fontfile=str(self.font),
+                textfile=str(textfile),
+                expansion="none",
+                fontsize=size,
+                fontcolor="white",
+                x="(w-text_w)/2",
+                y=top + k * step + (step - size) // 2,
+                fix_bounds=1,
+            )
+            if box:
+                options.update(box=1, boxcolor="black@0.55", boxborderw=max(2, size // 4))
+            if enable:
+                options["enable"] = enable
+            stream = stream.filter("drawtext", **options)
+        return stream
+
+
+def _fit(stream: Any, info: VideoInfo, frames: int, fps: int, width: int, height: int, retime: str) -> Any:
+    if retime == "interpolate" and info.fps < fps - 1e-3:
+        stream = stream.filter(
+            "minterpolate", fps=fps, mi_mode="mci", mc_mode="aobmc", me_mode="bidir", vsbmc=1
+        )
+    else:
+        stream = stream.filter("fps", fps)
+    return (
+        stream.filter("scale", width, height, force_original_aspect_ratio="decrease", flags="bicubic")
+        .filter("pad", width, height, "(ow-iw)/2", "(oh-ih)/2", color="black")
+        .filter("setsar", 1)
+        .filter("format", "yuv420p")
+        .filter("tpad", stop_mode="clone", stop=frames)
+        .filter("trim", end_frame=frames)
+        .filter("setpts", "PTS-STARTPTS")
+        .filter("settb", f"1/{fps}")
+    )
+
+
+def _card(text: str, seconds: float, fps: int, width: int, height: int, writer: _Text, size: int) -> Any:
+    frames = round(seconds * fps)
+    fade = round(CARD_FADE_SECONDS * fps)
+    stream = ffmpeg.input(f"color=c=black:s={width}x{height}:r={fps}", f="lavfi").video
+    stream = stream.filter("trim", end_frame=frames).filter("format", "yuv420p").filter("setsar", 1)
+    stream = writer.draw(stream, text, width=width, height=height, size=size, bottom=None, box=False)
+    stream = stream.filter("fade", t="in", start_frame=0, nb_frames=fade)
+    stream = stream.filter("fade", t="out", start_frame=frames - fade, nb_frames=fade)
+    return stream.filter("setpts", "PTS-STARTPTS").filter("settb", f"1/{fps}")
+
+
+def _concat(parts: list[Any]) -> Any:
+    return parts[0] if len(parts) == 1 else ffmpeg.concat(*parts, v=1, a=0)
+
+
+def _music_stream(music: MusicSpec, seconds: float) -> Any:
+    path = Path(music.file)
+    if not path.is_file():
+        raise StoryreelError(f"music file not found: {path}", hint="fix `music.file` in story.yaml")
+    try:
+        audio_duration(path)
+    except StoryreelError as err:
+        raise StoryreelError(
+            f"music file {path} has no readable audio\n{err.message}",
+            hint="use an audio file ffmpeg can read (mp3, wav, m4a, ogg, flac)",
+        ) from err
+    fade_in = min(max(0.0, music.fade_in), seconds / 2)
+    fade_out = min(max(0.0, music.fade_out), seconds / 2)
+    audio = ffmpeg.input(str(path), stream_loop=-1).audio
+    audio = audio.filter("atrim", duration=f"{seconds:.6f}").filter("asetpts", "PTS-STARTPTS")
+    if fade_in > 0:
+        audio = audio.filter("afade", t="in", st=0, d=f"{fade_in:.6f}")
+    if fade_out > 0:
+        audio = audio.filter("afade", t="out", st=f"{seconds - fade_out:.6f}", d=f"{fade_out:.6f}")
+    return audio.filter("volume", f"{max(0.0, music.volume):g}")
+
+
+def _output_options(
+    video_format: str, fps: int, preset: str, crf: int | None, has_audio: bool
+) -> dict[str, Any]:
+    if video_format == "webm":
+        options: dict[str, Any] = {
+            "c:v": "libvpx-vp9",
+            "crf": 32 if crf is None else crf,
+            "b:v": 0,
+            "row-mt": 1,
+            "deadline": "good",
+            "cpu-used": 4,
+            "pix_fmt": "yuv420p",
+            "r": fps,
+            "c:s": "webvtt",
+            "f": "webm",
+        }
+        if has_audio:
+            options.update({"c:a": "libopus", "b:a": "128k", "ar": 48000})
+        return options
+    options = {
+        "c:v": "libx264",
+        "preset": preset,
+        "crf": 18 if crf is None else crf,
+        "pix_fmt": "yuv420p",
+        "r": fps,
+        "movflags": "+faststart",
+        "c:s": "mov_text",
+        "f": "mp4",
+    }
+    if has_audio:
+        options.update({"c:a": "aac", "b:a": "192k"})
+    return options
+
+
+def _fast_path_ok(
+    plan: _Plan,
+    clips: Sequence[ReelClip],
+    *,
+    fps: int,
+    width: int,
+    height: int,
+    video_format: str,
+    burn: bool,
+    title: str | None,
+    credits: str | None,
+    music: Any,
+) -> bool:
+    if burn or title or credits or music is not None or plan.fade_out or any(plan.overlaps):
+        return False
+    first = plan.infos[0]
+    return all(
+        info.codec == _CODEC[video_format]
+        and info.profile == first.profile
+        and info.pix_fmt == "yuv420p"
+        and (info.width, info.height) == (width, height)
+        and abs(info.fps - fps) < 1e-3
+        for info in plan.infos
+    )
+
+
+def _concat_list(clips: Sequence[ReelClip], workdir: Path) -> Path:
+    listing = workdir / "clips.txt"
+    lines = ["file '" + str(Path(c.path).resolve()).replace("'", "'\\''") + "'" for c in clips]
+    listing.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return listing
+
+
+def _fail_naming_shots(err: StoryreelError, clips: Sequence[ReelClip]) -> StoryreelError:
+    named = [c.shot_id for c in clips if str(c.path) in err.message or Path(c.path).name in err.message]
+    prefix = f"shot {', '.join(repr(s) for s in named)}: " if named else ""
+    return StoryreelError(prefix + err.message, hint=err.hint)
+
+
+def assemble_reel(
+    clips: Sequence[ReelClip],
+    output: Path,
+    *,
+    fps: int = 24,
+    width: int = 720,
+    height: int = 480,
+    retime: str = "duplicate",
+    captions: str = "both",
+    title: str | None = None,
+    credits: str | None = None,
+    music: MusicSpec | None = None,
+    video_format: str | None = None,
+    preset: str = "medium",
+    crf: int | None = None,
+) -> ReelResult:
+    """Assemble ``clips`` (in order) into ``output``, atomically, and describe the result.
+
+    ``video_format`` defaults from the output's suffix (``.webm`` → webm, else mp4). Captions go to a
+    sidecar next to the output (``.srt`` for mp4, ``.vtt`` for webm) and into a subtitle stream when
+    ``captions`` is ``subtitles``/``both``, and are burned in when ``burn``/``both`` (if a font is found).
+    Adjustments (clamped transitions, no font) are reported as ``ReelWarning`` and in ``warnings``.
+    """
+    started = time.perf_counter()
+    output = Path(output)
+    video_format = video_format or ("webm" if output.suffix.lower() == ".webm" else "mp4")
+    _check_options(
+        clips,
+        fps=fps,
+        width=width,
+        height=height,
+        retime=retime,
+        captions=captions,
+        video_format=video_format,
+    )
+    notes: list[str] = []
+
+    def warn(message: str) -> None:
+        notes.append(message)
+        warnings.warn(message, ReelWarning, stacklevel=3)
+
+    infos = probe_clips(clips)
+    has_captions = any(c.caption for c in clips)
+    font = None
+    if (has_captions and captions in ("burn", "both")) or title or credits:
+        font = find_font()
+        if font is None:
+            warn(
+                "no TrueType font found (install fonts-dejavu-core): captions are not burned in and "
+                "the title/end cards are left out"
+            )
+    title = title if font else None
+    credits = credits if font else None
+    burn = bool(font) and has_captions and captions in ("burn", "both")
+    title_frames = round(TITLE_SECONDS * fps) if title else 0
+    end_frames = round(END_SECONDS * fps) if credits else 0
+    plan = _plan(clips, infos, fps, title_frames, end_frames, warn)
+
+    sub_kind = "vtt" if video_format == "webm" else "srt"
+    sub_text = subtitles_text(plan.segments, fps, sub_kind) if captions in ("subtitles", "both") else ""
+    sidecar = output.with_suffix(f".{sub_kind}")
+    fast = _fast_path_ok(
+        plan,
+        clips,
+        fps=fps,
+        width=width,
+        height=height,
+        video_format=video_format,
+        burn=burn,
+        title=title,
+        credits=credits,
+        music=music,
+    )
+
+    with tempfile.TemporaryDirectory(prefix="storyreel-reel-") as tmp:
+        workdir = Path(tmp)
+        sub_file = None
+        if sub_text:
+            sub_file = workdir / f"captions.{sub_kind}"
+            sub_file.write_text(sub_text, encoding="utf-8")
+        if fast:
+            args = ["-f", "concat", "-safe", "0", "-i", str(_concat_list(clips, workdir))]
+            if sub_file:
+                args += [
+                    "-i",
+                    str(sub_file),
+                    "-map",
+                    "0:v:0",
+                    "-map",
+                    "1:0",
+                    "-c:s",
+                    "mov_text" if video_format == "mp4" else "webvtt",
+                ]
+            else:
+                args += ["-map", "0:v:0"]
+            args += ["-c:v", "copy"] + (["-movflags", "+faststart"] if video_format == "mp4" else [])
+            args += ["-f", video_format]
+        else:
+            graph = _graph(
+                clips,
+                plan,
+                fps=fps,
+                width=width,
+                height=height,
+                retime=retime,
+                burn=burn,
+                title=title,
+                credits=credits,
+                font=font,
+                workdir=workdir,
+            )
+            streams = [graph]
+            if music is not None:
+                streams.append(_music_stream(music, plan.total / fps))
+            if sub_file:
+                streams.append(ffmpeg.input(str(sub_file))["s"])
+            options = _output_options(video_format, fps, preset, crf, music is not None)
+            args = ffmpeg.output(*streams, "OUTPUT", **options).get_args()[:-1]
+        with atomic_path(output) as partial:
+            try:
+                run_ffmpeg(
+                    ["-y", "-loglevel", "error", *args, str(partial)],
+                    what=f"assembling the reel {output} from {len(clips)} clips",
+                )
+            except StoryreelError as err:
+                raise _fail_naming_shots(err, clips) from err
+            frames = probe_video(partial).frames
+        if sub_text:
+            atomic_write_text(sidecar, sub_text)
+        else:
+            sidecar.unlink(missing_ok=True)
+    if frames != plan.total:
+        warn(f"the reel has {frames} frames, {plan.total} were planned")
+    return ReelResult(
+        path=output,
+        frames=frames,
+        planned_frames=plan.total,
+        fps=fps,
+        width=width,
+        height=height,
+        fast_path=fast,
+        captions_burned=burn,
+        subtitles=sidecar if sub_text else None,
+        segments=plan.segments,
+        warnings=notes,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _check_options(clips: Sequence[ReelClip], **opts: Any) -> None:
+    if not clips:
+        raise StoryreelError("the reel has no shots", hint="add shots to story.yaml")
+    checks = (("retime", RETIME_MODES), ("captions", CAPTION_MODES), ("video_format", VIDEO_FORMATS))
+    for name, allowed in checks:
+        if opts[name] not in allowed:
+            raise StoryreelError(f"{name} must be one of {', '.join(allowed)}, not {opts[name]!r}")
+    if opts["width"] % 2 or opts["height"] % 2 or opts["width"] < 16 or opts["height"] < 16:
+        raise StoryreelError(
+            f"reel size {opts['width']}x{opts['height']} must be even and at least 16x16",
+            hint="set output.size in story.yaml to e.g. 720x480",
+        )
+    if not 1 <= opts["fps"] <= 120:
+        raise StoryreelError(f"reel fps {opts['fps']} is out of range (1-120)")
+    for clip in clips:
+        if clip.transition not in TRANSITIONS:
+            raise StoryreelError(
+                f"shot '{clip.shot_id}': unknown transition {clip.transition!r}",
+                hint=f"use one of {', '.join(TRANSITIONS)}",
+            )
+        if clip.transition_seconds < 0:
+            raise StoryreelError(f"shot '{clip.shot_id}': transition seconds must not be negative")
+
+
+def _graph(
+    clips: Sequence[ReelClip],
+    plan: _Plan,
+    *,
+    fps: int,
+    width: int,
+    height: int,
+    retime: str,
+    burn: bool,
+    title: str | None,
+    credits: str | None,
+    font: Path | None,
+    workdir: Path,
+) -> Any:
+    writer = _Text(font, workdir) if font else None
+    fitted = [
+        _fit(ffmpeg.input(str(Path(c.path).resolve())).video, info, n, fps, width, height, retime)
+        for c, info, n in zip(clips, plan.infos, plan.lengths, strict=True)
+    ]
+    parts = [fitted[0]]
+    length = plan.lengths[0]
+    for i, overlap in enumerate(plan.overlaps):
+        nxt = fitted[i + 1]
+        if overlap == 0:
+            parts.append(nxt)
+        else:
+            joined = _concat(parts)
+            kind = _XFADE[clips[i].transition]
+            parts = [
+                ffmpeg.filter(
+                    [joined, nxt],
+                    "xfade",
+                    transition=kind,
+                    duration=f"{overlap / fps:.6f}",
+                    offset=f"{(length - overlap) / fps:.6f}",
+                ).filter("settb", f"1/{fps}")
+            ]
+        length += plan.lengths[i + 1] - overlap
+    video = _concat(parts)
+    if plan.fade_out:
+        video = video.filter("fade", t="out", start_frame=length - plan.fade_out, nb_frames=plan.fade_out)
+    sequence = [video]
+    if title and writer:
+        card = _card(title, TITLE_SECONDS, fps, width, height, writer, size=max(12, height // 10))
+        sequence.insert(0, card)
+    if credits and writer:
+        card = _card(credits, END_SECONDS, fps, width, height, writer, size=max(10, height // 16))
+        sequence.append(card)
+    video = _concat(sequence)
+    if burn and writer:
+        size = max(10, round(height * 0.055))
+        margin = max(4, round(height * 0.07))
+        for seg in plan.segments:
+            if seg.caption:
+                enable = f"between(n,{seg.caption_start},{seg.caption_end - 1})"
+                video = writer.draw(
+                    video, seg.caption, width=width, height=height, size=size, bottom=margin, enable=enable
+                )
+    return video.filter("format", "yuv420p")
+
+
+def build_reel(story: Story, project: Project, **options: Any) -> Path:
+    """Assemble the story's reel from renders/<shot-id>.mp4 (never renders); return the reel's path.
+
+    Every missing clip is named in one error that suggests `storyreel render`; ``options`` are passed
+    to :func:`assemble_reel` (e.g. ``retime``, ``captions``, ``video_format``), overriding the story.
+    """
+    return build_reel_result(story, project, **options).path
+
+
+def build_reel_result(story: Story, project: Project, **options: Any) -> ReelResult:
+    """Like :func:`build_reel`, returning the full :class:`ReelResult`."""
+    clips = [
+        ReelClip(
+            shot_id=shot.id,
+            path=project.clip_path(shot.id),
+            transition=shot.transition.type,
+            transition_seconds=shot.transition.seconds,
+            caption=shot.caption,
+        )
+        for shot in story.shots
+    ]
+    missing = [c.shot_id for c in clips if not c.path.is_file()]
+    if missing:
+        story_path = os.path.relpath(story.path) if story.path else "story.yaml"
+        raise StoryreelError(
+            f"{len(missing)} of {len(clips)} shots have no clip in {project.renders_dir}: "
+            + ", ".join(missing),
+            hint=f"render them first: `storyreel render {story_path}`",
+        )
+    music = None
+    if story.music is not None:
+        file = Path(story.music.file)
+        music = ReelMusic(
+            file=file if file.is_absolute() else story.root / file,
+            volume=story.music.volume,
+            fade_in=story.music.fade_in,
+            fade_out=story.music.fade_out,
+        )
+    output = project.reel_path
+    settings: dict[str, Any] = dict(
+        fps=story.output.fps,
+        width=story.output.width,
+        height=story.output.height,
+        captions=story.output.captions,
+        title=story.title if story.output.title_card else None,
+        credits=story.credits,
+        music=music,
+    )
+    settings.update(options)
+    return assemble_reel(clips, output, **settings)
