@@ -34,6 +34,9 @@ __all__ = [
 SAME_PERSON_THRESHOLD = 0.6
 """dlib's recommended threshold: descriptors closer than this are the same person."""
 
+DETECTION_THRESHOLD = 0.2
+"""Minimum HOG detector score kept (dlib's default 0.0 lets patterned clothing through as faces)."""
+
 ALIGN_PADDING = 0.4
 """Margin around the landmarks in aligned crops (dlib's unit: fraction of the face width)."""
 
@@ -135,7 +138,9 @@ def _array(image: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
 
 
-def detect_faces(image: Image.Image, upsample: int | None = None) -> list[FaceBox]:
+def detect_faces(
+    image: Image.Image, upsample: int | None = None, threshold: float = DETECTION_THRESHOLD
+) -> list[FaceBox]:
     """Frontal faces (dlib HOG), ordered left to right by the box centre.
 
     ``upsample=None`` first searches at the photo's size, then once more at 2x (faces down to ~40 px)
@@ -146,7 +151,8 @@ def detect_faces(image: Image.Image, upsample: int | None = None) -> list[FaceBo
     levels = [upsample] if upsample is not None else [0, 1]
     rects, scores = [], []
     for level in levels:
-        rects, scores, _ = _detector().run(array, level, 0.0)
+        found = _detector().run(array, level, threshold)
+        rects, scores = found[0], found[1]
         if len(rects):
             break
     boxes = [
