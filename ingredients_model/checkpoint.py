@@ -1,0 +1,294 @@
+"""Model folders in the released Hugging Face layout: completeness check, fingerprint, download and loading.
+
+Layout (``feizhengcong/Ingredients``)::
+
+    model_index.json
+    transformer/   config.json (``_class_name: ConsisIDTransformer3DModel``), bf16 safetensors shards + index
+    vae/           config.json, diffusion_pytorch_model.safetensors      (AutoencoderKLCogVideoX)
+    text_encoder/  config.json, model*.safetensors (+ index)             (T5EncoderModel)
+    tokenizer/     tokenizer_config.json, spiece.model or tokenizer.json (T5 tokenizer)
+    scheduler/     scheduler_config.json                                 (CogVideoXDPMScheduler)
+    face_encoder/  face models, see ``ingredients_model.faces.missing_face_encoder_files``
+
+``load_pipeline`` loads every folder, released or tiny, through the same code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from ingredients_model.errors import IngredientsError
+from ingredients_model.tiny import write_tiny_model_folder
+
+__all__ = [
+    "DEFAULT_REPO_ID",
+    "MEMORY_MODES",
+    "download_model",
+    "load_pipeline",
+    "missing_files",
+    "model_revision",
+    "require_complete",
+    "write_tiny_model_folder",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_REPO_ID = "feizhengcong/Ingredients"
+MEMORY_MODES = ("auto", "none", "model_offload", "group_offload")
+DOWNLOAD_COMMAND = "storyreel models download DIR"
+
+# component folder -> (config file, single-file weights, sharded-weights index)
+_WEIGHT_COMPONENTS = {
+    "transformer": (
+        "config.json",
+        "diffusion_pytorch_model.safetensors",
+        "diffusion_pytorch_model.safetensors.index.json",
+    ),
+    "vae": (
+        "config.json",
+        "diffusion_pytorch_model.safetensors",
+        "diffusion_pytorch_model.safetensors.index.json",
+    ),
+    "text_encoder": ("config.json", "model.safetensors", "model.safetensors.index.json"),
+}
+_SAMPLE_BYTES = 1 << 20  # bytes hashed at the start, middle and end of large files by model_revision
+_SMALL_FILE = 4 * _SAMPLE_BYTES
+
+
+def _missing_weights(model_dir: Path, component: str) -> list[str]:
+    config, single, index = _WEIGHT_COMPONENTS[component]
+    folder = model_dir / component
+    missing = [] if (folder / config).is_file() else [f"{component}/{config}"]
+    if (folder / index).is_file():
+        try:
+            shards = sorted(set(json.loads((folder / index).read_text())["weight_map"].values()))
+        except (OSError, ValueError, KeyError, TypeError):
+            return [*missing, f"{component}/{index} (unreadable: download it again)"]
+        missing += [f"{component}/{shard}" for shard in shards if not (folder / shard).is_file()]
+    elif not (folder / single).is_file():
+        missing.append(f"{component}/{single} (or the shards listed by {index})")
+    return missing
+
+
+def _missing_face_encoder_files(model_dir: Path) -> list[str]:
+    """The face encoder's files, by the same dispatch as ``faces.load_face_encoder``: a ``config.json`` of
+    type ``tiny_random`` means the tiny encoder (config + weights), anything else the released files."""
+    from ingredients_model.faces import TINY_WEIGHTS, missing_face_encoder_files
+
+    folder = model_dir / "face_encoder"
+    try:
+        kind = json.loads((folder / "config.json").read_text()).get("type")
+    except (OSError, ValueError, AttributeError):
+        kind = None
+    if kind == "tiny_random":
+        missing = [] if (folder / TINY_WEIGHTS).is_file() else [TINY_WEIGHTS]
+    else:
+        missing = missing_face_encoder_files(folder)
+    return [f"face_encoder/{name}" for name in missing]
+
+
+def missing_files(model_dir: Path) -> list[str]:
+    """Paths (relative to ``model_dir``) that a complete model folder needs but this one lacks."""
+    model_dir = Path(model_dir)
+    missing = [] if (model_dir / "model_index.json").is_file() else ["model_index.json"]
+    for component in _WEIGHT_COMPONENTS:
+        missing += _missing_weights(model_dir, component)
+    tokenizer = model_dir / "tokenizer"
+    if not (tokenizer / "tokenizer_config.json").is_file():
+        missing.append("tokenizer/tokenizer_config.json")
+    if not ((tokenizer / "spiece.model").is_file() or (tokenizer / "tokenizer.json").is_file()):
+        missing.append("tokenizer/spiece.model (or tokenizer/tokenizer.json)")
+    if not (model_dir / "scheduler" / "scheduler_config.json").is_file():
+        missing.append("scheduler/scheduler_config.json")
+    return missing + _missing_face_encoder_files(model_dir)
+
+
+def require_complete(model_dir: Path) -> None:
+    """Raise IngredientsError naming every missing file of the model folder and how to get them."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise IngredientsError(
+            f"Model folder {model_dir} does not exist.",
+            hint=f"Download the weights with `{DOWNLOAD_COMMAND}` (needs ~30 GB and network access to "
+            f"huggingface.co), or write a tiny test model with `storyreel models tiny DIR`.",
+        )
+    missing = missing_files(model_dir)
+    if missing:
+        listing = "\n".join(f"  - {name}" for name in missing)
+        raise IngredientsError(
+            f"Model folder {model_dir} is incomplete; {len(missing)} file(s) missing:\n{listing}",
+            hint=f"Run `{DOWNLOAD_COMMAND.replace('DIR', str(model_dir))}` (it resumes partial downloads) "
+            f"or copy the files from a complete copy of {DEFAULT_REPO_ID}.",
+        )
+
+
+def _model_files(model_dir: Path) -> list[Path]:
+    files = [model_dir / "model_index.json"]
+    for component in ("transformer", "vae", "text_encoder", "tokenizer", "scheduler", "face_encoder"):
+        folder = model_dir / component
+        if folder.is_dir():
+            files += [
+                p
+                for p in folder.rglob("*")
+                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(model_dir).parts)
+            ]
+    return sorted((p for p in files if p.is_file()), key=lambda p: p.relative_to(model_dir).as_posix())
+
+
+def model_revision(model_dir: Path) -> str:
+    """Stable fingerprint of a model folder's weights and configs (16 hex digits), for job keys.
+
+    Small files (configs, tokenizer) are hashed whole; large weight files by name, size and three 1 MiB
+    samples (start, middle, end), so fingerprinting a 25 GB folder takes milliseconds and survives copies.
+    """
+    model_dir = Path(model_dir)
+    digest = hashlib.sha256()
+    for path in _model_files(model_dir):
+        size = path.stat().st_size
+        digest.update(f"{path.relative_to(model_dir).as_posix()}\0{size}\0".encode())
+        with path.open("rb") as handle:
+            if size <= _SMALL_FILE:
+                digest.update(handle.read())
+                continue
+            for offset in (0, size // 2, size - _SAMPLE_BYTES):
+                handle.seek(offset)
+                digest.update(handle.read(_SAMPLE_BYTES))
+    return digest.hexdigest()[:16]
+
+
+def download_model(local_dir: Path, repo_id: str = DEFAULT_REPO_ID, revision: str | None = None) -> Path:
+    """Download (or resume downloading) a model folder from the Hugging Face Hub into ``local_dir``.
+
+    Uses ``huggingface_hub.snapshot_download``: files already present are skipped, interrupted files resume,
+    tqdm progress bars show on the terminal. Raises IngredientsError if the hub cannot be reached or the
+    downloaded folder is still incomplete.
+    """
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    local_dir = Path(local_dir).expanduser().resolve()
+    local_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        snapshot_download(repo_id=repo_id, revision=revision, local_dir=local_dir)
+    except (RepositoryNotFoundError, RevisionNotFoundError, GatedRepoError) as exc:
+        raise IngredientsError(
+            f"Cannot download {repo_id}{'@' + revision if revision else ''}: {exc.__class__.__name__}.",
+            hint="Check the repository id and revision; for gated or private repositories log in first "
+            "with `hf auth login` (or set HF_TOKEN).",
+        ) from exc
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
+        raise IngredientsError(
+            f"Downloading {repo_id} into {local_dir} failed: {exc}",
+            hint="Check the network connection to huggingface.co (and that HF_HUB_OFFLINE is not set), "
+            "then run the same command again: finished files are kept and partial ones resume.",
+        ) from exc
+    require_complete(local_dir)
+    return local_dir
+
+
+def _resolve_memory(memory: str, device: torch.device) -> str:
+    if memory not in MEMORY_MODES:
+        raise IngredientsError(
+            f"Unknown memory mode {memory!r}.", hint=f"Use one of: {', '.join(MEMORY_MODES)}."
+        )
+    if memory != "auto":
+        return memory
+    if device.type != "cuda":
+        return "none"
+    free, _total = torch.cuda.mem_get_info(device)
+    gib = free / 2**30
+    # Estimates from parameter counts (bf16 weights: transformer 12.9 GB, T5-XXL encoder 9.5 GB, VAE 0.4 GB)
+    # plus activations and VAE decoding at 720x480x49; not measured here (no GPU).
+    return "none" if gib >= 36 else "model_offload" if gib >= 20 else "group_offload"
+
+
+def load_pipeline(
+    model_dir: Path,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.bfloat16,
+    memory: str = "auto",
+):
+    """Load an IngredientsPipeline from a model folder (released or tiny) onto ``device``.
+
+    memory: ``none`` (everything on ``device``), ``model_offload`` (diffusers model CPU offload: one
+    component on the GPU at a time), ``group_offload`` (block-level group offloading of every component),
+    ``auto`` (picks by free GPU memory; ``none`` on CPU). Both offload modes also turn on VAE tiling and
+    slicing. To free the T5 encoder after encoding all prompts, call ``pipe.free_text_encoder()``.
+    """
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXDPMScheduler
+    from transformers import AutoTokenizer, T5EncoderModel
+
+    from ingredients_model.pipeline import IngredientsPipeline
+    from ingredients_model.transformer import IngredientsTransformer3DModel
+
+    model_dir = Path(model_dir)
+    require_complete(model_dir)
+    device = torch.device(device)
+    mode = _resolve_memory(memory, device)
+    if mode == "model_offload" and device.type == "cpu":
+        raise IngredientsError(
+            f"Memory mode 'model_offload' moves whole models between the CPU and a GPU; it needs a GPU "
+            f"device, not {device}.",
+            hint="Use memory='none' (or 'auto') on the CPU.",
+        )
+    try:
+        pipe = IngredientsPipeline(
+            tokenizer=AutoTokenizer.from_pretrained(model_dir / "tokenizer"),
+            text_encoder=T5EncoderModel.from_pretrained(model_dir / "text_encoder", dtype=dtype),
+            vae=AutoencoderKLCogVideoX.from_pretrained(model_dir / "vae", torch_dtype=dtype),
+            transformer=IngredientsTransformer3DModel.from_pretrained(
+                model_dir / "transformer", torch_dtype=dtype
+            ),
+            scheduler=CogVideoXDPMScheduler.from_pretrained(model_dir / "scheduler"),
+        )
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise IngredientsError(
+            f"Cannot load the model in {model_dir}: {exc}",
+            hint=f"The folder looks complete but a file is damaged or from another model; run "
+            f"`{DOWNLOAD_COMMAND.replace('DIR', str(model_dir))}` to repair it.",
+        ) from exc
+    configure_memory(pipe, device, mode)
+    return pipe
+
+
+def configure_memory(pipe, device: torch.device, mode: str) -> None:
+    """Place ``pipe`` on ``device`` according to a resolved memory mode (see ``load_pipeline``).
+
+    Group offloading keeps the transformer's embeddings, face modules and output layers resident (about
+    1.7 GB in bf16: ``encode_identities`` calls them outside ``forward``) and offloads each transformer block
+    (block level), the text encoder and the VAE (leaf level, so ``vae.encode``/``decode`` onload too).
+    """
+    from diffusers.hooks import apply_group_offloading
+
+    if mode == "none":
+        pipe.to(device)
+        return
+    pipe.vae.enable_tiling()
+    pipe.vae.enable_slicing()
+    if mode == "model_offload":
+        pipe.enable_model_cpu_offload(device=device)
+        return
+    stream = device.type == "cuda"
+    for module in (pipe.text_encoder, pipe.vae):
+        apply_group_offloading(module, onload_device=device, offload_type="leaf_level", use_stream=stream)
+    transformer = pipe.transformer
+    for block in transformer.transformer_blocks:
+        apply_group_offloading(
+            block, onload_device=device, offload_type="block_level", num_blocks_per_group=1
+        )
+    for name, child in transformer.named_children():
+        if name != "transformer_blocks":
+            child.to(device)
+    for tensor in (*transformer.parameters(recurse=False), *transformer.buffers(recurse=False)):
+        tensor.data = tensor.data.to(device)

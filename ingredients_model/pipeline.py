@@ -1,0 +1,358 @@
+"""IngredientsPipeline: prompt + N people → video frames (CogVideoX-5B-I2V + identity modules + ID router).
+
+Built on diffusers' ConsisIDPipeline (T5 prompt encoding, VAE image latents, rotary embeddings, CogVideoX DPM
+scheduler loop): the global composite of the aligned faces is the I2V image, the people's identity features
+are encoded once per call and shared by every step and both classifier-free-guidance halves.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import PIL.Image
+import torch
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.hooks import FirstBlockCacheConfig
+from diffusers.pipelines.consisid.pipeline_consisid import ConsisIDPipeline, retrieve_timesteps
+from diffusers.schedulers import CogVideoXDPMScheduler
+from diffusers.utils import BaseOutput
+
+from ingredients_model.errors import IngredientsError
+
+__all__ = ["DEFAULT_FPS", "IngredientsPipeline", "IngredientsPipelineOutput"]
+
+DEFAULT_FPS = 8
+"""Frame rate the released model was trained at (49 frames = 6 s)."""
+
+
+@dataclass
+class IngredientsPipelineOutput(BaseOutput):
+    """``frames``: np.ndarray ``[B, F, H, W, 3]`` in [0, 1] (``np``), list of lists of PIL images (``pil``),
+    tensor ``[B, F, 3, H, W]`` (``pt``) or latents ``[B, F_latent, C, H/8, W/8]`` (``latent``)."""
+
+    frames: Any
+
+
+def _onload(module: torch.nn.Module) -> None:
+    """Move a model-CPU-offloaded module to its execution device before calling a method other than forward
+    (what diffusers' ``apply_forward_hook`` does for ``vae.encode``/``decode``)."""
+    hook = getattr(module, "_hf_hook", None)
+    if hook is not None and hasattr(hook, "pre_forward"):
+        hook.pre_forward(module)
+
+
+class IngredientsPipeline(ConsisIDPipeline):
+    """Multi-identity image-to-video pipeline.
+
+    Components: tokenizer, text_encoder, vae, transformer (``IngredientsTransformer3DModel``), scheduler.
+    Identities are ``faces.IdentityEmbedding``s, one per person, left to right on screen.
+    """
+
+    _optional_components: ClassVar[list[str]] = ["text_encoder"]
+
+    def free_text_encoder(self) -> None:
+        """Drop the T5 encoder (about 9.5 GB in bf16) once every prompt is encoded; later calls need
+        ``prompt_embeds`` (and ``negative_prompt_embeds`` when guidance is on)."""
+        self.register_modules(text_encoder=None)
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def encode_prompt(self, prompt, negative_prompt=None, do_classifier_free_guidance=True, *args, **kwargs):
+        """Encode prompt (and negative prompt for guidance) with T5, as CogVideoX does.
+
+        Returns ``(prompt_embeds, negative_prompt_embeds)``; callers may cache them and pass them back.
+        """
+        needs_text = kwargs.get("prompt_embeds") is None or (
+            do_classifier_free_guidance and kwargs.get("negative_prompt_embeds") is None
+        )
+        if needs_text and self.text_encoder is None:
+            raise IngredientsError(
+                "The text encoder was freed, so prompts can no longer be encoded.",
+                hint="Pass prompt_embeds and negative_prompt_embeds encoded before free_text_encoder().",
+            )
+        return super().encode_prompt(prompt, negative_prompt, do_classifier_free_guidance, *args, **kwargs)
+
+    def _identity_inputs(self, identities, id_cond, id_vit_hidden) -> tuple[list, list]:
+        if id_cond is not None or id_vit_hidden is not None:
+            if id_cond is None or id_vit_hidden is None or len(id_cond) != len(id_vit_hidden):
+                raise IngredientsError(
+                    "id_cond and id_vit_hidden must be given together, one entry per person.",
+                    hint="Pass identities=[IdentityEmbedding, ...] instead of raw features.",
+                )
+            if identities:
+                raise IngredientsError("Pass either identities or id_cond/id_vit_hidden, not both.")
+            return list(id_cond), [list(scales) for scales in id_vit_hidden]
+        if not identities:
+            raise IngredientsError(
+                "The Ingredients model needs at least one person to condition on.",
+                hint="Pass identities=[face_encoder.encode(photo), ...] (left to right on screen).",
+            )
+        return (
+            [e.id_cond.reshape(1, -1) for e in identities],
+            [[h.reshape(1, *h.shape[-2:]) for h in e.id_vit_hidden] for e in identities],
+        )
+
+    def _check_size(self, height: int, width: int, num_frames: int, max_sequence_length: int) -> None:
+        config = self.transformer.config
+        native = (
+            config.sample_height * self.vae_scale_factor_spatial,
+            config.sample_width * self.vae_scale_factor_spatial,
+        )
+        if config.use_learned_positional_embeddings and (height, width) != native:
+            raise IngredientsError(
+                f"This model renders {native[1]}x{native[0]} only (learned positional embeddings), "
+                f"not {width}x{height}.",
+                hint=f"Render at {native[1]}x{native[0]} and resize the clip afterwards.",
+            )
+        ratio = self.vae_scale_factor_temporal
+        if num_frames < 1 or (num_frames - 1) % ratio or num_frames > config.sample_frames:
+            raise IngredientsError(
+                f"num_frames={num_frames} is not possible for this model.",
+                hint=f"Use {ratio}*k + 1 frames, at most {config.sample_frames}.",
+            )
+        if max_sequence_length != config.max_text_seq_length:
+            raise IngredientsError(
+                f"max_sequence_length={max_sequence_length} differs from the model's "
+                f"max_text_seq_length={config.max_text_seq_length}.",
+                hint=f"Use max_sequence_length={config.max_text_seq_length}.",
+            )
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | list[str] | None = None,
+        identities: Sequence[Any] | None = None,
+        image: PIL.Image.Image | None = None,
+        negative_prompt: str | list[str] | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        num_frames: int | None = None,
+        num_inference_steps: int = 50,
+        guidance_scale: float = 6.0,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        output_type: str = "np",
+        return_dict: bool = True,
+        callback_on_step_end: Callable[..., dict] | PipelineCallback | MultiPipelineCallbacks | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+        router_mode: str | None = None,
+        local_face_scale: float | None = None,
+        cache_threshold: float | None = None,
+        max_sequence_length: int = 226,
+        id_cond: Sequence[torch.Tensor] | None = None,
+        id_vit_hidden: Sequence[Sequence[torch.Tensor]] | None = None,
+    ) -> IngredientsPipelineOutput | tuple:
+        """Generate a video of ``identities`` (one ``IdentityEmbedding`` per person, left to right).
+
+        image: the I2V conditioning image; by default the aligned faces composed on a white canvas.
+        Defaults: native size of the model (released 720x480), ``sample_frames`` frames (49 at 8 fps),
+        50 steps, guidance 6.0. ``router_mode`` ("soft"/"hard") and ``local_face_scale`` override the
+        transformer's run-time defaults for this call. ``cache_threshold`` turns on diffusers' first-block
+        cache for this call (0 reproduces the uncached result; ~0.05-0.1 skips steps whose first-block
+        residual changes less than that). ``id_cond``/``id_vit_hidden`` replace ``identities`` with raw
+        features (one ``[1, id_dim]`` tensor / one list of ``[1, tokens, vit_dim]`` tensors per person).
+        """
+        if isinstance(callback_on_step_end, PipelineCallback | MultiPipelineCallbacks):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+        callback_on_step_end_tensor_inputs = list(callback_on_step_end_tensor_inputs)
+        if output_type not in ("np", "pil", "pt", "latent"):
+            raise IngredientsError(f"Unknown output_type {output_type!r}.", hint="Use np, pil, pt or latent.")
+        height = height or self.transformer.config.sample_height * self.vae_scale_factor_spatial
+        width = width or self.transformer.config.sample_width * self.vae_scale_factor_spatial
+        num_frames = num_frames or self.transformer.config.sample_frames
+        self._check_size(height, width, num_frames, max_sequence_length)
+        id_cond, id_vit_hidden = self._identity_inputs(identities, id_cond, id_vit_hidden)
+        if image is None:
+            if not identities:
+                raise IngredientsError("Pass image= when identities are given as raw id_cond/id_vit_hidden.")
+            from ingredients_model.faces import compose_identity_canvas
+
+            image = compose_identity_canvas([e.aligned_face for e in identities], width=width, height=height)
+        self.check_inputs(
+            image=image,
+            prompt=prompt,
+            height=height,
+            width=width,
+            negative_prompt=negative_prompt,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+            latents=latents,
+            prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_prompt_embeds,
+        )
+        self._guidance_scale = guidance_scale
+        self._attention_kwargs = None
+        self._interrupt = False
+        if prompt is not None:
+            batch_size = 1 if isinstance(prompt, str) else len(prompt)
+        else:
+            batch_size = prompt_embeds.shape[0]
+        device = self._execution_device
+        dtype = self.transformer.dtype
+        do_cfg = guidance_scale > 1.0
+
+        # 1. text
+        prompt_embeds, negative_prompt_embeds = self.encode_prompt(
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            do_classifier_free_guidance=do_cfg,
+            prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_prompt_embeds,
+            max_sequence_length=max_sequence_length,
+            device=device,
+        )
+        prompt_embeds = prompt_embeds.to(device, dtype)
+        if do_cfg:
+            # one batch [unconditional, conditional], as the released pipeline does
+            prompt_embeds = torch.cat([negative_prompt_embeds.to(device, dtype), prompt_embeds], dim=0)
+
+        # 2. identities: timestep-independent features, encoded once for every step and both CFG halves
+        _onload(self.transformer)
+        identity = self.transformer.encode_identities(
+            [c.to(device, dtype) for c in id_cond],
+            [[h.to(device, dtype) for h in scales] for scales in id_vit_hidden],
+        )
+
+        # 3. timesteps, latents, rotary embeddings
+        timesteps, num_inference_steps = retrieve_timesteps(self.scheduler, num_inference_steps, device)
+        self._num_timesteps = len(timesteps)
+        image = self.video_processor.preprocess(image, height=height, width=width).to(device, dtype=dtype)
+        latents, image_latents = self.prepare_latents(
+            image,
+            batch_size,
+            self.transformer.config.in_channels // 2,
+            num_frames,
+            height,
+            width,
+            dtype,
+            device,
+            generator,
+            latents,
+        )
+        extra_step_kwargs = self.prepare_extra_step_kwargs(generator, 0.0)
+        image_rotary_emb = (
+            self._prepare_rotary_positional_embeddings(height, width, latents.size(1), device)
+            if self.transformer.config.use_rotary_positional_embeddings
+            else None
+        )
+
+        # 4. denoising loop
+        cache_enabled = self._enable_cache(cache_threshold)
+        try:
+            latents = self._denoise(
+                latents,
+                image_latents,
+                prompt_embeds,
+                negative_prompt_embeds,
+                timesteps,
+                identity,
+                image_rotary_emb,
+                extra_step_kwargs,
+                do_cfg,
+                router_mode,
+                local_face_scale,
+                callback_on_step_end,
+                callback_on_step_end_tensor_inputs,
+            )
+        finally:
+            if cache_enabled:
+                self.transformer.disable_cache()
+
+        if output_type == "latent":
+            video = latents
+        else:
+            video = self.decode_latents(latents)
+            video = self.video_processor.postprocess_video(video=video, output_type=output_type)
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (video,)
+        return IngredientsPipelineOutput(frames=video)
+
+    def _enable_cache(self, cache_threshold: float | None) -> bool:
+        if cache_threshold is None:
+            return False
+        if cache_threshold < 0:
+            raise IngredientsError(f"cache_threshold must be >= 0, not {cache_threshold}.")
+        if self.transformer.is_cache_enabled:
+            raise IngredientsError(
+                "A cache is already enabled on the transformer.",
+                hint="Call pipe.transformer.disable_cache() or leave cache_threshold unset.",
+            )
+        self.transformer.enable_cache(FirstBlockCacheConfig(threshold=float(cache_threshold)))
+        return True
+
+    def _denoise(
+        self,
+        latents,
+        image_latents,
+        prompt_embeds,
+        negative_prompt_embeds,
+        timesteps,
+        identity,
+        image_rotary_emb,
+        extra_step_kwargs,
+        do_cfg,
+        router_mode,
+        local_face_scale,
+        callback_on_step_end,
+        callback_on_step_end_tensor_inputs,
+    ) -> torch.Tensor:
+        old_pred_original_sample = None
+        with self.progress_bar(total=len(timesteps)) as progress_bar:
+            for i, t in enumerate(timesteps):
+                if self.interrupt:
+                    continue
+                latent_model_input = torch.cat([latents] * 2) if do_cfg else latents
+                latent_model_input = self.scheduler.scale_model_input(latent_model_input, t)
+                latent_image_input = torch.cat([image_latents] * 2) if do_cfg else image_latents
+                latent_model_input = torch.cat([latent_model_input, latent_image_input], dim=2)
+                timestep = t.expand(latent_model_input.shape[0])
+                with self.transformer.cache_context("cond_uncond"):
+                    noise_pred = self.transformer(
+                        hidden_states=latent_model_input,
+                        encoder_hidden_states=prompt_embeds,
+                        timestep=timestep,
+                        image_rotary_emb=image_rotary_emb,
+                        identity=identity,
+                        router_mode=router_mode,
+                        local_face_scale=local_face_scale,
+                        return_dict=False,
+                    )[0]
+                noise_pred = noise_pred.float()
+                if do_cfg:
+                    noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
+                    noise_pred = noise_pred_uncond + self.guidance_scale * (
+                        noise_pred_text - noise_pred_uncond
+                    )
+                if isinstance(self.scheduler, CogVideoXDPMScheduler):
+                    latents, old_pred_original_sample = self.scheduler.step(
+                        noise_pred,
+                        old_pred_original_sample,
+                        t,
+                        timesteps[i - 1] if i > 0 else None,
+                        latents,
+                        **extra_step_kwargs,
+                        return_dict=False,
+                    )
+                else:
+                    latents = self.scheduler.step(
+                        noise_pred, t, latents, **extra_step_kwargs, return_dict=False
+                    )[0]
+                latents = latents.to(prompt_embeds.dtype)
+                if callback_on_step_end is not None:
+                    available = {
+                        "latents": latents,
+                        "prompt_embeds": prompt_embeds,
+                        "negative_prompt_embeds": negative_prompt_embeds,
+                    }
+                    callback_kwargs = {k: available[k] for k in callback_on_step_end_tensor_inputs}
+                    outputs = callback_on_step_end(self, i, t, callback_kwargs) or {}
+                    latents = outputs.pop("latents", latents)
+                    prompt_embeds = outputs.pop("prompt_embeds", prompt_embeds)
+                progress_bar.update()
+        return latents
