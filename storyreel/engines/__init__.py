@@ -1,0 +1,1 @@
+"""Render engines: one protocol (:mod:`storyreel.engines.base`), the full Ingredients model, a CPU preview."""
