@@ -279,8 +279,8 @@ def _fit(stream: Any, info: VideoInfo, frames: int, fps: int, width: int, height
         .filter("format", "yuv420p")
         .filter("tpad", stop_mode="clone", stop=frames)
         .filter("trim", end_frame=frames)
-        .filter("setpts", "PTS-STARTPTS")
         .filter("settb", f"1/{fps}")
+        .filter("setpts", "N")
     )
 
 
@@ -292,7 +292,7 @@ def _card(text: str, seconds: float, fps: int, width: int, height: int, writer: 
     stream = writer.draw(stream, text, width=width, height=height, size=size, bottom=None, box=False)
     stream = stream.filter("fade", t="in", start_frame=0, nb_frames=fade)
     stream = stream.filter("fade", t="out", start_frame=frames - fade, nb_frames=fade)
-    return stream.filter("setpts", "PTS-STARTPTS").filter("settb", f"1/{fps}")
+    return stream.filter("settb", f"1/{fps}").filter("setpts", "N")
 
 
 def _concat(parts: list[Any]) -> Any:
@@ -567,6 +567,20 @@ def _check_options(clips: Sequence[ReelClip], **opts: Any) -> None:
             raise StoryreelError(f"shot '{clip.shot_id}': transition seconds must not be negative")
 
 
+def _fitted_streams(
+    clips: Sequence[ReelClip], plan: _Plan, *, fps: int, width: int, height: int, retime: str
+) -> list[Any]:
+    """One retimed, resized stream per clip; a file used several times is read once and split."""
+    paths = [str(Path(c.path).resolve()) for c in clips]
+    shared: dict[str, list[Any]] = {}
+    for path, info, frames in zip(paths, plan.infos, plan.lengths, strict=True):
+        if path not in shared:
+            stream = _fit(ffmpeg.input(path).video, info, frames, fps, width, height, retime)
+            uses = paths.count(path)
+            shared[path] = [stream] if uses == 1 else [stream.split()[k] for k in range(uses)]
+    return [shared[path].pop(0) for path in paths]
+
+
 def _graph(
     clips: Sequence[ReelClip],
     plan: _Plan,
@@ -582,10 +596,7 @@ def _graph(
     workdir: Path,
 ) -> Any:
     writer = _Text(font, workdir) if font else None
-    fitted = [
-        _fit(ffmpeg.input(str(Path(c.path).resolve())).video, info, n, fps, width, height, retime)
-        for c, info, n in zip(clips, plan.infos, plan.lengths, strict=True)
-    ]
+    fitted = _fitted_streams(clips, plan, fps=fps, width=width, height=height, retime=retime)
     parts = [fitted[0]]
     length = plan.lengths[0]
     for i, overlap in enumerate(plan.overlaps):
