@@ -1,0 +1,94 @@
+"""Per-person masks: SAM prompted with face boxes (or box-only masks), label maps, latent-grid downsampling.
+
+A label map holds, per pixel, the index of the person (0..N-1, left to right) or -1 for background.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ingredients_model.errors import IngredientsError
+
+BACKGROUND = -1
+
+
+def box_scores(boxes: np.ndarray, height: int, width: int) -> torch.Tensor:
+    """Box-only masks as scores [N, H, W]: 1/area inside a box (smaller box in front), -inf outside."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    scores = torch.full((len(boxes), height, width), float("-inf"))
+    for k, (x0, y0, x1, y1) in enumerate(boxes):
+        xa, ya = max(int(np.floor(x0)), 0), max(int(np.floor(y0)), 0)
+        xb, yb = min(int(np.ceil(x1)), width), min(int(np.ceil(y1)), height)
+        if xb > xa and yb > ya:
+            scores[k, ya:yb, xa:xb] = 1.0 / ((xb - xa) * (yb - ya))
+    return scores
+
+
+def labels_from_scores(scores: torch.Tensor, threshold: float) -> torch.Tensor:
+    """[N, H, W] per-person scores → [H, W] long: the best-scoring person above `threshold`, else -1."""
+    best, index = scores.max(dim=0)
+    return torch.where(best > threshold, index, torch.full_like(index, BACKGROUND))
+
+
+class SamMasker:
+    """transformers `SamModel` + `SamProcessor` from a local folder, prompted with one box per person."""
+
+    def __init__(self, folder: Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+        from transformers import SamModel, SamProcessor
+
+        folder = Path(folder)
+        if not (folder / "config.json").is_file():
+            raise IngredientsError(
+                f"no SAM model in {folder} (config.json missing)",
+                "download one (e.g. `hf download facebook/sam-vit-huge --local-dir DIR`) and set"
+                " sam_dir: DIR, or use masks: box",
+            )
+        self.device, self.dtype = torch.device(device), dtype
+        self.model = SamModel.from_pretrained(folder, torch_dtype=dtype).to(self.device).eval()
+        self.processor = SamProcessor.from_pretrained(folder)
+
+    @torch.no_grad()
+    def logits(self, frames: Sequence[Image.Image], boxes: np.ndarray, batch_frames: int = 4) -> torch.Tensor:
+        """Mask logits [T, N, H, W] at frame resolution for `boxes` [T, N, 4] (x0, y0, x1, y1 pixels)."""
+        out = []
+        for start in range(0, len(frames), batch_frames):
+            chunk = list(frames[start : start + batch_frames])
+            chunk_boxes = [
+                [list(map(float, b)) for b in frame_boxes]
+                for frame_boxes in boxes[start : start + len(chunk)]
+            ]
+            inputs = self.processor(images=chunk, input_boxes=chunk_boxes, return_tensors="pt")
+            pred = self.model(
+                pixel_values=inputs["pixel_values"].to(self.device, self.dtype),
+                input_boxes=inputs["input_boxes"].to(self.device, self.dtype),
+                multimask_output=False,
+            ).pred_masks  # [b, N, 1, h, w]
+            masks = self.processor.image_processor.post_process_masks(
+                pred.float().cpu(), inputs["original_sizes"], inputs["reshaped_input_sizes"], binarize=False
+            )
+            out.extend(m[:, 0] for m in masks)
+        return torch.stack(out)
+
+
+def downsample_labels(labels: torch.Tensor, num_people: int, size: tuple[int, int, int]) -> torch.Tensor:
+    """Label maps [T, H, W] → [F, h, w] on the latent token grid by trilinear interpolation of one-hot maps.
+
+    Channel 0 is the background, 1..N the people; each token takes the channel with the largest weight.
+    """
+    onehot = F.one_hot((labels.long() + 1).clamp(min=0), num_people + 1)  # [T, H, W, N+1]
+    onehot = onehot.permute(3, 0, 1, 2)[None].float()  # [1, N+1, T, H, W]
+    small = F.interpolate(onehot, size=size, mode="trilinear", align_corners=False)[0]
+    return small.argmax(dim=0) - 1
+
+
+def label_preview(labels: torch.Tensor) -> Image.Image:
+    """A colour image of one label map [H, W] for inspection (black background)."""
+    palette = np.array([[0, 0, 0], [230, 60, 60], [60, 120, 230], [60, 200, 90], [230, 200, 50]], np.uint8)
+    index = (labels.long() + 1).clamp(max=len(palette) - 1).numpy()
+    return Image.fromarray(palette[index])

@@ -1,0 +1,515 @@
+"""`prepare`: videos + captions → cached training samples (see data.py for both formats).
+
+Per clip: sample frames, find the people (manifest boxes, or face detection per frame linked across
+frames by embedding similarity), keep clips with at least `min_people`, encode one identity per person
+(reference photo, or the frame where the face is largest), build per-person masks (SAM prompted with the
+face boxes, threshold on the mask logits; or box-only), downsample them to the latent token grid, and
+cache VAE latents, the identity-canvas image latents and the T5 embeddings.
+Runs under `accelerate launch` too: each process takes every world-th clip.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from ingredients_model.errors import IngredientsError
+from ingredients_model.training.config import PrepareConfig
+from ingredients_model.training.data import ManifestEntry, interpolate_boxes, read_manifest
+from ingredients_model.training.masks import (
+    SamMasker,
+    box_scores,
+    downsample_labels,
+    label_preview,
+    labels_from_scores,
+)
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class SkipClip(Exception):
+    """A clip that cannot be used (too short, too few people, no usable face); it is logged and skipped."""
+
+
+# ------------------------------------------------------------------------------------------- video
+
+
+def read_frames(path: Path, count: int, stride: int = 1) -> list[np.ndarray]:
+    """`count` RGB frames [H, W, 3] uint8, every `stride`-th from the start of the video (ffmpeg)."""
+    import imageio_ffmpeg
+
+    if not Path(path).is_file():
+        raise SkipClip(f"video not found: {path}")
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = next(reader)
+    width, height = meta["size"]
+    frames = []
+    try:
+        for index, raw in enumerate(reader):
+            if index % stride == 0:
+                frames.append(np.frombuffer(raw, np.uint8).reshape(height, width, 3).copy())
+                if len(frames) == count:
+                    break
+    finally:
+        reader.close()
+    if len(frames) < count:
+        raise SkipClip(f"{path}: {len(frames)} frames at stride {stride}, need {count}")
+    return frames
+
+
+def center_crop_box(width: int, height: int, aspect: float) -> tuple[int, int, int, int]:
+    """(x0, y0, w, h) of the largest centred crop with aspect width/height = `aspect`."""
+    if width / height > aspect:
+        w = round(height * aspect)
+        return (width - w) // 2, 0, w, height
+    h = round(width / aspect)
+    return 0, (height - h) // 2, width, h
+
+
+# ----------------------------------------------------------------------------------------- faces
+
+
+@dataclass
+class Detection:
+    box: np.ndarray  # [4] x0, y0, x1, y1
+    score: float
+    embedding: np.ndarray  # L2-normalised
+
+
+class DlibDetector:
+    """Offline dlib HOG detection + 128-d descriptors (ingredients_model.face_tools)."""
+
+    default_link_threshold = 0.82  # cosine of unit vectors at dlib's same-person distance 0.6
+
+    def detect(self, frame: np.ndarray) -> list[Detection]:
+        from ingredients_model.face_tools import detect_faces, face_descriptor
+
+        image = Image.fromarray(frame)
+        out = []
+        for box in detect_faces(image):
+            vector = face_descriptor(image, box)
+            out.append(
+                Detection(
+                    np.array([box.left, box.top, box.right, box.bottom], float),
+                    box.score,
+                    vector / max(np.linalg.norm(vector), 1e-8),
+                )
+            )
+        return out
+
+
+class InsightfaceDetector:
+    """The released antelopev2 pair from `<model>/face_encoder`: SCRFD detection + glintr100 ArcFace."""
+
+    default_link_threshold = 0.3  # ArcFace cosine similarity
+
+    def __init__(self, face_encoder_dir: Path, device: torch.device):
+        from insightface.model_zoo import get_model
+
+        from ingredients_model.faces import RELEASED_FACE_ENCODER_FILES, ArcFaceEmbedder
+
+        det_path, arc_path = (Path(face_encoder_dir) / name for name in RELEASED_FACE_ENCODER_FILES[:2])
+        missing = [str(p) for p in (det_path, arc_path) if not p.is_file()]
+        if missing:
+            raise IngredientsError(
+                f"insightface detector files missing: {', '.join(missing)}",
+                f"run `storyreel models download {Path(face_encoder_dir).parent}` or set detector: dlib",
+            )
+        cuda = device.type == "cuda"
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
+        self.detector = get_model(str(det_path), providers=providers)
+        self.detector.prepare(
+            ctx_id=(device.index or 0) if cuda else -1, input_size=(640, 640), det_thresh=0.5
+        )
+        self.arcface = ArcFaceEmbedder(arc_path, device)
+
+    def detect(self, frame: np.ndarray) -> list[Detection]:
+        bgr = np.ascontiguousarray(frame[:, :, ::-1])
+        boxes, kpss = self.detector.detect(bgr, max_num=0, metric="default")
+        out = []
+        for box, kps in zip(
+            boxes if boxes is not None else [], kpss if kpss is not None else [], strict=False
+        ):
+            vector = self.arcface.embed_keypoints(bgr, kps)
+            out.append(
+                Detection(
+                    np.asarray(box[:4], float), float(box[4]), vector / max(np.linalg.norm(vector), 1e-8)
+                )
+            )
+        return out
+
+
+def make_detector(config: PrepareConfig, device: torch.device) -> DlibDetector | InsightfaceDetector:
+    """insightface when configured (or `auto` and the model folder has the released detector), else dlib."""
+    folder = config.model_dir / "face_encoder"
+    if config.detector == "dlib":
+        return DlibDetector()
+    if config.detector == "auto":
+        from ingredients_model.faces import RELEASED_FACE_ENCODER_FILES
+
+        if not all((folder / name).is_file() for name in RELEASED_FACE_ENCODER_FILES[:2]):
+            return DlibDetector()
+    return InsightfaceDetector(folder, device)
+
+
+def link_faces(detections: list[list[Detection]], threshold: float) -> list[dict[int, Detection]]:
+    """Link per-frame detections into tracks (frame → detection) by cosine similarity to each track's
+    mean embedding, one-to-one per frame (Hungarian assignment)."""
+    from scipy.optimize import linear_sum_assignment
+
+    tracks: list[dict[int, Detection]] = []
+    means: list[np.ndarray] = []
+    for t, found in enumerate(detections):
+        if not found:
+            continue
+        assigned: dict[int, int] = {}
+        if tracks:
+            sim = np.array(
+                [[float(d.embedding @ m) / max(np.linalg.norm(m), 1e-8) for m in means] for d in found]
+            )
+            rows, cols = linear_sum_assignment(-sim)
+            assigned = {r: c for r, c in zip(rows, cols, strict=True) if sim[r, c] >= threshold}
+        for i, det in enumerate(found):
+            if i in assigned:
+                k = assigned[i]
+                tracks[k][t] = det
+                means[k] = means[k] + det.embedding
+            else:
+                tracks.append({t: det})
+                means.append(det.embedding.copy())
+    return tracks
+
+
+@dataclass
+class Person:
+    boxes: np.ndarray  # [T, 4] in crop pixels
+    reference: Path | None = None
+
+
+def people_from_tracks(
+    tracks: list[dict[int, Detection]], frames: int, config: PrepareConfig
+) -> list[Person]:
+    """Tracks seen in enough frames → at most `max_people` people (most often seen), boxes interpolated."""
+    needed = math.ceil(config.min_track_fraction * frames)
+    good = [tr for tr in tracks if len(tr) >= needed]
+    good.sort(key=lambda tr: (len(tr), np.mean([d.score for d in tr.values()])), reverse=True)
+    good = good[: config.max_people]
+    return [
+        Person(interpolate_boxes({t: list(d.box) for t, d in tr.items()}, list(range(frames)))) for tr in good
+    ]
+
+
+def people_from_manifest(
+    entry: ManifestEntry, frames: int, stride: int, offset: tuple[int, int]
+) -> list[Person]:
+    source = [t * stride for t in range(frames)]
+    shift = np.array([offset[0], offset[1], offset[0], offset[1]], float)
+    return [Person(interpolate_boxes(p.boxes, source) - shift, p.reference) for p in entry.people or []]
+
+
+def reference_crop(frame: np.ndarray, box: np.ndarray, margin: float = 1.0) -> Image.Image:
+    """The face box enlarged by `margin` x its size on each side (clamped), as an image to encode."""
+    x0, y0, x1, y1 = box
+    w, h = x1 - x0, y1 - y0
+    height, width = frame.shape[:2]
+    xa, ya = max(0, int(x0 - margin * w)), max(0, int(y0 - margin * h))
+    xb, yb = min(width, math.ceil(x1 + margin * w)), min(height, math.ceil(y1 + margin * h))
+    return Image.fromarray(frame[ya:yb, xa:xb])
+
+
+# ------------------------------------------------------------------------------------------ models
+
+
+@dataclass
+class ModelGeometry:
+    frames: int
+    height: int
+    width: int
+    latent_frames: int
+    token_height: int
+    token_width: int
+
+
+def model_geometry(config: PrepareConfig, vae_config: dict) -> ModelGeometry:
+    """Frames / pixel size (config or the transformer's native size) and the routing-mask grid."""
+    path = config.model_dir / "transformer" / "config.json"
+    try:
+        tcfg = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise IngredientsError(
+            f"cannot read {path}: {exc}", "point model_dir at a complete model folder"
+        ) from exc
+    spatial = 2 ** (len(vae_config["block_out_channels"]) - 1)
+    temporal = vae_config.get("temporal_compression_ratio", 4)
+    frames = config.num_frames or tcfg["sample_frames"]
+    height = config.height or tcfg["sample_height"] * spatial
+    width = config.width or tcfg["sample_width"] * spatial
+    patch = tcfg["patch_size"]
+    if (frames - 1) % temporal or height % (spatial * patch) or width % (spatial * patch):
+        raise IngredientsError(
+            f"{frames} frames at {width}x{height} do not fit the model's compression",
+            f"use 4k+1 frames and sizes divisible by {spatial * patch}",
+        )
+    if tcfg.get("use_learned_positional_embeddings") and (height, width) != (
+        tcfg["sample_height"] * spatial,
+        tcfg["sample_width"] * spatial,
+    ):
+        raise IngredientsError(
+            f"this model has learned positional embeddings for {tcfg['sample_width'] * spatial}x"
+            f"{tcfg['sample_height'] * spatial}, not {width}x{height}",
+            "leave height/width unset",
+        )
+    return ModelGeometry(
+        frames,
+        height,
+        width,
+        (frames - 1) // temporal + 1,
+        height // spatial // patch,
+        width // spatial // patch,
+    )
+
+
+class Encoders:
+    """VAE, T5 and face encoder of a model folder, loaded once."""
+
+    def __init__(self, config: PrepareConfig, device: torch.device):
+        from diffusers import AutoencoderKLCogVideoX
+        from transformers import AutoTokenizer, T5EncoderModel
+
+        from ingredients_model.faces import load_face_encoder
+
+        dtype = _DTYPES[config.dtype]
+        self.device, self.dtype = device, dtype
+        folder = config.model_dir
+        for sub in ("vae", "text_encoder", "tokenizer", "transformer", "face_encoder"):
+            if not (folder / sub).is_dir():
+                raise IngredientsError(
+                    f"{folder / sub} is missing", f"run `storyreel models download {folder}`"
+                )
+        self.vae = AutoencoderKLCogVideoX.from_pretrained(folder / "vae", torch_dtype=dtype).to(device).eval()
+        if device.type == "cuda":
+            self.vae.enable_tiling()
+        self.tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer")
+        self.text_encoder = (
+            T5EncoderModel.from_pretrained(folder / "text_encoder", torch_dtype=dtype).to(device).eval()
+        )
+        self.faces = load_face_encoder(folder / "face_encoder", device=device)
+        self.max_sequence_length = config.max_sequence_length
+
+    @torch.no_grad()
+    def prompt(self, caption: str) -> torch.Tensor:
+        """T5 embeddings [L, D] as CogVideoX (padded to max_sequence_length)."""
+        ids = self.tokenizer(
+            [caption],
+            padding="max_length",
+            max_length=self.max_sequence_length,
+            truncation=True,
+            add_special_tokens=True,
+            return_tensors="pt",
+        ).input_ids
+        return self.text_encoder(ids.to(self.device))[0][0].float().cpu()
+
+    @torch.no_grad()
+    def latents(
+        self, frames: np.ndarray, generator: torch.Generator, noise_sigma: float = 0.0
+    ) -> torch.Tensor:
+        """[T, H, W, 3] uint8 → scaled VAE latents [F, C, h, w] (optionally noising the pixels first)."""
+        x = torch.from_numpy(frames).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
+        if noise_sigma:
+            x = x + torch.randn(x.shape, generator=generator) * noise_sigma
+        dist = self.vae.encode(x.to(self.device, self.dtype)).latent_dist
+        noise = torch.randn(dist.mean.shape, generator=generator).to(self.device, self.dtype)
+        sample = dist.mean + dist.std * noise
+        return (sample * self.vae.config.scaling_factor)[0].permute(1, 0, 2, 3).float().cpu().contiguous()
+
+
+# ----------------------------------------------------------------------------------------- prepare
+
+
+def _resize(frames: list[np.ndarray], width: int, height: int) -> np.ndarray:
+    return np.stack(
+        [np.asarray(Image.fromarray(f).resize((width, height), Image.Resampling.BICUBIC)) for f in frames]
+    )
+
+
+def prepare_clip(
+    entry: ManifestEntry,
+    config: PrepareConfig,
+    geometry: ModelGeometry,
+    encoders: Encoders,
+    detector: DlibDetector | InsightfaceDetector | None,
+    masker: SamMasker | None,
+    out_dir: Path,
+) -> dict:
+    """Prepare one clip; returns its index row. Raises SkipClip when the clip is unusable."""
+    from ingredients_model.faces import NoFaceError, compose_identity_canvas
+    from ingredients_model.photos import load_photo
+
+    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + zlib.crc32(entry.id.encode()))
+    raw = read_frames(entry.video, geometry.frames, config.frame_stride)
+    x0, y0, cw, ch = center_crop_box(raw[0].shape[1], raw[0].shape[0], geometry.width / geometry.height)
+    frames = [f[y0 : y0 + ch, x0 : x0 + cw] for f in raw]
+
+    if entry.people is not None:
+        people = people_from_manifest(entry, len(frames), config.frame_stride, (x0, y0))
+    else:
+        assert detector is not None
+        threshold = config.link_threshold or detector.default_link_threshold
+        people = people_from_tracks(
+            link_faces([detector.detect(f) for f in frames], threshold), len(frames), config
+        )
+    if len(people) < config.min_people:
+        raise SkipClip(f"{entry.id}: {len(people)} people found, need {config.min_people}")
+    people = sorted(people[: config.max_people], key=lambda p: float(np.mean(p.boxes[:, 0] + p.boxes[:, 2])))
+    boxes = np.stack([p.boxes for p in people], axis=1)  # [T, N, 4]
+
+    identities = []
+    for k, person in enumerate(people):
+        if person.reference is not None:
+            image = load_photo(person.reference)
+        else:
+            areas = (person.boxes[:, 2] - person.boxes[:, 0]) * (person.boxes[:, 3] - person.boxes[:, 1])
+            t = int(np.argmax(areas))
+            image = reference_crop(frames[t], person.boxes[t])
+        try:
+            identities.append(encoders.faces.encode(image))
+        except NoFaceError as exc:
+            raise SkipClip(f"{entry.id}: person {k}: {exc.message}") from exc
+
+    if masker is not None:
+        scores = masker.logits([Image.fromarray(f) for f in frames], boxes, config.sam_batch_frames)
+        threshold = config.mask_threshold
+    else:
+        scores = torch.stack([box_scores(b, ch, cw) for b in boxes])
+        threshold = 0.0
+    labels = torch.stack([labels_from_scores(s, threshold) for s in scores])  # [T, H, W]
+    grid = (geometry.latent_frames, geometry.token_height, geometry.token_width)
+    routing = downsample_labels(labels, len(people), grid)
+
+    video = _resize(frames, geometry.width, geometry.height)
+    canvas = compose_identity_canvas([i.aligned_face for i in identities], geometry.width, geometry.height)
+    sigma = float(
+        torch.exp(torch.randn((), generator=generator) * config.image_noise_std + config.image_noise_mean)
+    )
+    tensors = {
+        "latents": encoders.latents(video, generator),
+        "image_latents": encoders.latents(np.asarray(canvas)[None], generator, sigma),
+        "prompt_embeds": encoders.prompt(entry.caption),
+        "routing_mask": routing.to(torch.int64).contiguous(),
+    }
+    for k, ident in enumerate(identities):
+        tensors[f"id_cond.{k}"] = ident.id_cond.float().contiguous()
+        for s, hidden in enumerate(ident.id_vit_hidden):
+            tensors[f"id_vit_hidden.{k}.{s}"] = hidden.float().contiguous()
+
+    clip_dir = out_dir / "clips" / entry.id
+    clip_dir.mkdir(parents=True, exist_ok=True)
+    for k, ident in enumerate(identities):
+        ident.aligned_face.save(clip_dir / f"person{k}.png")
+    label_preview(labels[0]).save(clip_dir / "mask.png")
+    row = {
+        "id": entry.id,
+        "file": f"clips/{entry.id}.safetensors",
+        "caption": entry.caption,
+        "num_people": len(people),
+        "frames": geometry.frames,
+        "height": geometry.height,
+        "width": geometry.width,
+        "mask_source": "sam" if masker is not None else "box",
+        "face_encoder": encoders.faces.fingerprint,
+    }
+    target = out_dir / row["file"]
+    partial = target.with_name(target.name + ".partial")
+    save_file(tensors, str(partial), metadata={"caption": entry.caption})
+    partial.replace(target)
+    _write_json(out_dir / "clips" / f"{entry.id}.json", row)
+    return row
+
+
+def _write_json(path: Path, data: dict) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(data, indent=2) + "\n")
+    partial.replace(path)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        from accelerate import PartialState
+
+        return PartialState().device
+    return torch.device(name)
+
+
+def run_prepare(config: PrepareConfig) -> list[dict]:
+    """Prepare every manifest clip (this process's share under accelerate); returns the index rows."""
+    from accelerate import PartialState
+
+    state = PartialState()
+    device = resolve_device(config.device)
+    entries = read_manifest(config.manifest)
+    out_dir = config.output_dir
+    (out_dir / "clips").mkdir(parents=True, exist_ok=True)
+    encoders = Encoders(config, device)
+    geometry = model_geometry(config, dict(encoders.vae.config))
+    needs_detection = any(e.people is None for e in entries)
+    detector = make_detector(config, device) if needs_detection else None
+    masker = SamMasker(config.sam_dir, device) if config.masks == "sam" else None
+
+    skipped = []
+    for entry in entries[state.process_index :: state.num_processes]:
+        done = out_dir / "clips" / f"{entry.id}.json"
+        if (
+            done.is_file()
+            and (out_dir / "clips" / f"{entry.id}.safetensors").is_file()
+            and not config.overwrite
+        ):
+            continue
+        try:
+            prepare_clip(entry, config, geometry, encoders, detector, masker, out_dir)
+            log.info("prepared %s", entry.id)
+        except SkipClip as exc:
+            log.warning("skipped %s", exc)
+            skipped.append({"id": entry.id, "reason": str(exc)})
+    _write_json(out_dir / f"skipped.{state.process_index}.json", {"skipped": skipped})
+    state.wait_for_everyone()
+    rows = []
+    for entry in entries:
+        meta = out_dir / "clips" / f"{entry.id}.json"
+        if meta.is_file():
+            rows.append(json.loads(meta.read_text()))
+    if state.is_main_process:
+        index = out_dir / "index.jsonl"
+        partial = index.with_name(index.name + ".partial")
+        partial.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        partial.replace(index)
+        _write_json(
+            out_dir / "prepare.json",
+            {"config": json.loads(config.model_dump_json()), "versions": _versions()},
+        )
+    state.wait_for_everyone()
+    return rows
+
+
+def _versions() -> dict:
+    import diffusers
+    import transformers
+
+    import ingredients_model
+
+    return {
+        "ingredients_model": ingredients_model.__version__,
+        "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__,
+        "torch": torch.__version__,
+    }
