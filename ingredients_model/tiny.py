@@ -8,8 +8,12 @@ random face encoder (real dlib detection and alignment). Native video: 64x96 pix
 
 from __future__ import annotations
 
+import math
+import re
 import shutil
+import string
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -93,21 +97,30 @@ def tiny_transformer_config() -> dict:
     }
 
 
+def _unigram_vocab() -> list[tuple[str, float]]:
+    """Unigram pieces with log-probability scores from corpus counts: whole words (``▁word``), ``▁`` and every
+    printable ASCII character. Counted, not EM-trained, so the vocabulary is identical on every run."""
+    counts: Counter[str] = Counter(ch for ch in string.printable if not ch.isspace())
+    for line in _CORPUS:
+        for word in re.findall(r"\w+|[^\w\s]", line):
+            counts["▁" + word] += 1
+            counts.update("▁" + word)
+    total = sum(counts.values())
+    pieces = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    specials = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+    return specials + [(piece, round(math.log(count / total), 6)) for piece, count in pieces]
+
+
 def _write_tokenizer(folder: Path) -> int:
-    """Train a small Unigram T5 tokenizer offline (Metaspace, ``</s>`` appended); return its vocab size."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    """Write a small T5 tokenizer built offline (Unigram, Metaspace, ``</s>`` appended); return its size."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import T5TokenizerFast
 
-    tok = Tokenizer(models.Unigram())
-    tok.normalizer = normalizers.NFKC()
+    tok = Tokenizer(models.Unigram(_unigram_vocab(), unk_id=2))
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
-    trainer = trainers.UnigramTrainer(
-        vocab_size=256, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>", show_progress=False
-    )
-    tok.train_from_iterator(_CORPUS, trainer)
     tok.post_processor = processors.TemplateProcessing(
-        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", tok.token_to_id("</s>"))]
+        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", 1)]
     )
     tokenizer = T5TokenizerFast(
         tokenizer_object=tok, eos_token="</s>", unk_token="<unk>", pad_token="<pad>", extra_ids=0
