@@ -68,9 +68,9 @@ PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 VIDEO_SUFFIXES = (".mp4", ".webm")
 AUDIO_SUFFIXES = (".mp3", ".wav", ".m4a", ".aac", ".ogg", ".opus", ".flac")
 
-NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
+NAME_PATTERN = r"^[a-z_][a-z0-9_-]*$"
 SHOT_ID_PATTERN = r"^[A-Za-z0-9_-]+$"
-_NAME_RE = re.compile(NAME_PATTERN)
+_WORD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 _SHOT_ID_RE = re.compile(SHOT_ID_PATTERN)
 _SIZE_RE = re.compile(r"^\s*(\d{1,5})\s*[xX×]\s*(\d{1,5})\s*$")
 _PROMPT_TOKEN_RE = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
@@ -99,7 +99,7 @@ def _prompt_tokens(prompt: str) -> list[tuple[str, str, int]]:
             tokens.append(("text", whole[0], match.start()))
         elif name is None:
             raise ValueError(f"stray '{whole}' at character {match.start() + 1}")
-        elif not _NAME_RE.match(name.strip()):
+        elif not _WORD_RE.match(name.strip()):
             raise ValueError(f"'{whole}' at character {match.start() + 1} is not a cast name placeholder")
         else:
             tokens.append(("name", name.strip(), match.start()))
@@ -414,7 +414,7 @@ def _path_str(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             text += f"[{part}]"
-        elif _NAME_RE.match(str(part)):
+        elif _WORD_RE.match(str(part)):
             text += f".{part}" if text else str(part)
         else:
             text += f"[{str(part)!r}]"
@@ -508,8 +508,9 @@ def _measure(root: Node) -> None:
 class _Document:
     """A YAML document converted to plain Python data, remembering the nodes behind every field path."""
 
-    def __init__(self, file: Path, loader: _Loader, root: MappingNode):
+    def __init__(self, file: Path, text: str, loader: _Loader, root: MappingNode):
         self.file = file
+        self.text = text
         self.loader = loader
         self.nodes: dict[tuple[Any, ...], tuple[Node | None, Node]] = {}
         self.problems: list[Problem] = []
@@ -654,8 +655,8 @@ def _compose(text: str, shown: Path) -> _Document:
         line, column = (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
         return StoryValidationError([Problem(shown, line, column, "", message, hint)], shown)
 
-    loader = _Loader(text)
     try:
+        loader = _Loader(text)
         root = loader.get_single_node()
         if root is not None:
             _measure(root)
@@ -686,7 +687,7 @@ def _compose(text: str, shown: Path) -> _Document:
             root.start_mark,
             "run `storyreel init DIR` for a commented template",
         )
-    return _Document(shown, loader, root)
+    return _Document(shown, text, loader, root)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -742,7 +743,7 @@ _TYPE_MESSAGES = {
     "finite_number": ("expected a finite number", None),
     "bool_type": ("expected true or false", None),
     "bool_parsing": ("expected true or false", None),
-    "list_type": ("expected a list", "write [a, b] or one '- item' per line"),
+    "list_type": ("expected a list", "write one '- item' per line, or the items in square brackets"),
     "dict_type": ("expected a mapping of key: value lines", None),
     "model_type": ("expected a mapping of key: value lines", None),
     "model_attributes_type": ("expected a mapping of key: value lines", None),
@@ -783,8 +784,8 @@ def _pydantic_problem(doc: _Document, error: dict[str, Any]) -> Problem | None:
         message = f"expected {expected}, got {_show(value)}"
         hint = _did_you_mean(str(value), choices).strip() or None
     elif kind == "string_pattern_mismatch" and key:
-        message = f"bad cast name {_show(value)}: use letters, digits, - and _, starting with a letter"
-        hint = "the name is used as {name} in prompts and as a folder name under cast/"
+        message = f"bad cast name {_show(value)}: use lower-case letters, digits, - and _"
+        hint = "start with a letter; the name is used as {name} in prompts and as the folder cast/<name>/"
     elif kind == "too_short" and loc == ("shots",):
         message, hint = "no shots", "add at least one shot under `shots:`"
     elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
@@ -818,6 +819,13 @@ def _piece(model: type[_Model], raw: Any, root: Path) -> Any:
         return model.model_validate(raw if raw is not None else {}, context={"root": root})
     except ValidationError:
         return None
+
+
+def _as_name(value: Any) -> str | None:
+    """A raw id or name as pydantic will see it (numbers become strings), or None if it is not one."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    return str(value)
 
 
 def _is_file(path: Path) -> bool:
@@ -867,7 +875,10 @@ class _Checker:
 
     def inside(self, loc: tuple[Any, ...], value: Any, what: str, hint: str) -> Path | None:
         """The path at ``loc`` if it is a string inside the project; report it if it escapes."""
-        if not isinstance(value, str) or not value or "\0" in value:
+        if not isinstance(value, str):
+            return None
+        if not value.strip() or "\0" in value:
+            self.doc.problem(loc, f"{what} {value!r} is not a valid path", hint)
             return None
         if not _inside(self.root, Path(value)):
             self.doc.problem(loc, f"{what} {value!r} is outside the project folder", hint)
@@ -915,7 +926,8 @@ class _Checker:
                 self.doc.problem(
                     ("cast", name),
                     f"no photos for '{name}'",
-                    f"add `photos: [cast/{name}/1.jpg]` (see `storyreel cast add PHOTO --name {name}`)",
+                    f"list them under `photos:`, e.g. cast/{name}/1.jpg "
+                    f"(storyreel cast add PHOTO --name {name})",
                     key=True,
                 )
             if not isinstance(photos, list):
@@ -961,7 +973,7 @@ class _Checker:
         if found is None:
             return None
         node = found[1]
-        text = self.doc.loader_text
+        text = self.doc.text
         pos = text.find(needle, node.start_mark.index, node.end_mark.index)
         if pos < 0:
             return node.start_mark
@@ -971,7 +983,7 @@ class _Checker:
     def check_shots(self) -> None:
         defaults = _piece(Defaults, self.data.get("defaults"), self.root)
         parsed: list[Shot | None] = []
-        first_line: dict[str, int | None] = {}
+        first_line: dict[str, tuple[int | None, str]] = {}
         used: set[str] = set()
         for index, raw in enumerate(self.shots):
             if not isinstance(raw, dict):
@@ -979,17 +991,21 @@ class _Checker:
                 continue
             known_keys = {k: v for k, v in raw.items() if k in Shot.model_fields}  # unknown keys: reported
             parsed.append(_piece(Shot, known_keys, self.root))
-            shot_id = raw.get("id")
-            if isinstance(shot_id, str | int) and not isinstance(shot_id, bool):
-                shot_id = str(shot_id)
-                if shot_id in first_line:
+            shot_id = _as_name(raw.get("id"))
+            if shot_id is not None:
+                folded = shot_id.casefold()  # clip files must differ on case-insensitive disks too
+                if folded in first_line:
+                    line, first_id = first_line[folded]
+                    also = (
+                        "" if first_id == shot_id else f" as '{first_id}'; ids must differ in more than case"
+                    )
                     self.doc.problem(
                         ("shots", index, "id"),
-                        f"duplicate shot id '{shot_id}' (first used at line {first_line[shot_id]})",
+                        f"duplicate shot id '{shot_id}' (first used at line {line}{also})",
                         "every shot needs its own id: it names the clip file",
                     )
                 else:
-                    first_line[shot_id] = self.doc.line(("shots", index, "id"))
+                    first_line[folded] = (self.doc.line(("shots", index, "id")), shot_id)
             used.update(self.check_shot_cast(index, raw))
         for name in self.cast:
             if name not in used and self.shots:
@@ -1013,8 +1029,9 @@ class _Checker:
         if not isinstance(cast, list):
             return names
         listed: list[str] = []
-        for position, name in enumerate(cast):
-            if not isinstance(name, str):
+        for position, item in enumerate(cast):
+            name = _as_name(item)
+            if name is None:
                 continue
             if name not in self.cast:
                 self.unknown_name(("shots", index, "cast", position), name)
@@ -1093,7 +1110,6 @@ def parse_story(text: str, path: Path) -> Story:
     absolute = Path(os.path.normpath(shown.absolute()))
     root = absolute.parent
     doc = _compose(text, shown)
-    doc.loader_text = text
     story: Story | None = None
     try:
         story = Story.model_validate(doc.data, context={"root": root})

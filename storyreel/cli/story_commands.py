@@ -1,3 +1,128 @@
-"""`storyreel` commands: story."""
+"""`storyreel init`, `storyreel validate` and `storyreel schema`: the story file and the project folder."""
 
-from storyreel.cli.app import app  # noqa: F401
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from storyreel.cli.app import app, console, console_err
+
+_STORY = typer.Argument(..., help="A story.yaml, or a project folder containing one.", show_default=False)
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it is below it."""
+    try:
+        return os.path.relpath(path)
+    except ValueError:  # another drive on Windows
+        return str(path)
+
+
+@app.command()
+def init(
+    directory: Path = typer.Argument(..., help="Folder to create the project in.", show_default=False),
+    example: bool = typer.Option(
+        False,
+        "--example",
+        help="Create the example project (3 people, 4 shots) instead of an empty template.",
+    ),
+) -> None:
+    """Create a project: a commented story.yaml, cast/ and renders/."""
+    from storyreel.project import init_project
+
+    project = init_project(directory, example=example)
+    root = _shown(project.root)
+    console.print(f"[green]created[/] {escape(_shown(project.story_path))}")
+    if example:
+        for member in sorted(project.cast_dir.iterdir()):
+            for photo in sorted(member.iterdir()):
+                console.print(f"[green]created[/] {escape(_shown(photo))}")
+        console.print(
+            f"next: [bold]storyreel validate {escape(root)}[/], then [bold]storyreel render {escape(root)}[/]"
+        )
+    else:
+        console.print(
+            f"next: add people with [bold]storyreel cast add PHOTO --name NAME --project {escape(root)}[/], "
+            f"edit {escape(_shown(project.story_path))}, then [bold]storyreel validate {escape(root)}[/]"
+        )
+
+
+@app.command()
+def validate(story: Path = _STORY) -> None:
+    """Check a story: print its cast and shots, warnings in yellow; exit 1 listing every problem."""
+    from storyreel.project import Project
+    from storyreel.story import StoryValidationError, load_story
+
+    path = Path(_shown(Project.find(story).story_path))
+    try:
+        loaded = load_story(path)
+    except StoryValidationError as err:
+        count = len(err.problems)
+        console_err.print(f"[bold red]{escape(_shown(path))}: {count} problem{'s' if count != 1 else ''}[/]")
+        for problem in err.problems:
+            where = escape(str(problem.location))
+            field = f" [cyan]{escape(problem.path)}[/]:" if problem.path else ""
+            console_err.print(f"  [bold]{where}[/]:{field} {escape(problem.message)}", highlight=False)
+            if problem.hint:
+                console_err.print(f"      [dim]hint: {escape(problem.hint)}[/]", highlight=False)
+        raise typer.Exit(1) from None
+
+    cast = Table(title="Cast", title_justify="left")
+    for column in ("name", "photos", "face", "description"):
+        cast.add_column(column, overflow="fold")
+    for name, member in loaded.cast.items():
+        photos = ", ".join(
+            _shown(p) if not p.is_relative_to(loaded.root) else str(p.relative_to(loaded.root))
+            for p in member.photos
+        )
+        cast.add_row(name, escape(photos), str(member.face or ""), escape(member.description))
+
+    shots = Table(title="Shots", title_justify="left")
+    for column in ("#", "id", "cast (left → right)", "seconds", "seed", "transition", "caption"):
+        shots.add_column(column, overflow="fold")
+    total = 0.0
+    for index, shot in enumerate(loaded.shots, 1):
+        total += shot.seconds or 0.0
+        transition = shot.transition
+        moves = transition.type if transition.type == "cut" else f"{transition.type} {transition.seconds:g}s"
+        shots.add_row(
+            str(index),
+            escape(shot.id),
+            escape(", ".join(shot.cast or [])) or "[dim]nobody[/]",
+            f"{shot.seconds:g}" + (f" ({shot.frames} fr)" if shot.frames else ""),
+            str(shot.seed) if shot.seed is not None else "[dim]auto[/]",
+            moves,
+            escape(shot.caption or ""),
+        )
+    console.print(
+        f"[bold]{escape(loaded.title)}[/] — {escape(_shown(path))}: {len(loaded.cast)} people, "
+        f"{len(loaded.shots)} shots, {total:g} s",
+        highlight=False,
+    )
+    if loaded.cast:
+        console.print(cast)
+    console.print(shots)
+    for warning in loaded.warnings:
+        console.print(f"[yellow]warning:[/] {escape(str(warning))}", highlight=False)
+    console.print("[green]valid[/]" + (f" with {len(loaded.warnings)} warning(s)" if loaded.warnings else ""))
+
+
+@app.command()
+def schema(
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
+) -> None:
+    """Print the JSON Schema of story.yaml (for editor autocompletion)."""
+    from storyreel.fsutil import atomic_write_text
+    from storyreel.story import story_json_schema
+
+    text = json.dumps(story_json_schema(), indent=2) + "\n"
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        atomic_write_text(output, text)
+        console.print(f"[green]wrote[/] {escape(_shown(output))}")
