@@ -86,6 +86,8 @@ class FaceEncoder(Protocol):
 
     fingerprint: str
     """Changes whenever the weights or the encoder code version change."""
+    arcface_dim: int
+    """How many leading values of ``id_cond`` are the ArcFace part (released: 512)."""
 
     def encode(self, image: Image.Image, face_index: int | None = None) -> IdentityEmbedding:
         """Encode one face of ``image`` (``face_index``: 0-based, left to right; ``None``: the largest)."""
@@ -213,6 +215,7 @@ class TinyFaceEncoder:
                 "rewrite the folder with write_tiny_face_encoder",
             )
         self.device = torch.device(device)
+        self.arcface_dim = int(self.config["arcface_dim"])
         self.nets = _TinyNets(self.config)
         self.nets.load_state_dict(load_file(str(weights)))
         self.nets.eval().to(self.device)
@@ -332,6 +335,7 @@ class ReleasedFaceEncoder:
         from insightface.model_zoo import get_model
 
         self.device, self.dtype = torch.device(device), dtype
+        self.arcface_dim = 512
         providers, ctx_id = _onnx_runtime(self.device)
         self.detector = get_model(str(folder / RELEASED_FACE_ENCODER_FILES[0]), providers=providers)
         self.detector.prepare(ctx_id=ctx_id, input_size=(640, 640), det_thresh=0.5)

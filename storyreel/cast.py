@@ -1,0 +1,479 @@
+"""The cast registry: photos under ``cast/<name>/``, the chosen face per photo, offline crops and checks.
+
+Layout of one member (written only by ``storyreel cast add``; ``story.yaml`` is never edited)::
+
+    cast/<name>/<photo>            the photos, copied byte for byte
+    cast/<name>/faces.json         per photo: sha256, chosen face (1-based, from the left), box, descriptor
+    cast/<name>/crops/<stem>.png   the aligned 512x512 face crop of each photo
+
+Face boxes are in the coordinates of the loaded photo (EXIF-upright, long side at most 1024 px).
+Which face of a photo is used (:func:`resolve_face`): ``face:`` in story.yaml when set, else the
+face recorded in ``faces.json``, else the only face, else the clearly largest face (twice the area of
+the next one); otherwise the user has to choose and gets the numbered list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from ingredients_model.errors import IngredientsError
+from ingredients_model.face_tools import (
+    SAME_PERSON_THRESHOLD,
+    FaceBox,
+    align_face,
+    annotate_faces,
+    detect_faces,
+    face_descriptor,
+    face_distance,
+    face_sharpness,
+    load_photo,
+)
+from storyreel.errors import StoryreelError
+from storyreel.fsutil import atomic_path, atomic_write_bytes, atomic_write_json
+
+__all__ = [
+    "CROP_SIZE",
+    "FACES_FILE",
+    "AddResult",
+    "CastSummary",
+    "PhotoFace",
+    "ResolvedFace",
+    "add_cast_member",
+    "face_crop",
+    "file_sha256",
+    "list_cast",
+    "read_faces",
+    "recorded_face",
+    "remove_cast_member",
+    "resolve_face",
+    "validate_name",
+    "write_cast_sheet",
+]
+
+FACES_FILE = "faces.json"
+FACES_FORMAT = 1
+CROP_SIZE = 512
+NAME_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,63}$")
+CLEARER_PHOTO = "use a clearer, frontal photo where the face is well lit and at least ~80 px wide"
+
+
+class ProjectPaths(Protocol):
+    """What this module needs from :class:`storyreel.project.Project`."""
+
+    root: Path
+    cast_dir: Path
+    state_dir: Path
+
+
+class MemberLike(Protocol):
+    """What this module needs from :class:`storyreel.story.CastMember`."""
+
+    photos: list[Path]
+    face: int | None
+
+
+def validate_name(name: str) -> str:
+    """Cast names: lower-case letters, digits, ``_`` and ``-``, starting with a letter or ``_``."""
+    if not NAME_RE.match(name):
+        raise StoryreelError(
+            f"invalid cast name {name!r}",
+            "use lower-case letters, digits, '_' and '-', starting with a letter (e.g. ana, old_tom)",
+        )
+    return name
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes (hex)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class PhotoFace:
+    """The face chosen in one photo (one entry of ``faces.json``)."""
+
+    photo: str
+    sha256: str
+    face: int
+    faces_found: int
+    box: FaceBox
+    image_size: tuple[int, int]
+    descriptor: list[float]
+    sharpness: float
+    crop: str
+    source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = self.__dict__.copy()
+        data["box"] = self.box.to_dict()
+        data["image_size"] = list(self.image_size)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PhotoFace:
+        data = dict(data)
+        data["box"] = FaceBox.from_dict(data["box"])
+        data["image_size"] = tuple(data["image_size"])
+        return cls(**data)
+
+
+def _member_dir(project: ProjectPaths, name: str) -> Path:
+    return Path(project.cast_dir) / validate_name(name)
+
+
+def read_faces(directory: Path) -> dict[str, Any]:
+    """``faces.json`` of a cast folder (``{"photos": []}`` when absent); unreadable → StoryreelError."""
+    path = Path(directory) / FACES_FILE
+    if not path.is_file():
+        return {"format": FACES_FORMAT, "photos": []}
+    try:
+        data = json.loads(path.read_text())
+        data["photos"] = [PhotoFace.from_dict(p) for p in data.get("photos", [])]
+    except (ValueError, KeyError, TypeError) as err:
+        raise StoryreelError(
+            f"{path} is damaged ({err})",
+            f"delete {path.parent} and add the photos again with storyreel cast add",
+        ) from err
+    return data
+
+
+def recorded_face(photo: Path) -> PhotoFace | None:
+    """The ``faces.json`` entry recorded next to ``photo`` for these exact bytes, if any."""
+    photo = Path(photo)
+    if not (photo.parent / FACES_FILE).is_file():
+        return None
+    entries = {e.photo: e for e in read_faces(photo.parent)["photos"]}
+    entry = entries.get(photo.name)
+    if entry is None or not photo.is_file() or entry.sha256 != file_sha256(photo):
+        return None
+    return entry
+
+
+# ------------------------------------------------------------------------------------- choosing faces
+
+
+def _faces_listing(boxes: list[FaceBox]) -> str:
+    return "\n".join(
+        f"  {i}: box left={b.left} top={b.top} right={b.right} bottom={b.bottom} ({b.size} px)"
+        for i, b in enumerate(boxes, start=1)
+    )
+
+
+def _choose(
+    photo: Path, image: Image.Image, boxes: list[FaceBox], face: int | None, preview_dir: Path | None
+) -> int:
+    """0-based index of the face to use, or a StoryreelError explaining how to choose."""
+    if not boxes:
+        raise StoryreelError(f"no face found in {photo}", CLEARER_PHOTO)
+    if face is not None and 1 <= face <= len(boxes):
+        return face - 1
+    if face is None and len(boxes) == 1:
+        return 0
+    if face is None:
+        areas = sorted((b.area for b in boxes), reverse=True)
+        if areas[0] >= 2 * areas[1]:
+            return max(range(len(boxes)), key=lambda i: boxes[i].area)
+    where = ""
+    if preview_dir is not None:
+        preview = Path(preview_dir) / f"{photo.stem}-faces.png"
+        with atomic_path(preview) as tmp:
+            annotate_faces(image, boxes).save(tmp, format="PNG")
+        where = f"\nnumbered preview: {preview}"
+    asked = f"face {face} was asked for but " if face is not None else ""
+    raise StoryreelError(
+        f"{asked}{photo} shows {len(boxes)} faces, numbered left to right:\n{_faces_listing(boxes)}{where}",
+        "choose one with --face K (cast add) or `face: K` for this person in story.yaml",
+    )
+
+
+@dataclass
+class ResolvedFace:
+    """A photo loaded and one of its faces chosen."""
+
+    photo: Path
+    sha256: str
+    image: Image.Image
+    box: FaceBox
+    face: int
+    faces_found: int
+    sharpness: float = field(default=0.0)
+
+
+def resolve_face(
+    photo: Path, face: int | None = None, *, preview_dir: Path | None = None, use_record: bool = True
+) -> ResolvedFace:
+    """Load ``photo`` and choose its face (see the module docstring for the order of the rules).
+
+    ``face`` is 1-based, left to right. Uses the ``faces.json`` record next to the photo (no detection
+    needed) when it matches the photo bytes and ``face``. Errors are :class:`StoryreelError` naming the photo.
+    """
+    photo = Path(photo)
+    try:
+        image = load_photo(photo)
+    except IngredientsError as err:
+        raise StoryreelError(err.message, err.hint) from err
+    entry = recorded_face(photo) if use_record else None
+    if entry is not None and (face is None or face == entry.face) and entry.image_size == image.size:
+        return ResolvedFace(
+            photo, entry.sha256, image, entry.box, entry.face, entry.faces_found, entry.sharpness
+        )
+    boxes = detect_faces(image)
+    index = _choose(photo, image, boxes, face, preview_dir)
+    box = boxes[index]
+    return ResolvedFace(
+        photo, file_sha256(photo), image, box, index + 1, len(boxes), face_sharpness(image, box)
+    )
+
+
+def face_crop(project: ProjectPaths, name: str, member: MemberLike) -> Image.Image:
+    """The aligned 512x512 face crop of a member's first photo (offline, dlib): previews, reviews."""
+    if not member.photos:
+        raise StoryreelError(f"cast member {name} has no photos", f"storyreel cast add PHOTO --name {name}")
+    photo = Path(member.photos[0])
+    if not photo.is_absolute():
+        photo = Path(project.root) / photo
+    entry = recorded_face(photo)
+    if entry is not None and (member.face is None or member.face == entry.face):
+        crop_path = photo.parent / entry.crop
+        if crop_path.is_file():
+            try:
+                with Image.open(crop_path) as crop:
+                    return crop.convert("RGB")
+            except OSError:
+                pass  # damaged crop: recompute below
+    resolved = resolve_face(photo, member.face, use_record=False)
+    return align_face(resolved.image, resolved.box, size=CROP_SIZE)
+
+
+# ------------------------------------------------------------------------------------------- cast add
+
+
+@dataclass
+class AddResult:
+    """What ``cast add`` did."""
+
+    name: str
+    directory: Path
+    added: list[PhotoFace]
+    unchanged: list[PhotoFace]
+    photos: list[PhotoFace]
+    warnings: list[str]
+    snippet: str
+
+
+def _destination(directory: Path, source: Path, sha: str, taken: dict[str, str]) -> str:
+    """File name for ``source`` inside the member folder (suffix -2, -3 … on clashes)."""
+    stem, suffix = source.stem, source.suffix.lower() or ".jpg"
+    for n in itertools.count(1):
+        name = f"{stem}{suffix}" if n == 1 else f"{stem}-{n}{suffix}"
+        if taken.get(name) == sha or (name not in taken and not (directory / name).exists()):
+            return name
+    raise AssertionError("unreachable")
+
+
+def _snippet(
+    project: ProjectPaths, name: str, directory: Path, photos: list[PhotoFace], description: str
+) -> str:
+    rel = directory.relative_to(Path(project.root)) if directory.is_relative_to(project.root) else directory
+    paths = ", ".join(f"{rel.as_posix()}/{p.photo}" for p in photos)
+    lines = ["cast:", f"  {name}:", f"    photos: [{paths}]", f"    description: {json.dumps(description)}"]
+    faces = {p.face for p in photos}
+    if len(faces) == 1 and any(p.faces_found > 1 for p in photos):
+        lines.append(f"    face: {faces.pop()}")
+    return "\n".join(lines)
+
+
+def _similarity_warnings(project: ProjectPaths, name: str, photos: list[PhotoFace]) -> list[str]:
+    warnings = []
+    for a, b in itertools.combinations(photos, 2):
+        distance = face_distance(np.array(a.descriptor), np.array(b.descriptor))
+        if distance >= SAME_PERSON_THRESHOLD:
+            warnings.append(
+                f"{a.photo} and {b.photo} of {name} look like different people (distance {distance:.2f} ≥ "
+                f"{SAME_PERSON_THRESHOLD}); check the photos and the chosen faces"
+            )
+    cast_dir = Path(project.cast_dir)
+    others = (
+        sorted(p for p in cast_dir.iterdir() if p.is_dir() and p.name != name) if cast_dir.is_dir() else []
+    )
+    for other in others:
+        try:
+            their = read_faces(other)["photos"]
+        except StoryreelError:
+            continue
+        pairs = [
+            (face_distance(np.array(a.descriptor), np.array(b.descriptor)), b) for a in photos for b in their
+        ]
+        if pairs:
+            distance, _ = min(pairs, key=lambda pair: pair[0])
+            if distance < SAME_PERSON_THRESHOLD:
+                warnings.append(
+                    f"{name} looks like existing cast member {other.name} (distance {distance:.2f} < "
+                    f"{SAME_PERSON_THRESHOLD}); the model may mix them up"
+                )
+    return warnings
+
+
+def add_cast_member(
+    project: ProjectPaths,
+    name: str,
+    photos: list[Path],
+    *,
+    description: str | None = None,
+    face: int | None = None,
+) -> AddResult:
+    """Copy ``photos`` into ``cast/<name>/``, record the chosen face of each, write crops, check identities.
+
+    Adding a photo that is already there (same bytes, same face) changes nothing. ``face`` (1-based,
+    left to right) is required for photos showing several faces; without it the error lists the faces
+    and saves a numbered preview under ``.storyreel/faces/``. Never edits ``story.yaml``.
+    """
+    validate_name(name)
+    if not photos:
+        raise StoryreelError("no photo given", f"storyreel cast add PHOTO... --name {name}")
+    if face is not None and face < 1:
+        raise StoryreelError(f"--face must be 1 or more, not {face}", "faces are numbered 1.. from the left")
+    directory = _member_dir(project, name)
+    existing = read_faces(directory)
+    entries: dict[str, PhotoFace] = {e.photo: e for e in existing["photos"]}
+    taken = {e.photo: e.sha256 for e in entries.values()}
+    preview_dir = Path(project.state_dir) / "faces"
+    resolved = [resolve_face(Path(p), face, preview_dir=preview_dir, use_record=False) for p in photos]
+
+    added, unchanged = [], []
+    for item in resolved:
+        same = [e for e in entries.values() if e.sha256 == item.sha256 and e.face == item.face]
+        if same:
+            unchanged.append(same[0])
+            continue
+        stale = [e for e in entries.values() if e.sha256 == item.sha256]
+        target = stale[0].photo if stale else _destination(directory, item.photo, item.sha256, taken)
+        taken[target] = item.sha256
+        crop_rel = f"crops/{Path(target).stem}.png"
+        entry = PhotoFace(
+            photo=target,
+            sha256=item.sha256,
+            face=item.face,
+            faces_found=item.faces_found,
+            box=item.box,
+            image_size=item.image.size,
+            descriptor=[round(float(v), 6) for v in face_descriptor(item.image, item.box)],
+            sharpness=round(item.sharpness, 3),
+            crop=crop_rel,
+            source=str(item.photo.resolve()),
+        )
+        if not (directory / target).is_file():
+            atomic_write_bytes(directory / target, item.photo.read_bytes())
+        with atomic_path(directory / crop_rel) as tmp:
+            align_face(item.image, item.box, size=CROP_SIZE).save(tmp, format="PNG")
+        entries[target] = entry
+        added.append(entry)
+
+    all_photos = list(entries.values())
+    description = description or existing.get("description") or f"a person (describe {name} here)"
+    atomic_write_json(
+        directory / FACES_FILE,
+        {
+            "format": FACES_FORMAT,
+            "name": name,
+            "description": description,
+            "photos": [e.to_dict() for e in all_photos],
+        },
+    )
+    warnings = _similarity_warnings(project, name, all_photos) if added else []
+    snippet = _snippet(project, name, directory, all_photos, description)
+    return AddResult(name, directory, added, unchanged, all_photos, warnings, snippet)
+
+
+# ------------------------------------------------------------------------------- list / show / remove
+
+
+@dataclass
+class CastSummary:
+    """One row of ``cast list``."""
+
+    name: str
+    photos: int
+    face_size: int | None
+    photo_hashes: list[str]
+    description: str
+
+
+def list_cast(project: ProjectPaths) -> list[CastSummary]:
+    """Members found under ``cast/`` (folders with a ``faces.json``), by name."""
+    cast_dir = Path(project.cast_dir)
+    rows = []
+    for directory in sorted(cast_dir.iterdir()) if cast_dir.is_dir() else []:
+        if not (directory / FACES_FILE).is_file():
+            continue
+        data = read_faces(directory)
+        photos = data["photos"]
+        rows.append(
+            CastSummary(
+                name=directory.name,
+                photos=len(photos),
+                face_size=min((p.box.size for p in photos), default=None),
+                photo_hashes=[p.sha256 for p in photos],
+                description=data.get("description", ""),
+            )
+        )
+    return rows
+
+
+def write_cast_sheet(project: ProjectPaths, name: str) -> Path:
+    """A contact sheet of a member's face crops (``.storyreel/sheets/<name>.png``); returns its path."""
+    directory = _member_dir(project, name)
+    if not (directory / FACES_FILE).is_file():
+        raise StoryreelError(f"no cast member {name} under {project.cast_dir}", _known_names_hint(project))
+    photos = read_faces(directory)["photos"]
+    tile, label = 256, 28
+    sheet = Image.new("RGB", (max(1, len(photos)) * tile, tile + label), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    try:
+        font = ImageFont.load_default(size=14)
+    except TypeError:  # Pillow without FreeType
+        font = ImageFont.load_default()
+    for i, entry in enumerate(photos):
+        crop_path = directory / entry.crop
+        try:
+            with Image.open(crop_path) as crop:
+                sheet.paste(crop.convert("RGB").resize((tile, tile)), (i * tile, 0))
+        except OSError:
+            image = load_photo(directory / entry.photo)
+            sheet.paste(align_face(image, entry.box, size=tile), (i * tile, 0))
+        draw.text((i * tile + 6, tile + 6), f"{entry.photo} (face {entry.face})", fill=(0, 0, 0), font=font)
+    path = Path(project.state_dir) / "sheets" / f"{name}.png"
+    with atomic_path(path) as tmp:
+        sheet.save(tmp, format="PNG")
+    return path
+
+
+def _known_names_hint(project: ProjectPaths) -> str:
+    names = [row.name for row in list_cast(project)]
+    return (
+        f"known cast: {', '.join(names)}"
+        if names
+        else "add someone with storyreel cast add PHOTO --name NAME"
+    )
+
+
+def remove_cast_member(project: ProjectPaths, name: str) -> Path:
+    """Delete ``cast/<name>/`` (photos, faces.json, crops). Returns the removed folder."""
+    directory = _member_dir(project, name)
+    if not directory.is_dir():
+        raise StoryreelError(f"no cast member {name} under {project.cast_dir}", _known_names_hint(project))
+    shutil.rmtree(directory)
+    return directory

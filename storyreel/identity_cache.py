@@ -1,0 +1,314 @@
+"""A verified, content-addressed cache of identity embeddings (``.storyreel/cache/identities/``).
+
+One entry per (photo bytes, face choice, encoder fingerprint)::
+
+    <key[:2]>/<key>.safetensors   id_cond + id_vit_hidden.<i> (float32, or bfloat16 when asked)
+    <key[:2]>/<key>.png           the aligned face
+    <key[:2]>/<key>.json          metadata, written last: versions, photo sha256, face choice and box,
+                                  encoder fingerprint, tensor names/shapes/dtype, sha256 of both files
+
+Every hit is verified (metadata, both file hashes, tensor shapes and dtype); a damaged or stale entry
+is rebuilt with an :class:`IdentityCacheWarning`, never trusted. Entries are never pickles.
+
+A character with several photos gets one entry per photo; :func:`combine_embeddings` merges them:
+
+* ``"mean"`` (default): ArcFace part = mean of the L2-normalised ArcFace vectors, rescaled to their mean
+  norm; everything else (EVA-CLIP pooled part, hidden states, aligned face) from the best photo.
+* ``"best"``: everything from the best photo. ``"first"``: everything from the first photo.
+
+The best photo has the highest quality ``min(face size, 256 px) * log(1 + sharpness)`` (sharpness:
+variance of the Laplacian on the face), so larger and sharper faces win.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import platform
+import warnings
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+from typing import Literal
+
+import torch
+from PIL import Image
+
+from ingredients_model.errors import IngredientsError
+from ingredients_model.face_tools import FaceBox
+from ingredients_model.faces import FaceEncoder, IdentityEmbedding
+from storyreel.cast import MemberLike, ResolvedFace, file_sha256, recorded_face, resolve_face
+from storyreel.errors import StoryreelError
+from storyreel.fsutil import atomic_write_bytes, atomic_write_json
+
+__all__ = ["CACHE_FORMAT", "CachedIdentity", "IdentityCache", "IdentityCacheWarning", "combine_embeddings"]
+
+CACHE_FORMAT = 1
+"""Bumped when the entry layout or the photo → encoder-input preparation changes."""
+
+Combine = Literal["mean", "best", "first"]
+CROP_MARGIN = 1.0
+"""Context kept around a chosen face in a several-face photo, in face widths on each side."""
+
+
+class IdentityCacheWarning(UserWarning):
+    """A cache entry was damaged or stale and has been rebuilt."""
+
+
+@dataclass
+class CachedIdentity:
+    """One photo's embedding plus what :func:`combine_embeddings` needs to rank photos."""
+
+    embedding: IdentityEmbedding
+    photo_sha256: str
+    face_size: int
+    sharpness: float
+    arcface_dim: int
+    hit: bool
+
+    @property
+    def quality(self) -> float:
+        return min(self.face_size, 256) * math.log1p(max(self.sharpness, 0.0))
+
+
+def combine_embeddings(items: list[CachedIdentity], combine: Combine = "mean") -> IdentityEmbedding:
+    """Merge several photos of one person into one embedding (see the module docstring)."""
+    if not items:
+        raise ValueError("nothing to combine")
+    if combine == "first":
+        return items[0].embedding
+    best = max(items, key=lambda item: item.quality).embedding
+    if combine == "best" or len(items) == 1:
+        return best
+    if combine != "mean":
+        raise ValueError(f"combine must be 'mean', 'best' or 'first', not {combine!r}")
+    n = items[0].arcface_dim
+    arcs = torch.stack([item.embedding.id_cond[:n].float() for item in items])
+    norms = arcs.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    mean = (arcs / norms).mean(dim=0)
+    arc = mean / mean.norm().clamp_min(1e-12) * norms.mean()
+    return IdentityEmbedding(
+        id_cond=torch.cat([arc, best.id_cond[n:].float()]),
+        id_vit_hidden=best.id_vit_hidden,
+        aligned_face=best.aligned_face,
+        face_box=best.face_box,
+    )
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    import safetensors
+
+    from storyreel import __version__
+
+    return {
+        "storyreel": __version__,
+        "torch": torch.__version__,
+        "safetensors": safetensors.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _encoder_input(resolved: ResolvedFace) -> tuple[Image.Image, tuple[int, int]]:
+    """What the encoder sees, and its offset in the photo: the whole photo when it shows one face (as
+    released), else a crop with :data:`CROP_MARGIN` around the chosen face, which is then its largest."""
+    if resolved.faces_found <= 1:
+        return resolved.image, (0, 0)
+    box, image = resolved.box, resolved.image
+    pad = round(CROP_MARGIN * max(box.width, box.height))
+    left, top = max(0, box.left - pad), max(0, box.top - pad)
+    crop = image.crop((left, top, min(image.width, box.right + pad), min(image.height, box.bottom + pad)))
+    return crop, (left, top)
+
+
+class IdentityCache:
+    """Identity embeddings per photo, cached under ``directory`` (``project.identity_cache_dir``).
+
+    ``dtype`` is the storage dtype (float32 keeps results exact; bfloat16 halves the size). Returned
+    tensors are float32 and identical whether they come from the cache or were just built.
+    """
+
+    def __init__(self, directory: Path, *, combine: Combine = "mean", dtype: torch.dtype = torch.float32):
+        if combine not in ("mean", "best", "first"):
+            raise ValueError(f"combine must be 'mean', 'best' or 'first', not {combine!r}")
+        if dtype not in (torch.float32, torch.bfloat16, torch.float16):
+            raise ValueError(f"unsupported storage dtype {dtype}")
+        self.directory = Path(directory)
+        self.combine: Combine = combine
+        self.dtype = dtype
+        self.hits = 0
+        self.misses = 0
+
+    # -------------------------------------------------------------------------------------- public
+
+    def get(self, member: MemberLike, encoder: FaceEncoder) -> IdentityEmbedding:
+        """The member's identity: each photo from the cache (built on a miss), combined."""
+        if not member.photos:
+            raise StoryreelError(
+                "a cast member without photos has no identity", "add photos with storyreel cast add"
+            )
+        return combine_embeddings(
+            [self.get_photo(Path(p), encoder, member.face) for p in member.photos], self.combine
+        )
+
+    def get_photo(self, photo: Path, encoder: FaceEncoder, face: int | None = None) -> CachedIdentity:
+        """One photo's identity (``face``: 1-based, left to right; ``None``: recorded/only/dominant face)."""
+        photo = Path(photo)
+        if not photo.is_file():
+            raise StoryreelError(f"photo not found: {photo}", "check the photos: list in story.yaml")
+        photo_sha = file_sha256(photo)
+        key = self.key(photo_sha, self._choice(photo, face), encoder.fingerprint)
+        cached = self._load(key)
+        if cached is not None:
+            self.hits += 1
+            return cached
+        self.misses += 1
+        return self._build(key, photo, photo_sha, face, encoder)
+
+    def has(self, photo_sha256: str, fingerprint: str | None = None) -> bool:
+        """Whether an entry exists for these photo bytes (and this encoder, when given); not verified."""
+        for meta in self.directory.glob("*/*.json"):
+            try:
+                data = json.loads(meta.read_text())
+            except (OSError, ValueError):
+                continue
+            if data.get("photo_sha256") == photo_sha256 and fingerprint in (
+                None,
+                data.get("encoder_fingerprint"),
+            ):
+                return True
+        return False
+
+    @staticmethod
+    def key(photo_sha256: str, choice: str, fingerprint: str) -> str:
+        """Content address of an entry."""
+        return _sha256(f"{CACHE_FORMAT}\0{photo_sha256}\0{choice}\0{fingerprint}".encode())
+
+    # ------------------------------------------------------------------------------------ internals
+
+    @staticmethod
+    def _choice(photo: Path, face: int | None) -> str:
+        """Which face, as part of the key: the box recorded by ``cast add`` when it applies, else the rule."""
+        entry = recorded_face(photo)
+        if entry is not None and (face is None or face == entry.face):
+            box = entry.box
+            return f"box:{box.left},{box.top},{box.right},{box.bottom}"
+        return f"face:{face}" if face is not None else "auto"
+
+    def _paths(self, key: str) -> tuple[Path, Path, Path]:
+        base = self.directory / key[:2] / key
+        return base.with_suffix(".safetensors"), base.with_suffix(".png"), base.with_suffix(".json")
+
+    def _reject(self, key: str, reason: str) -> None:
+        warnings.warn(
+            f"identity cache entry {key[:12]}… is {reason}; rebuilding it", IdentityCacheWarning, stacklevel=4
+        )
+
+    def _load(self, key: str) -> CachedIdentity | None:
+        from safetensors.torch import load as load_tensors
+
+        tensor_path, face_path, meta_path = self._paths(key)
+        if not meta_path.is_file():
+            return None
+        try:
+            meta = json.loads(meta_path.read_text())
+            if meta.get("format") != CACHE_FORMAT or meta.get("key") != key:
+                self._reject(key, "from another cache format (stale)")
+                return None
+            data = tensor_path.read_bytes()
+            if _sha256(data) != meta["tensor_sha256"]:
+                self._reject(key, "corrupt (tensor file hash mismatch)")
+                return None
+            png = face_path.read_bytes()
+            if _sha256(png) != meta["face_sha256"]:
+                self._reject(key, "corrupt (aligned face hash mismatch)")
+                return None
+            tensors = load_tensors(data)
+            expected = meta["tensors"]
+            if sorted(tensors) != sorted(expected) or any(
+                list(tensors[k].shape) != v["shape"] or str(tensors[k].dtype) != v["dtype"]
+                for k, v in expected.items()
+            ):
+                self._reject(key, "inconsistent (tensor names, shapes or dtype differ from its metadata)")
+                return None
+            face = Image.open(BytesIO(png)).convert("RGB")
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            self._reject(key, f"unreadable ({type(err).__name__}: {err})")
+            return None
+        hidden = [tensors[f"id_vit_hidden.{i}"].float() for i in range(meta["num_scales"])]
+        box = FaceBox.from_dict(meta["box"])
+        return CachedIdentity(
+            embedding=IdentityEmbedding(
+                tensors["id_cond"].float(),
+                hidden,
+                face,
+                tuple(meta["encoded_box"]) if meta["encoded_box"] else None,
+            ),
+            photo_sha256=meta["photo_sha256"],
+            face_size=box.size,
+            sharpness=meta["sharpness"],
+            arcface_dim=meta["arcface_dim"],
+            hit=True,
+        )
+
+    def _build(
+        self, key: str, photo: Path, photo_sha: str, face: int | None, encoder: FaceEncoder
+    ) -> CachedIdentity:
+        from safetensors.torch import save as save_tensors
+
+        resolved = resolve_face(photo, face)
+        image, (dx, dy) = _encoder_input(resolved)
+        try:
+            embedding = encoder.encode(image)
+        except IngredientsError as err:
+            raise StoryreelError(f"{photo}: {err.message}", err.hint) from err
+        if embedding.face_box is not None:
+            x0, y0, x1, y1 = embedding.face_box
+            embedding.face_box = (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
+        tensors = {"id_cond": embedding.id_cond.detach().to("cpu", self.dtype).contiguous()}
+        for i, hidden in enumerate(embedding.id_vit_hidden):
+            tensors[f"id_vit_hidden.{i}"] = hidden.detach().to("cpu", self.dtype).contiguous()
+        data = save_tensors(tensors)
+        buffer = BytesIO()
+        embedding.aligned_face.convert("RGB").save(buffer, format="PNG")
+        png = buffer.getvalue()
+        arcface_dim = int(getattr(encoder, "arcface_dim", 512))
+        tensor_path, face_path, meta_path = self._paths(key)
+        atomic_write_bytes(tensor_path, data)
+        atomic_write_bytes(face_path, png)
+        atomic_write_json(
+            meta_path,
+            {
+                "format": CACHE_FORMAT,
+                "key": key,
+                "versions": _versions(),
+                "photo": str(photo),
+                "photo_sha256": photo_sha,
+                "face": resolved.face,
+                "faces_found": resolved.faces_found,
+                "box": resolved.box.to_dict(),
+                "encoded_box": list(embedding.face_box) if embedding.face_box else None,
+                "sharpness": resolved.sharpness,
+                "encoder_fingerprint": encoder.fingerprint,
+                "arcface_dim": arcface_dim,
+                "num_scales": len(embedding.id_vit_hidden),
+                "dtype": str(self.dtype),
+                "tensors": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in tensors.items()},
+                "tensor_sha256": _sha256(data),
+                "face_sha256": _sha256(png),
+            },
+        )
+        face_img = Image.open(BytesIO(png)).convert("RGB")
+        hidden = [tensors[f"id_vit_hidden.{i}"].float() for i in range(len(embedding.id_vit_hidden))]
+        return CachedIdentity(
+            embedding=IdentityEmbedding(tensors["id_cond"].float(), hidden, face_img, embedding.face_box),
+            photo_sha256=photo_sha,
+            face_size=resolved.box.size,
+            sharpness=resolved.sharpness,
+            arcface_dim=arcface_dim,
+            hit=False,
+        )
