@@ -643,7 +643,8 @@ def build_reel(story: Story, project: Project, **options: Any) -> Path:
     """Assemble the story's reel from renders/<shot-id>.mp4 (never renders); return the reel's path.
 
     Every missing clip is named in one error that suggests `storyreel render`; ``options`` are passed
-    to :func:`assemble_reel` (e.g. ``retime``, ``captions``, ``video_format``), overriding the story.
+    to :func:`assemble_reel` (e.g. ``retime``, ``captions``, ``video_format``), overriding the story;
+    ``output`` replaces the story's ``output.file``.
     """
     return build_reel_result(story, project, **options).path
 
@@ -662,7 +663,7 @@ def build_reel_result(story: Story, project: Project, **options: Any) -> ReelRes
     ]
     missing = [c.shot_id for c in clips if not c.path.is_file()]
     if missing:
-        story_path = os.path.relpath(story.path) if story.path else "story.yaml"
+        story_path = os.path.relpath(project.story_path)
         raise StoryreelError(
             f"{len(missing)} of {len(clips)} shots have no clip in {project.renders_dir}: "
             + ", ".join(missing),
@@ -677,7 +678,7 @@ def build_reel_result(story: Story, project: Project, **options: Any) -> ReelRes
             fade_in=story.music.fade_in,
             fade_out=story.music.fade_out,
         )
-    output = project.reel_path
+    output = Path(options.pop("output", None) or project.reel_path)
     settings: dict[str, Any] = dict(
         fps=story.output.fps,
         width=story.output.width,

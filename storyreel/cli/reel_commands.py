@@ -1,3 +1,58 @@
-"""`storyreel` commands: reel."""
+"""`storyreel reel`: re-assemble the reel (and the review page) from finished clips; never renders."""
 
-from storyreel.cli.app import app  # noqa: F401
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from storyreel.cli.app import app, console, console_err
+
+
+@app.command("reel")
+def reel(
+    story: Path = typer.Argument(..., help="story.yaml, or the project folder that holds it"),
+    captions: str | None = typer.Option(
+        None, help="burn | subtitles | both | none (default: the story's output.captions)"
+    ),
+    retime: str = typer.Option(
+        "duplicate", help="duplicate frames to reach the reel fps, or interpolate (motion, slower)"
+    ),
+    video_format: str | None = typer.Option(
+        None, "--format", help="mp4 (H.264) or webm (VP9); default from the story's output.file"
+    ),
+    review: bool = typer.Option(True, "--review/--no-review", help="also write renders/index.html"),
+) -> None:
+    """Assemble the reel from the clips in renders/ (run `storyreel render` first to make them)."""
+    from storyreel.project import Project
+    from storyreel.reel import ReelWarning, build_reel_result
+    from storyreel.review import write_review
+    from storyreel.story import load_story
+
+    loaded = load_story(Project.find(story).story_path)
+    project = Project.from_story(loaded)
+    options: dict[str, Any] = {"retime": retime}
+    if captions is not None:
+        options["captions"] = captions
+    if video_format is not None:
+        options["video_format"] = video_format
+        options["output"] = project.reel_path.with_suffix(f".{video_format}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ReelWarning)
+        result = build_reel_result(loaded, project, **options)
+    for warning in caught:
+        console_err.print(f"[yellow]warning:[/] {warning.message}", highlight=False)
+    how = "stream copy (clips already match)" if result.fast_path else "re-encoded"
+    console.print(
+        f"[green]reel:[/] {result.path} — {len(result.segments)} shots, {result.frames} frames, "
+        f"{result.duration:.2f} s at {result.fps} fps, {result.width}x{result.height}, {how}, "
+        f"{result.seconds:.1f} s",
+        highlight=False,
+    )
+    if result.subtitles:
+        console.print(f"[green]captions:[/] {result.subtitles}", highlight=False)
+    if review:
+        page = write_review(loaded, project, reel=result.path)
+        console.print(f"[green]review page:[/] {page}", highlight=False)

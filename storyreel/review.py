@@ -1,0 +1,366 @@
+"""The review page (renders/index.html) and contact sheet (renders/contact_sheet.png) of a project.
+
+The page is static and works offline: inline CSS, no scripts from anywhere, relative links only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from PIL import Image, ImageDraw, ImageFont
+
+from storyreel.errors import StoryreelError
+from storyreel.ffmpeg_tools import ffmpeg_exe, find_font, probe_video, stderr_tail
+from storyreel.fsutil import atomic_path, atomic_write_text
+
+if TYPE_CHECKING:
+    from storyreel.project import Project
+    from storyreel.story import Story
+
+THUMBS_PER_CLIP = 4
+THUMB_WIDTH = 192
+FACE_SIZE = 96
+CONTACT_SHEET = "contact_sheet.png"
+EVAL_FILE = "eval.json"
+CAPTIONS_VTT = "review-captions.vtt"
+
+
+@dataclass
+class ShotReview:
+    """Everything the page shows about one shot."""
+
+    shot_id: str
+    prompt: str
+    caption: str | None
+    clip: Path | None
+    seed: int | None = None
+    thumbs: list[Path] = field(default_factory=list)
+    faces: list[tuple[str, Path | None]] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+    metrics: list[tuple[str, str]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def extract_thumbnails(
+    clip: Path, count: int = THUMBS_PER_CLIP, width: int = THUMB_WIDTH
+) -> list[Image.Image]:
+    """``count`` frames spread evenly over ``clip``, scaled to ``width`` (one ffmpeg call, no temp files)."""
+    info = probe_video(clip)
+    height = max(2, round(info.height * width / info.width / 2) * 2)
+    count = max(1, min(count, info.frames))
+    picks = sorted({round(k * (info.frames - 1) / max(1, count - 1)) for k in range(count)})
+    select = "+".join(f"eq(n\\,{n})" for n in picks)
+    cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(clip), "-vf",
+           f"select={select},scale={width}:{height}:flags=bicubic", "-fps_mode", "passthrough",
+           "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, check=False)
+    size = width * height * 3
+    if proc.returncode != 0 or len(proc.stdout) < size:
+        raise StoryreelError(f"could not read frames of {clip}:\n{stderr_tail(proc.stderr)}")
+    data = proc.stdout
+    return [
+        Image.frombytes("RGB", (width, height), data[i : i + size])
+        for i in range(0, len(data) - size + 1, size)
+    ]
+
+
+def _save_image(image: Image.Image, path: Path, fmt: str) -> Path:
+    with atomic_path(path) as tmp:
+        image.save(tmp, format=fmt, **({"quality": 85} if fmt == "JPEG" else {}))
+    return path
+
+
+def _read_json(path: Path) -> tuple[Any, str | None]:
+    if not path.is_file():
+        return None, None
+    try:
+        return json.loads(path.read_text(encoding="utf-8")), None
+    except (OSError, ValueError) as err:
+        return None, f"{path.name} is unreadable ({err})"
+
+
+def _flatten(value: Any, prefix: str = "", depth: int = 0) -> list[tuple[str, str]]:
+    """Nested metrics → (label, formatted value) rows, e.g. ``alice / face_similarity``."""
+    if isinstance(value, dict) and depth < 4:
+        rows = []
+        for key, item in value.items():
+            rows += _flatten(item, f"{prefix} / {key}" if prefix else str(key), depth + 1)
+        return rows
+    if isinstance(value, list) and depth < 4 and all(isinstance(v, dict) for v in value):
+        rows = []
+        for index, item in enumerate(value):
+            name = str(item.get("name") or item.get("character") or index + 1)
+            rest = {k: v for k, v in item.items() if k not in ("name", "character")}
+            rows += _flatten(rest, f"{prefix} / {name}" if prefix else name, depth + 1)
+        return rows
+    if isinstance(value, float):
+        return [(prefix, f"{value:.3f}")]
+    if isinstance(value, list):
+        return [(prefix, ", ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in value))]
+    return [(prefix, "—" if value is None else str(value))]
+
+
+def _shot_metrics(evaluation: Any, shot_id: str) -> list[tuple[str, str]]:
+    if not isinstance(evaluation, dict):
+        return []
+    shots = evaluation.get("shots", evaluation)
+    if isinstance(shots, list):
+        matches = [
+            s
+            for s in shots
+            if isinstance(s, dict) and shot_id in (s.get("id"), s.get("shot_id"), s.get("shot"))
+        ]
+        entry = (
+            {k: v for k, v in matches[0].items() if k not in ("id", "shot_id", "shot")} if matches else None
+        )
+    else:
+        entry = shots.get(shot_id) if isinstance(shots, dict) else None
+    return _flatten(entry) if entry is not None else []
+
+
+def _meta_summary(meta: dict[str, Any], story_seed: int | None) -> list[tuple[str, str]]:
+    job = meta.get("job") if isinstance(meta.get("job"), dict) else {}
+
+    def pick(name: str) -> Any:
+        return meta.get(name, job.get(name))
+
+    rows: list[tuple[str, str]] = []
+    seed = pick("seed") if pick("seed") is not None else story_seed
+    rows.append(("seed", "derived from the story seed" if seed is None else str(seed)))
+    for name in ("engine", "key"):
+        if pick(name) is not None:
+            rows.append((name, str(pick(name))))
+    for name in ("frames", "fps", "width", "height", "steps", "guidance"):
+        if pick(name) is not None:
+            rows.append((name, str(pick(name))))
+    timings = pick("timings")
+    if isinstance(timings, dict):
+        rows += [
+            (f"time / {k}", f"{v:.2f} s" if isinstance(v, int | float) else str(v))
+            for k, v in timings.items()
+        ]
+    peak = pick("peak_memory_bytes")
+    if isinstance(peak, int | float):
+        rows.append(("peak memory", f"{peak / 2**20:.0f} MiB ({pick('peak_memory_kind') or 'memory'})"))
+    return rows
+
+
+def _face_images(story: Story, project: Project, thumbs_dir: Path) -> dict[str, Path | None]:
+    """Cast face crops saved as thumbs/cast-<name>.jpg; None for anyone whose face cannot be cropped."""
+    try:
+        from storyreel.cast import face_crop
+    except ImportError:
+        return dict.fromkeys(story.cast)
+    from ingredients_model.errors import IngredientsError
+
+    faces: dict[str, Path | None] = {}
+    for name, member in story.cast.items():
+        try:
+            crop = (
+                face_crop(project, name, member).convert("RGB").resize((FACE_SIZE, FACE_SIZE), Image.LANCZOS)
+            )
+            faces[name] = _save_image(crop, thumbs_dir / f"cast-{name}.jpg", "JPEG")
+        except (StoryreelError, IngredientsError, OSError):
+            faces[name] = None
+    return faces
+
+
+def collect_reviews(story: Story, project: Project) -> list[ShotReview]:
+    """Gather thumbnails (written to renders/thumbs/), faces, clip metadata and metrics for every shot."""
+    renders = Path(project.renders_dir)
+    thumbs_dir = renders / "thumbs"
+    evaluation, eval_problem = _read_json(renders / EVAL_FILE)
+    faces = _face_images(story, project, thumbs_dir)
+    reviews = []
+    for shot in story.shots:
+        clip = Path(project.clip_path(shot.id))
+        review = ShotReview(shot.id, shot.prompt, shot.caption, clip if clip.is_file() else None, shot.seed)
+        meta, problem = _read_json(Path(project.clip_meta_path(shot.id)))
+        review.meta = meta if isinstance(meta, dict) else {}
+        review.problems += [problem] if problem else []
+        if meta is None and review.clip is not None and not problem:
+            review.problems.append(f"no {project.clip_meta_path(shot.id).name} next to the clip")
+        if review.clip is None:
+            review.problems.append("not rendered yet — run `storyreel render`")
+        else:
+            try:
+                for k, image in enumerate(extract_thumbnails(clip), start=1):
+                    review.thumbs.append(_save_image(image, thumbs_dir / f"{shot.id}-{k}.jpg", "JPEG"))
+            except StoryreelError as err:
+                review.problems.append(f"clip unreadable: {err.message.splitlines()[0]}")
+        review.faces = [(name, faces.get(name)) for name in shot.cast or []]
+        review.metrics = _shot_metrics(evaluation, shot.id)
+        if eval_problem:
+            review.problems.append(eval_problem)
+        reviews.append(review)
+    return reviews
+
+
+def write_contact_sheet(story: Story, reviews: list[ShotReview], path: Path) -> Path:
+    """One row per shot: its id and caption, then its thumbnails (PNG, written atomically)."""
+    thumb_h = round(THUMB_WIDTH * story.output.height / story.output.width)
+    label_w, pad = 220, 8
+    width = label_w + THUMBS_PER_CLIP * (THUMB_WIDTH + pad) + pad
+    header = 44
+    height = header + len(reviews) * (thumb_h + pad) + pad
+    sheet = Image.new("RGB", (width, height), (24, 26, 32))
+    draw = ImageDraw.Draw(sheet)
+    font_file = find_font()
+
+    def font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+        return ImageFont.truetype(str(font_file), size) if font_file else ImageFont.load_default()
+
+    draw.text((pad, 10), story.title, fill=(240, 240, 240), font=font(22))
+    for row, review in enumerate(reviews):
+        top = header + row * (thumb_h + pad)
+        draw.text((pad, top + 4), f"{row + 1}. {review.shot_id}", fill=(240, 240, 240), font=font(15))
+        if review.caption:
+            draw.text((pad, top + 26), review.caption[:30], fill=(170, 176, 190), font=font(12))
+        if not review.thumbs:
+            draw.text((label_w, top + thumb_h // 2 - 8), "not rendered", fill=(200, 120, 90), font=font(14))
+        for col, thumb in enumerate(review.thumbs):
+            with Image.open(thumb) as image:
+                image = image.convert("RGB")
+                image.thumbnail((THUMB_WIDTH, thumb_h))
+                sheet.paste(image, (label_w + col * (THUMB_WIDTH + pad), top))
+    return _save_image(sheet, path, "PNG")
+
+
+def _rel(target: Path, base: Path) -> str:
+    return quote(Path(os.path.relpath(target, base)).as_posix())
+
+
+def _captions_track(reel: Path, renders: Path) -> str | None:
+    """A WebVTT file for the page's <track>: the reel's .vtt sidecar, or its .srt converted."""
+    vtt, srt = reel.with_suffix(".vtt"), reel.with_suffix(".srt")
+    if vtt.is_file():
+        return _rel(vtt, renders)
+    if not srt.is_file():
+        return None
+    text = srt.read_text(encoding="utf-8")
+    cues = [block.split("\n", 1)[1] if "\n" in block else block for block in text.strip().split("\n\n")]
+    body = "\n\n".join(cue.replace(",", ".", 2) if "-->" in cue.split("\n")[0] else cue for cue in cues)
+    atomic_write_text(renders / CAPTIONS_VTT, "WEBVTT\n\n" + body + "\n")
+    return CAPTIONS_VTT
+
+
+_CSS = """
+:root{--bg:#111318;--card:#1a1d24;--line:#2a2e38;--text:#e8e9ee;--muted:#9aa0ad;--accent:#7cc4ff;--warn:#ffb86b}
+*{box-sizing:border-box}body{margin:0;background:var(--bg);color:var(--text);
+font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif}
+header,main,footer{max-width:1100px;margin:0 auto;padding:20px}
+h1{margin:0 0 4px;font-size:28px}.muted{color:var(--muted)}a{color:var(--accent)}
+.player{background:#000;border-radius:12px;overflow:hidden;box-shadow:0 6px 30px #0008}
+.player video{display:block;width:100%;max-height:70vh;background:#000}
+.shot{background:var(--card);border:1px solid var(--line);border-radius:12px;margin:18px 0;padding:16px}
+.shot h2{margin:0;font-size:18px}.shot h2 .n{color:var(--muted);font-weight:400;margin-right:6px}
+.caption{color:var(--muted);font-style:italic;margin:2px 0 10px}
+.strip{display:flex;gap:6px;overflow-x:auto;padding-bottom:4px}
+.strip img{border-radius:6px;height:108px;width:auto;display:block}
+.grid{display:grid;grid-template-columns:3fr 2fr;gap:18px;margin-top:12px}
+@media (max-width:760px){.grid{grid-template-columns:1fr}}
+.prompt{background:#0d0f13;border-radius:8px;padding:10px 12px;white-space:pre-wrap}
+.faces{display:flex;gap:10px;margin-top:10px;flex-wrap:wrap}
+.face{text-align:center;font-size:12px;color:var(--muted)}
+.face img,.face .none{width:64px;height:64px;border-radius:50%;display:block;margin:0 auto 4px;
+object-fit:cover}
+.face .none{background:var(--line)}
+table{border-collapse:collapse;width:100%;font-size:13px}
+td{padding:3px 6px;border-bottom:1px solid var(--line);vertical-align:top}
+td:first-child{color:var(--muted);white-space:nowrap}td.v{word-break:break-all}
+h3{font-size:13px;text-transform:uppercase;letter-spacing:.06em;color:var(--muted);margin:12px 0 4px}
+.problem{color:var(--warn);margin:6px 0 0}
+"""
+
+
+def _table(rows: list[tuple[str, str]]) -> str:
+    e = html.escape
+    return (
+        "<table>"
+        + "".join(f'<tr><td>{e(k)}</td><td class="v">{e(v)}</td></tr>' for k, v in rows)
+        + "</table>"
+    )
+
+
+def render_html(story: Story, reviews: list[ShotReview], renders: Path, reel: Path | None) -> str:
+    """The review page's HTML (every story-provided text is escaped, every link relative)."""
+    e = html.escape
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{e(story.title)} — review</title><style>{_CSS}</style></head><body>",
+        f"<header><h1>{e(story.title)}</h1>",
+        f'<div class="muted">{len(reviews)} shots · {story.output.size} at {story.output.fps} fps · reviewed '
+        f"{dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}</div></header><main>",
+    ]
+    if reel is not None and reel.is_file():
+        poster = next((r.thumbs[0] for r in reviews if r.thumbs), None)
+        poster_attr = f' poster="{e(_rel(poster, renders))}"' if poster else ""
+        track = _captions_track(reel, renders)
+        track_tag = f'<track kind="captions" src="{e(track)}" srclang="en" label="Captions">' if track else ""
+        kind = "webm" if reel.suffix.lower() == ".webm" else "mp4"
+        parts.append(
+            f'<div class="player"><video controls preload="metadata"{poster_attr}>'
+            f'<source src="{e(_rel(reel, renders))}" type="video/{kind}">{track_tag}</video></div>'
+            f'<p class="muted">Reel: <a href="{e(_rel(reel, renders))}">{e(reel.name)}</a> · '
+            f'<a href="{CONTACT_SHEET}">contact sheet</a></p>'
+        )
+    else:
+        parts.append('<p class="problem">No reel yet: run <code>storyreel reel</code> after rendering.</p>')
+    for number, r in enumerate(reviews, start=1):
+        parts.append(f'<section class="shot" id="shot-{e(r.shot_id)}"><h2><span class="n">{number}</span>'
+                     f"{e(r.shot_id)}</h2>")  # fmt: skip
+        if r.caption:
+            parts.append(f'<div class="caption">“{e(r.caption)}”</div>')
+        if r.thumbs:
+            images = "".join(
+                f'<img src="{e(_rel(t, renders))}" alt="{e(r.shot_id)} frame {k}" loading="lazy">'
+                for k, t in enumerate(r.thumbs, start=1)
+            )
+            link = e(_rel(r.clip, renders)) if r.clip else ""
+            parts.append(f'<a class="strip" href="{link}" title="play the clip">{images}</a>')
+        parts.append('<div class="grid"><div>')
+        parts.append(f'<h3>Prompt</h3><div class="prompt">{e(r.prompt)}</div>')
+        job = r.meta.get("job") if isinstance(r.meta.get("job"), dict) else {}
+        if isinstance(job.get("prompt"), str) and job["prompt"] != r.prompt:
+            parts.append(f'<h3>Model prompt</h3><div class="prompt">{e(job["prompt"])}</div>')
+        if r.faces:
+            faces = "".join(
+                f'<div class="face"><img src="{e(_rel(p, renders))}" alt="{e(n)}">{e(n)}</div>'
+                if p else f'<div class="face"><span class="none"></span>{e(n)}</div>'
+                for n, p in r.faces
+            )  # fmt: skip
+            parts.append(f'<h3>Cast (left to right)</h3><div class="faces">{faces}</div>')
+        parts.append("</div><div>")
+        parts.append("<h3>Render</h3>" + _table(_meta_summary(r.meta, r.seed)))
+        if r.metrics:
+            parts.append("<h3>Metrics</h3>" + _table(r.metrics))
+        parts += [f'<p class="problem">{e(p)}</p>' for p in r.problems]
+        parts.append("</div></div></section>")
+    parts.append('</main><footer class="muted">Made with storyreel · static page, works offline</footer>')
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def write_review(story: Story, project: Project, *, reel: Path | None = None) -> Path:
+    """Write renders/index.html and renders/contact_sheet.png (thumbnails under renders/thumbs/).
+
+    Reads renders/<id>.json (job, key, engine, timings) and renders/eval.json when present; missing or
+    unreadable pieces are shown as notes on the page, never as errors.
+    """
+    renders = Path(project.renders_dir)
+    reviews = collect_reviews(story, project)
+    write_contact_sheet(story, reviews, renders / CONTACT_SHEET)
+    page = Path(project.review_path)
+    reel_path = Path(reel) if reel else Path(project.reel_path)
+    atomic_write_text(page, render_html(story, reviews, renders, reel_path))
+    return page
