@@ -287,3 +287,77 @@ def test_subtitles_text_formats() -> None:
     assert subtitles_text(segs, 24) == "1\n00:00:00,000 --> 00:00:02,000\none\n"
     assert subtitles_text(segs, 24, "vtt") == "WEBVTT\n\n00:00:00.000 --> 00:00:02.000\none\n"
     assert subtitles_text(segs[1:], 24) == ""
+
+
+STORY = """\
+title: Test Reel
+output: {{size: {w}x{h}, fps: 24, file: out/reel.mp4, captions: subtitles, title_card: false}}
+defaults: {{seconds: 2, transition: {{type: crossfade, seconds: 0.5}}}}
+shots:
+  - id: one
+    prompt: a sunny beach
+    caption: First
+  - id: two
+    prompt: a dark forest
+    transition: {{type: fade, seconds: 0.25}}
+{music}"""
+
+
+def write_story(root: Path, clips_dir: Path, *, music: bool = False, clips: bool = True) -> Path:
+    """A project with two shots whose clips are model-like (8 fps, 72x48) and reel-ready (24 fps)."""
+    root.mkdir(parents=True, exist_ok=True)
+    music_yaml = "music: {file: tone.wav, volume: 0.8, fade_in: 0.2, fade_out: 0.5}\n" if music else ""
+    (root / "story.yaml").write_text(STORY.format(w=W, h=H, music=music_yaml))
+    if music:
+        (root / "tone.wav").write_bytes((clips_dir / "tone.wav").read_bytes())
+    if clips:
+        (root / "renders").mkdir(exist_ok=True)
+        (root / "renders" / "one.mp4").write_bytes((clips_dir / "a.mp4").read_bytes())
+        (root / "renders" / "two.mp4").write_bytes((clips_dir / "c.mp4").read_bytes())
+    return root / "story.yaml"
+
+
+def test_build_reel_from_a_story(clips_dir: Path, tmp_path: Path) -> None:
+    from storyreel.project import Project
+    from storyreel.reel import build_reel
+    from storyreel.story import load_story
+
+    story = load_story(write_story(tmp_path / "proj", clips_dir, music=True))
+    path = build_reel(story, Project.from_story(story))
+    assert path == tmp_path / "proj" / "out" / "reel.mp4"
+    info = probe_video(path)
+    assert info.frames == 147 + 24 - 12  # the last shot's fade fades out, it adds no overlap
+    assert info.subtitle_streams == 1 and info.has_audio
+    assert (tmp_path / "proj" / "out" / "reel.srt").read_text().endswith("First\n")
+
+
+def test_build_reel_names_every_missing_shot(clips_dir: Path, tmp_path: Path) -> None:
+    from storyreel.project import Project
+    from storyreel.reel import build_reel
+    from storyreel.story import load_story
+
+    story = load_story(write_story(tmp_path / "proj", clips_dir, clips=False))
+    with pytest.raises(StoryreelError, match=r"2 of 2 shots have no clip.*one, two") as err:
+        build_reel(story, Project.from_story(story))
+    assert "storyreel render" in err.value.hint
+
+
+def test_cli_reel_reassembles_and_writes_the_review(
+    clips_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from storyreel.cli import main
+
+    root = write_story(tmp_path / "proj", clips_dir).parent
+    with pytest.raises(SystemExit) as exit_info:
+        main(["reel", str(root), "--captions", "none", "--format", "webm"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "reel:" in out and "review page:" in out
+    assert probe_video(root / "out" / "reel.webm").codec == "vp9"
+    assert (root / "renders" / "index.html").is_file()
+    (root / "renders" / "two.mp4").unlink()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["reel", str(root / "story.yaml"), "--no-review"])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "two" in err and "storyreel render" in err

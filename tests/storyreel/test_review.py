@@ -1,0 +1,112 @@
+"""The review page: valid HTML, only local existing files, everything escaped; and the contact sheet."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+from PIL import Image
+
+from storyreel.project import Project
+from storyreel.reel import build_reel
+from storyreel.review import write_review
+from storyreel.story import load_story
+from tests.storyreel.test_reel import make_clip
+
+STORY = """\
+title: "Review <Test> & Co"
+output: {size: 96x64, fps: 24, captions: both, title_card: false}
+cast:
+  ann: {photos: [cast/ann/1.png], description: an astronaut}
+shots:
+  - id: first
+    prompt: "{ann} waves <b>hello</b> & smiles"
+    caption: "<script>alert(1)</script>"
+    seed: 11
+  - id: second
+    prompt: an empty room
+  - id: third
+    prompt: not rendered yet
+"""
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[str] = []
+        self.tags: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.links += [v for k, v in attrs if k in ("src", "href", "poster") and v]
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+@pytest.fixture
+def project(tmp_path: Path, astronaut_png: Path) -> tuple[Path, object]:
+    root = tmp_path / "proj"
+    (root / "cast" / "ann").mkdir(parents=True)
+    shutil.copy(astronaut_png, root / "cast" / "ann" / "1.png")
+    (root / "story.yaml").write_text(STORY)
+    renders = root / "renders"
+    renders.mkdir()
+    make_clip(renders / "first.mp4", 16)
+    make_clip(renders / "second.mp4", 24, fps=24, size="96x64", source="testsrc2")
+    meta = {"job": {"seed": 11, "key": "k" * 64, "engine": "preview", "prompt": "an astronaut waves"},
+            "engine": "preview", "timings": {"render": 0.5}, "peak_memory_bytes": 3 * 2**20}  # fmt: skip
+    (renders / "first.json").write_text(json.dumps(meta))
+    (renders / "second.json").write_text("{not json")
+    evaluation = {"shots": {"first": {"clip_score": 0.25, "characters": {"ann": {"similarity": 0.8}}}}}
+    (renders / "eval.json").write_text(json.dumps(evaluation))
+    return root, load_story(root / "story.yaml")
+
+
+def test_review_page_is_local_escaped_and_complete(project: tuple[Path, object]) -> None:
+    root, story = project
+    proj = Project.from_story(story)
+    (proj.renders_dir / "third.mp4").unlink(missing_ok=True)
+    shots = story.shots
+    story.shots = shots[:2]  # the reel needs every clip; the page copes with a missing one
+    build_reel(story, proj)
+    story.shots = shots
+    page = write_review(story, proj)
+    assert page == root / "renders" / "index.html"
+    text = page.read_text(encoding="utf-8")
+    parser = _Links()
+    parser.feed(text)
+    parser.close()
+    assert "http://" not in text and "https://" not in text
+    assert parser.links, "the page links the reel, thumbnails and faces"
+    for link in parser.links:
+        assert not link.startswith(("/", "data:", "//")), link
+        assert (page.parent / unquote(link)).resolve().is_file(), link
+    assert "<script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert "Review &lt;Test&gt; &amp; Co" in text
+    assert {"video", "track", "table"} <= set(parser.tags)
+    body = " ".join(parser.text)
+    for expected in ("11", "k" * 64, "preview", "0.50 s", "0.250", "ann / similarity", "an astronaut waves",
+                     "not rendered yet", "second.json is unreadable"):  # fmt: skip
+        assert expected in body, expected
+    thumbs = sorted(p.name for p in (root / "renders" / "thumbs").glob("first-*.jpg"))
+    assert thumbs == ["first-1.jpg", "first-2.jpg", "first-3.jpg", "first-4.jpg"]
+    assert (root / "renders" / "thumbs" / "cast-ann.jpg").is_file()
+    assert "thumbs/cast-ann.jpg" in parser.links
+    with Image.open(root / "renders" / "contact_sheet.png") as sheet:
+        assert sheet.format == "PNG" and sheet.width > 4 * 192
+    assert not list(root.rglob("*.partial"))
+
+
+def test_review_page_without_reel_or_metrics(project: tuple[Path, object]) -> None:
+    root, story = project
+    (root / "renders" / "eval.json").unlink()
+    page = write_review(story, Project.from_story(story))
+    text = page.read_text(encoding="utf-8")
+    assert "<video" not in text and "No reel yet" in text
+    assert "Metrics" not in text
