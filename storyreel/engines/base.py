@@ -24,7 +24,9 @@ class EngineSpec:
 
     ``fps``/``width``/``height`` None mean "the story's reel fps / size". Frame counts are clipped to
     ``max_frames`` and, when ``frame_multiple`` > 1, rounded to ``k * frame_multiple + 1`` (CogVideoX's
-    temporal compression). ``uses_caption`` says whether the shot caption ends up in the clip's pixels.
+    temporal compression). ``uses_caption``: the engine draws the shot caption (unless the reel burns it
+    in); ``generative``: a diffusion model, so negative prompts, steps, guidance, router mode and cache
+    threshold matter.
     """
 
     name: str
@@ -36,6 +38,7 @@ class EngineSpec:
     frame_multiple: int = 1
     model_revision: str | None = None
     uses_caption: bool = False
+    generative: bool = False
 
 
 @dataclass

@@ -1,11 +1,11 @@
 """The ``preview`` engine: a CPU storyboard animatic that needs no model weights.
 
 Each shot is a panel: a background gradient whose colours come from the prompt's hash, the cast's face
-crops left to right as framed cards (with their names), a header with the shot id, duration, caption and
-prompt, and a gentle Ken Burns camera move over the cards (direction from the shot's seed) in front of
-a distant background. The bottom of the frame stays clear for the reel's burned captions.
-Frames are drawn with Pillow/numpy and piped raw to ffmpeg; a 6 s shot at 720x480, 24 fps takes
-about a second on two cores.
+crops left to right as framed cards (with their names), a header with the shot id, duration, caption
+(only when the reel does not burn captions in, so it never shows twice) and prompt, and a gentle Ken
+Burns camera move over the cards (direction from the shot's seed) in front of a distant background.
+The bottom of the frame stays clear for the reel's burned captions. Frames are drawn with Pillow/numpy
+and piped raw to ffmpeg; a 6 s shot at 720x480, 24 fps takes about a second on two cores.
 """
 
 from __future__ import annotations

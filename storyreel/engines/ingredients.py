@@ -1,0 +1,230 @@
+"""The ``ingredients`` engine: the full IngredientsPipeline from a model folder, loaded once per process.
+
+* identities from the project's identity cache (``IdentityCache``), built by the folder's face encoder;
+* prompt embeddings cached per prompt in memory and on disk (:mod:`storyreel.engines.text_cache`); with
+  :meth:`IngredientsEngine.prepare` every prompt of a batch is encoded first and, on a GPU with an
+  offloading memory mode, the T5 encoder is then freed;
+* memory modes (``auto``/``none``/``model_offload``/``group_offload``) and the first-block cache threshold
+  are passed to the pipeline; per-step progress comes from ``callback_on_step_end``;
+* frames are written at the model's fps (8) as H.264 yuv420p through an ffmpeg pipe.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from storyreel.engines.base import EngineSpec, RenderResult, StepProgress, rss_peak_bytes
+from storyreel.engines.text_cache import Embeddings, TextEmbeddingCache
+from storyreel.engines.video import FrameWriter
+from storyreel.errors import StoryreelError
+
+if TYPE_CHECKING:
+    import torch
+
+    from storyreel.plan import RenderJob
+    from storyreel.project import Project
+    from storyreel.story import Story
+
+ENGINE_VERSION = "1"  # bump when this engine's use of the pipeline changes the pixels
+
+
+def _read_config(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise StoryreelError(
+            f"cannot read {path}: {err}",
+            hint=f"check the model folder with `storyreel doctor --model {path.parent.parent}`",
+        ) from err
+
+
+def model_spec(model_dir: Path) -> EngineSpec:
+    """Native size, frame limits and revision of a model folder, from its configs (no weights loaded)."""
+    from ingredients_model.checkpoint import model_revision, require_complete
+    from ingredients_model.pipeline import DEFAULT_FPS
+
+    require_complete(model_dir)
+    transformer = _read_config(model_dir / "transformer" / "config.json")
+    vae = _read_config(model_dir / "vae" / "config.json")
+    spatial = 2 ** (len(vae.get("block_out_channels", (128, 256, 256, 512))) - 1)
+    return EngineSpec(
+        name="ingredients",
+        version=ENGINE_VERSION,
+        fps=DEFAULT_FPS,
+        width=transformer["sample_width"] * spatial,
+        height=transformer["sample_height"] * spatial,
+        max_frames=transformer.get("sample_frames", 49),
+        frame_multiple=vae.get("temporal_compression_ratio", 4),
+        model_revision=model_revision(model_dir),
+        generative=True,
+    )
+
+
+class IngredientsEngine:
+    """Renders jobs with the Ingredients model of ``model_dir`` on ``device`` (default: CUDA if present)."""
+
+    name = "ingredients"
+
+    def __init__(self, model_dir: Path, *, device: str | None = None, memory: str = "auto"):
+        self.model_dir = Path(model_dir)
+        self.memory = memory
+        self.requested_device = device
+        self.pipe = None
+        self.encoder = None
+        self.device: torch.device | None = None
+        self.dtype: torch.dtype | None = None
+        self._spec: EngineSpec | None = None
+        self._texts: TextEmbeddingCache | None = None
+        self.load_seconds = 0.0
+
+    def spec(self) -> EngineSpec:
+        if self._spec is None:
+            self._spec = model_spec(self.model_dir)
+        return self._spec
+
+    def versions(self) -> dict[str, str]:
+        import diffusers
+        import torch
+        import transformers
+
+        import ingredients_model
+
+        found = {
+            "engine": ENGINE_VERSION,
+            "model_dir": str(self.model_dir),
+            "model_revision": self.spec().model_revision or "",
+            "ingredients_model": ingredients_model.__version__,
+            "torch": torch.__version__,
+            "diffusers": diffusers.__version__,
+            "transformers": transformers.__version__,
+            "device": str(self.device),
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "memory": self.memory,
+        }
+        if self.encoder is not None:
+            found["face_encoder"] = self.encoder.fingerprint
+        if self.device is not None and self.device.type == "cuda":
+            found["gpu"] = torch.cuda.get_device_name(self.device)
+        return found
+
+    def load(self) -> None:
+        if self.pipe is not None:
+            return
+        import torch
+
+        from ingredients_model.checkpoint import load_pipeline
+        from ingredients_model.faces import load_face_encoder
+
+        started = time.perf_counter()
+        spec = self.spec()
+        device = self.requested_device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = torch.device(device)
+        self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        self.pipe = load_pipeline(self.model_dir, device=self.device, dtype=self.dtype, memory=self.memory)
+        self.pipe.set_progress_bar_config(disable=True)
+        self.encoder = load_face_encoder(self.model_dir / "face_encoder", device=self.device)
+        max_len = self.pipe.transformer.config.max_text_seq_length
+        self._texts = TextEmbeddingCache(spec.model_revision or "", max_len, self.dtype)
+        self.load_seconds = time.perf_counter() - started
+
+    # ------------------------------------------------------------------------------------------ text
+
+    def _encode(self, prompt: str, negative: str) -> Embeddings:
+        assert self.pipe is not None and self._texts is not None
+        return self.pipe.encode_prompt(
+            prompt=prompt,
+            negative_prompt=negative,
+            do_classifier_free_guidance=True,
+            num_videos_per_prompt=1,
+            max_sequence_length=self._texts.max_sequence_length,
+            device=self.device,
+            dtype=self.dtype,
+        )
+
+    def text_embeddings(self, job: RenderJob, project: Project) -> Embeddings:
+        """The job's (prompt, negative prompt) embeddings, from the cache when possible."""
+        assert self._texts is not None
+        return self._texts.get(project.text_cache_dir, job.prompt, job.negative_prompt or "", self._encode)
+
+    def prepare(self, work: Iterable[tuple[RenderJob, Project]]) -> None:
+        """Encode every prompt of a batch up front; on a GPU with offloading, then free the T5 encoder."""
+        self.load()
+        for job, project in work:
+            self.text_embeddings(job, project)
+        assert self.pipe is not None and self.device is not None
+        if self.device.type == "cuda" and self.memory != "none" and self.pipe.text_encoder is not None:
+            self.pipe.free_text_encoder()
+
+    # ---------------------------------------------------------------------------------------- render
+
+    def render(
+        self, job: RenderJob, output: Path, progress: StepProgress, *, story: Story, project: Project
+    ) -> RenderResult:
+        import torch
+
+        from storyreel.identity_cache import IdentityCache
+
+        self.load()
+        assert self.pipe is not None and self.device is not None
+        started = time.perf_counter()
+        cache = IdentityCache(project.identity_cache_dir)
+        identities = [cache.get(story.cast[name], self.encoder) for name in job.cast]
+        prompt_embeds, negative_embeds = self.text_embeddings(job, project)
+        prepared = time.perf_counter()
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        steps = job.steps or 50
+
+        def on_step(pipe, step: int, timestep, tensors: dict) -> dict:
+            progress(step + 1, steps)
+            return tensors
+
+        result = self.pipe(
+            identities=identities,
+            height=job.height,
+            width=job.width,
+            num_frames=job.frames,
+            num_inference_steps=steps,
+            guidance_scale=job.guidance if job.guidance is not None else 6.0,
+            generator=torch.Generator("cpu").manual_seed(job.seed),
+            prompt_embeds=prompt_embeds.to(self.device),
+            negative_prompt_embeds=negative_embeds.to(self.device),
+            output_type="np",
+            callback_on_step_end=on_step,
+            router_mode=job.router_mode,
+            cache_threshold=job.cache_threshold,
+            max_sequence_length=self.pipe.transformer.config.max_text_seq_length,
+        )
+        generated = time.perf_counter()
+        frames = np.asarray(result.frames[0])
+        frames = np.clip(np.rint(frames * 255.0), 0, 255).astype(np.uint8)
+        height, width = frames.shape[1:3]
+        with FrameWriter(output, width, height, job.fps, crf=16, preset="medium") as out:
+            for frame in frames:
+                out.write(frame)
+        done = time.perf_counter()
+        if self.device.type == "cuda":
+            peak, kind = torch.cuda.max_memory_allocated(self.device), "cuda_max_memory_allocated"
+        else:
+            peak, kind = rss_peak_bytes(), "rss"
+        return RenderResult(
+            frames=len(frames),
+            fps=job.fps,
+            width=width,
+            height=height,
+            seconds=done - started,
+            peak_memory_bytes=int(peak),
+            peak_memory_kind=kind,
+            timings={
+                "identities_and_text": prepared - started,
+                "denoise_and_decode": generated - prepared,
+                "encode": done - generated,
+            },
+            details={"identity_cache_hits": cache.hits, "identity_cache_misses": cache.misses},
+        )

@@ -1,0 +1,481 @@
+"""The runner: stories → jobs → clips → reel, resumable, locked, on one process or many.
+
+* **Resume**: a shot is skipped when ``renders/<id>.mp4`` and ``renders/<id>.json`` exist and the JSON's
+  key equals the job key (the files are not touched); ``--force`` re-renders, ``--only`` picks shots.
+* **Atomic**: clips and records are written as ``*.partial`` and renamed; Ctrl-C / SIGTERM stop after
+  removing the partial files; partials left by a killed process are removed by the next render.
+* **Lock**: a normal render holds ``.storyreel/lock`` exclusively (a second one waits ``wait`` seconds,
+  then refuses naming the holder); ``worker=True`` renders share the project and claim shots one by one
+  (``.storyreel/claims``), so independent processes on one machine or many never render a shot twice.
+* **accelerate**: under ``accelerate launch`` (one process per GPU, any number of machines) process 0
+  takes the lock and decides the todo list, shots are dealt round robin, every process loads the model
+  once, and process 0 builds the reel after a barrier.
+* **Batches**: several stories in one call share the loaded engines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from storyreel import __version__
+from storyreel.errors import StoryreelError
+from storyreel.fsutil import PARTIAL_SUFFIX, atomic_path, atomic_write_json, partial_path
+from storyreel.locking import DEFAULT_LEASE_SECONDS, Claim, ClaimBoard, ProjectLock
+from storyreel.plan import RenderJob, job_status, plan_story, read_clip_meta
+
+if TYPE_CHECKING:
+    from storyreel.engines.base import Engine
+    from storyreel.engines.select import EngineChoice
+    from storyreel.project import Project
+    from storyreel.story import Story
+
+REEL_CLAIM = ".reel"  # claim id guarding the reel in worker mode (shot ids cannot contain dots)
+
+
+@dataclass
+class RenderOptions:
+    """What ``storyreel render`` was asked to do (``engine=None``: the story's ``defaults.engine``)."""
+
+    engine: str | None = None
+    model: Path | None = None
+    force: bool = False
+    only: list[str] | None = None
+    memory: str = "auto"
+    cache_threshold: float | None = None
+    reel: bool = True
+    wait: float = 10.0
+    worker: bool = False
+    lease: float = DEFAULT_LEASE_SECONDS
+
+
+@dataclass
+class StoryReport:
+    """What happened to one story."""
+
+    story_path: Path
+    engine: str
+    reason: str
+    rendered: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    elsewhere: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    reel: Path | None = None
+    review: Path | None = None
+    reel_note: str = ""
+
+
+# ------------------------------------------------------------------------------------------- processes
+
+
+class Processes:
+    """This process's place among ``accelerate launch`` processes (one process alone otherwise)."""
+
+    def __init__(self) -> None:
+        self.state = None
+        self.index, self.count, self.device = 0, 1, None
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            import torch
+            from accelerate import PartialState
+
+            self.state = PartialState(cpu=not torch.cuda.is_available())
+            self.index, self.count = self.state.process_index, self.state.num_processes
+            device = self.state.device
+            self.device = str(device) if device is not None and device.type == "cuda" else None
+
+    @property
+    def is_main(self) -> bool:
+        return self.index == 0
+
+    def barrier(self) -> None:
+        if self.state is not None:
+            self.state.wait_for_everyone()
+
+    def share(self, value: Any) -> Any:
+        """``value`` of process 0, on every process."""
+        if self.state is None:
+            return value
+        from accelerate.utils import broadcast_object_list
+
+        box = [value]
+        broadcast_object_list(box, from_process=0)
+        return box[0]
+
+
+# -------------------------------------------------------------------------------------------- signals
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt while rendering, so partial files are cleaned up."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# ------------------------------------------------------------------------------------------- helpers
+
+
+def remove_partials(project: Project) -> list[Path]:
+    """Delete ``*.partial`` files a killed render left in ``renders/`` and next to the reel."""
+    removed = []
+    for folder in {project.renders_dir, project.reel_path.parent}:
+        if folder.is_dir():
+            for path in folder.glob(f"*{PARTIAL_SUFFIX}"):
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
+
+
+def _sha256_file(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def reel_inputs(story: Story, project: Project) -> dict[str, Any]:
+    """Everything the reel and review page are built from: story file, clip keys, music, eval results."""
+    keys = {}
+    for shot in story.shots:
+        meta = read_clip_meta(project, shot.id)
+        keys[shot.id] = meta.get("key") if meta else None
+    return {
+        "story": _sha256_file(project.story_path),
+        "clips": keys,
+        "music": _sha256_file(Path(story.music.file)) if story.music else None,
+        "eval": _sha256_file(project.renders_dir / "eval.json"),
+        "storyreel": __version__,
+    }
+
+
+def _reel_record(project: Project) -> Path:
+    return project.state_dir / "reel.json"
+
+
+def reel_up_to_date(story: Story, project: Project) -> bool:
+    """True when the reel and review page exist and were built from exactly the current inputs."""
+    try:
+        recorded = json.loads(_reel_record(project).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (
+        project.reel_path.is_file()
+        and project.review_path.is_file()
+        and recorded.get("inputs") == reel_inputs(story, project)
+    )
+
+
+def build_outputs(story: Story, project: Project) -> tuple[Path, Path]:
+    """Assemble the reel (E's ``build_reel``) and the review page (E's ``write_review``), and record it."""
+    from storyreel.reel import build_reel
+    from storyreel.review import write_review
+
+    inputs = reel_inputs(story, project)
+    reel = build_reel(story, project)
+    review = write_review(story, project, reel=reel)
+    atomic_write_json(_reel_record(project), {"inputs": inputs, "built": time.time()})
+    return reel, review
+
+
+def clip_record(
+    job: RenderJob, engine: Engine, result: Any, processes: Processes, started: float
+) -> dict[str, Any]:
+    """The JSON written next to a clip: job, key, engine, versions, timings, peak memory."""
+    return {
+        "shot_id": job.shot_id,
+        "key": job.key,
+        "engine": engine.name,
+        "job": job.model_dump(mode="json"),
+        "versions": {"storyreel": __version__, **engine.versions()},
+        "frames": result.frames,
+        "fps": result.fps,
+        "width": result.width,
+        "height": result.height,
+        "seconds": result.frames / result.fps,
+        "render_seconds": round(result.seconds, 3),
+        "timings": {name: round(value, 3) for name, value in result.timings.items()},
+        "peak_memory_bytes": result.peak_memory_bytes,
+        "peak_memory_kind": result.peak_memory_kind,
+        "details": result.details,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "process_index": processes.index,
+        "rendered_at": datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
+    }
+
+
+# -------------------------------------------------------------------------------------------- runner
+
+
+@dataclass
+class _StoryWork:
+    story: Story
+    project: Project
+    choice: EngineChoice
+    engine: Engine
+    jobs: list[RenderJob]
+    report: StoryReport
+    lock: ProjectLock | None = None
+    mine: list[RenderJob] = field(default_factory=list)
+    todo_total: int = 0
+
+
+class Runner:
+    """Renders a batch of stories with shared engines; see the module docstring."""
+
+    def __init__(self, options: RenderOptions, console: Console | None = None):
+        self.options = options
+        self.console = console or Console()
+        self.processes = Processes()
+        self.engines: dict[tuple[str, Path | None], Engine] = {}
+        self.loaded: set[int] = set()
+        if options.worker and options.force:
+            raise StoryreelError(
+                "--force cannot be combined with --worker (workers would redo each other's fresh clips)",
+                hint="run one `storyreel render --force` first, then start the workers",
+            )
+
+    def say(self, text: str) -> None:
+        prefix = f"[dim]\\[process {self.processes.index}][/] " if self.processes.count > 1 else ""
+        self.console.print(prefix + text, highlight=False)
+
+    # --------------------------------------------------------------------------------------- setup
+
+    def engine_for(self, story: Story) -> tuple[EngineChoice, Engine]:
+        from storyreel.engines.select import choose_engine, make_engine, resolve_model_dir
+
+        model_dir, source = resolve_model_dir(self.options.model, story)
+        choice = choose_engine(self.options.engine or story.defaults.engine, model_dir, source)
+        key = (choice.name, choice.model_dir)
+        if key not in self.engines:
+            self.engines[key] = make_engine(choice, device=self.processes.device, memory=self.options.memory)
+            if self.processes.is_main:
+                self.say(f"engine: [bold]{choice.name}[/] — {choice.reason}")
+        return choice, self.engines[key]
+
+    def plan(self, story: Story, engine: Engine) -> list[RenderJob]:
+        return plan_story(
+            story, engine.spec(), only=self.options.only, cache_threshold=self.options.cache_threshold
+        )
+
+    def todo(self, work: _StoryWork) -> list[RenderJob]:
+        if self.options.force:
+            return list(work.jobs)
+        return [job for job in work.jobs if job_status(job, work.project) != "done"]
+
+    def open_project(self, work: _StoryWork) -> None:
+        """Lock the project, clean up after killed renders and decide which jobs this process renders."""
+        options, processes = self.options, self.processes
+        if options.worker:
+            work.lock = ProjectLock(work.project.lock_path, shared=True, wait=options.wait, on_wait=self.say)
+            work.lock.acquire()
+            work.mine = self.todo(work)  # claims decide who renders what
+            work.todo_total = len(work.mine)
+            return
+        error = None
+        todo_ids: list[str] = []
+        if processes.is_main:
+            try:
+                work.lock = ProjectLock(work.project.lock_path, wait=options.wait, on_wait=self.say)
+                work.lock.acquire()
+                remove_partials(work.project)
+                board = ClaimBoard(work.project.state_dir / "claims")
+                for stale in board.directory.glob("*.json"):  # we are alone: every claim is stale
+                    stale.unlink(missing_ok=True)
+                todo_ids = [job.shot_id for job in self.todo(work)]
+            except StoryreelError as err:
+                error = (err.message, err.hint)
+        error, todo_ids = processes.share((error, todo_ids))
+        if error is not None:
+            raise StoryreelError(*error)
+        by_id = {job.shot_id: job for job in work.jobs}
+        work.mine = [by_id[i] for i in todo_ids][processes.index :: processes.count]
+        work.todo_total = len(todo_ids)
+        work.report.skipped = [job.shot_id for job in work.jobs if job.shot_id not in todo_ids]
+
+    # -------------------------------------------------------------------------------------- render
+
+    def render_one(self, work: _StoryWork, job: RenderJob, progress: Progress, steps_task: Any) -> float:
+        project = work.project
+        clip, meta = project.clip_path(job.shot_id), project.clip_meta_path(job.shot_id)
+        progress.reset(steps_task, total=None, description=f"{job.shot_id}: preparing")
+
+        def on_step(done: int, total: int) -> None:
+            progress.update(steps_task, completed=done, total=total, description=f"{job.shot_id}")
+
+        started = time.time()
+        partial_path(clip).unlink(missing_ok=True)
+        with atomic_path(clip) as tmp:
+            result = work.engine.render(job, tmp, on_step, story=work.story, project=project)
+        atomic_write_json(meta, clip_record(job, work.engine, result, self.processes, started))
+        return result.seconds
+
+    def render_jobs(self, work: _StoryWork, progress: Progress, shots_task: Any, steps_task: Any) -> None:
+        board = ClaimBoard(work.project.state_dir / "claims", lease=self.options.lease)
+        for job in work.mine:
+            claim: Claim | None = None
+            if self.options.worker:
+                claim = board.try_claim(job.shot_id)
+                if claim is None:
+                    work.report.elsewhere.append(job.shot_id)
+                    progress.advance(shots_task)
+                    continue
+                if job_status(job, work.project) == "done":  # finished by another worker meanwhile
+                    claim.release()
+                    work.report.skipped.append(job.shot_id)
+                    progress.advance(shots_task)
+                    continue
+            try:
+                self.load(work.engine)
+                with claim.keep_alive() if claim else contextlib.nullcontext():
+                    seconds = self.render_one(work, job, progress, steps_task)
+            finally:
+                if claim is not None:
+                    claim.release()
+            work.report.rendered.append(job.shot_id)
+            work.report.seconds[job.shot_id] = seconds
+            progress.advance(shots_task)
+            self.say(f"[green]✓[/] {work.project.root.name}/{job.shot_id} ({seconds:.1f} s)")
+
+    def finish(self, work: _StoryWork) -> None:
+        """Build the reel and review page once every shot has a current clip."""
+        report, story, project = work.report, work.story, work.project
+        missing = [job.shot_id for job in self.plan_all(work) if job_status(job, project) != "done"]
+        if missing:
+            report.reel_note = (
+                f"reel not built: {len(missing)} shot(s) without a current clip ({', '.join(missing)})"
+            )
+            return
+        claim = None
+        if self.options.worker:
+            claim = ClaimBoard(project.state_dir / "claims", lease=self.options.lease).try_claim(REEL_CLAIM)
+            if claim is None:
+                report.reel_note = "another worker is building the reel"
+                return
+        try:
+            if reel_up_to_date(story, project):
+                report.reel, report.review = project.reel_path, project.review_path
+                report.reel_note = "reel up to date"
+                return
+            with claim.keep_alive() if claim else contextlib.nullcontext():
+                report.reel, report.review = build_outputs(story, project)
+        finally:
+            if claim is not None:
+                claim.release()
+
+    def plan_all(self, work: _StoryWork) -> list[RenderJob]:
+        """All the story's jobs (``--only`` narrows what is rendered, not what the reel needs)."""
+        if not self.options.only:
+            return work.jobs
+        return plan_story(work.story, work.engine.spec(), cache_threshold=self.options.cache_threshold)
+
+    # ----------------------------------------------------------------------------------------- run
+
+    def load(self, engine: Engine) -> None:
+        if id(engine) not in self.loaded:
+            if self.processes.is_main:
+                self.say(f"loading the {engine.name} engine …")
+            engine.load()
+            self.loaded.add(id(engine))
+
+    def prepare(self, works: Sequence[_StoryWork]) -> None:
+        """Load each engine that has work (once) and let it prepare the whole batch up front
+        (the model engine encodes every prompt, then may free its text encoder)."""
+        for engine in {id(w.engine): w.engine for w in works if w.mine}.values():
+            self.load(engine)
+            prepare = getattr(engine, "prepare", None)
+            if prepare is not None:
+                prepare([(job, w.project) for w in works if w.engine is engine for job in w.mine])
+
+    def run(self, stories: Sequence[Story]) -> list[StoryReport]:
+        from storyreel.project import Project
+
+        works = []
+        for story in stories:
+            choice, engine = self.engine_for(story)
+            report = StoryReport(story.path, choice.name, choice.reason)
+            project = Project.from_story(story)
+            works.append(_StoryWork(story, project, choice, engine, self.plan(story, engine), report))
+        progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=self.console,
+            disable=not self.processes.is_main,
+        )
+        with _sigterm_interrupts():
+            try:
+                for work in sorted(works, key=lambda w: str(w.project.root)):  # a fixed order: no deadlocks
+                    self.open_project(work)
+                self.prepare(works)
+                if self.processes.is_main and not any(w.todo_total for w in works):
+                    self.say("nothing to render: every shot has a current clip (--force renders again)")
+                total = sum(len(w.mine) for w in works)
+                with progress if total else contextlib.nullcontext():
+                    shots_task = progress.add_task("shots", total=total)
+                    steps_task = progress.add_task("", total=None)
+                    for work in works:
+                        self.render_jobs(work, progress, shots_task, steps_task)
+                    progress.remove_task(steps_task)
+                self.processes.barrier()
+                if self.options.reel and (self.processes.is_main or self.options.worker):
+                    for work in works:
+                        self.finish(work)
+            except KeyboardInterrupt:
+                self.say("[yellow]stopped[/]: partial files removed; run the same command again to continue")
+                raise
+            finally:
+                for work in works:
+                    if work.lock is not None:
+                        work.lock.release()
+                        work.lock = None
+        return [work.report for work in works]
+
+
+def render_stories(
+    paths: Sequence[Path], options: RenderOptions, console: Console | None = None
+) -> list[StoryReport]:
+    """Load and render every story in ``paths`` (engines shared across the batch); see :class:`Runner`."""
+    from storyreel.story import load_story
+
+    stories, seen = [], set()
+    for path in paths:
+        story = load_story(Path(path))
+        if story.path not in seen:
+            seen.add(story.path)
+            stories.append(story)
+    return Runner(options, console).run(stories)
