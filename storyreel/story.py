@@ -464,6 +464,7 @@ class _Loader(yaml.SafeLoader):
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 def _children(node: Node) -> list[Node]:
@@ -570,6 +571,20 @@ class _Document:
             return [self.convert(child, (*loc, i), None) for i, child in enumerate(node.value)]
         if node.tag != _MAP_TAG:
             self.problem(loc, f"unsupported tag {node.tag}", "remove the !tag")
+        duplicates: set[int] = set()  # a key repeated in this mapping itself (merged keys may be overridden)
+        first: dict[str, Node] = {}
+        for k_node, _ in node.value:
+            if isinstance(k_node, ScalarNode) and k_node.tag != _MERGE_TAG:
+                if k_node.value in first:
+                    duplicates.add(id(k_node))
+                    line = first[k_node.value].start_mark.line + 1
+                    message = f"duplicate key '{k_node.value}' (first at line {line})"
+                    self.problems.append(
+                        self.make((*loc, k_node.value), message, "keep only one", mark=k_node.start_mark)
+                    )
+                    self.reported.add((*loc, k_node.value))
+                else:
+                    first[k_node.value] = k_node
         try:
             self.loader.flatten_mapping(node)
         except yaml.MarkedYAMLError as err:
@@ -577,8 +592,7 @@ class _Document:
             self.reported.add(loc)
             return {}
         result: dict[str, Any] = {}
-        first: dict[str, Node] = {}
-        for k_node, v_node in node.value:
+        for k_node, v_node in node.value:  # merged pairs first, then this mapping's own: the last one wins
             if not isinstance(k_node, ScalarNode):
                 self.problems.append(
                     self.make(
@@ -587,16 +601,9 @@ class _Document:
                 )
                 self.reported.add(loc)
                 continue
-            name = k_node.value
-            if name in first:
-                self.problem(
-                    (*loc, name),
-                    f"duplicate key '{name}' (also at line {first[name].start_mark.line + 1})",
-                    "keep only one of them",
-                    key=True,
-                )
+            if id(k_node) in duplicates:
                 continue
-            first[name] = k_node
+            name = k_node.value
             result[name] = self.convert(v_node, (*loc, name), k_node)
         return result
 
@@ -796,6 +803,7 @@ def _pydantic_problem(doc: _Document, error: dict[str, Any]) -> Problem | None:
             "less_than_equal": "at most",
         }[kind]
         bound = next(iter(ctx.values()), "?")
+        bound = f"{bound:g}" if isinstance(bound, float) else bound
         message = f"must be {word} {bound}, got {_show(value)}"
     elif kind == "string_too_short":
         message = "must not be empty"
@@ -857,17 +865,19 @@ class _Checker:
     def warn(self, loc: tuple[Any, ...], message: str, hint: str | None = None, *, key: bool = False) -> None:
         self.warnings.append(self.doc.make(loc, message, hint, key=key))
 
-    def run(self) -> list[Problem]:
+    def too_big(self) -> bool:
+        """Report (and say) whether the story has absurdly many shots or cast members."""
+        before = len(self.doc.problems)
         if len(self.shots) > MAX_SHOTS:
-            self.doc.problem(
-                ("shots",), f"{len(self.shots)} shots; at most {MAX_SHOTS} per story", "split the story"
-            )
-            return self.warnings
+            message = f"{len(self.shots)} shots; at most {MAX_SHOTS} per story"
+            self.doc.problem(("shots",), message, "split the story", key=True)
         if len(self.cast) > MAX_CAST:
-            self.doc.problem(
-                ("cast",), f"{len(self.cast)} cast members; at most {MAX_CAST}", "split the story"
-            )
-            return self.warnings
+            message = f"{len(self.cast)} cast members; at most {MAX_CAST}"
+            self.doc.problem(("cast",), message, "split the story", key=True)
+        return len(self.doc.problems) > before
+
+    def run(self) -> list[Problem]:
+        """Run every cross-field check; return the warnings."""
         self.check_paths()
         self.check_cast()
         self.check_shots()
@@ -1110,6 +1120,9 @@ def parse_story(text: str, path: Path) -> Story:
     absolute = Path(os.path.normpath(shown.absolute()))
     root = absolute.parent
     doc = _compose(text, shown)
+    checker = _Checker(doc, root)
+    if checker.too_big():
+        raise StoryValidationError(doc.problems, shown)
     story: Story | None = None
     try:
         story = Story.model_validate(doc.data, context={"root": root})
@@ -1118,7 +1131,7 @@ def parse_story(text: str, path: Path) -> Story:
             problem = _pydantic_problem(doc, error)
             if problem is not None:
                 doc.problems.append(problem)
-    warnings = _Checker(doc, root).run()
+    warnings = checker.run()
     if doc.problems or story is None:
         raise StoryValidationError(doc.problems, shown)
     story._path = absolute
