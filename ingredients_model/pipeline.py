@@ -61,6 +61,7 @@ class IngredientsPipeline(ConsisIDPipeline):
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
+    @torch.no_grad()
     def encode_prompt(self, prompt, negative_prompt=None, do_classifier_free_guidance=True, *args, **kwargs):
         """Encode prompt (and negative prompt for guidance) with T5, as CogVideoX does.
 
@@ -222,6 +223,8 @@ class IngredientsPipeline(ConsisIDPipeline):
         timesteps, num_inference_steps = retrieve_timesteps(self.scheduler, num_inference_steps, device)
         self._num_timesteps = len(timesteps)
         image = self.video_processor.preprocess(image, height=height, width=width).to(device, dtype=dtype)
+        if image.shape[0] == 1 and batch_size > 1:
+            image = image.expand(batch_size, -1, -1, -1)  # one canvas for every prompt
         latents, image_latents = self.prepare_latents(
             image,
             batch_size,
