@@ -141,6 +141,8 @@ def _meta_summary(meta: dict[str, Any], story_seed: int | None) -> list[tuple[st
     for name in ("frames", "fps", "width", "height", "steps", "guidance"):
         if pick(name) is not None:
             rows.append((name, str(pick(name))))
+    if isinstance(pick("render_seconds"), int | float):
+        rows.append(("render time", f"{pick('render_seconds'):.2f} s"))
     timings = pick("timings")
     if isinstance(timings, dict):
         rows += [
@@ -150,6 +152,9 @@ def _meta_summary(meta: dict[str, Any], story_seed: int | None) -> list[tuple[st
     peak = pick("peak_memory_bytes")
     if isinstance(peak, int | float):
         rows.append(("peak memory", f"{peak / 2**20:.0f} MiB ({pick('peak_memory_kind') or 'memory'})"))
+    versions = pick("versions")
+    if isinstance(versions, dict):
+        rows.append(("versions", ", ".join(f"{k} {v}" for k, v in versions.items())))
     return rows
 
 

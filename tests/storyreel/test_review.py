@@ -60,7 +60,8 @@ def project(tmp_path: Path, astronaut_png: Path) -> tuple[Path, object]:
     make_clip(renders / "first.mp4", 16)
     make_clip(renders / "second.mp4", 24, fps=24, size="96x64", source="testsrc2")
     meta = {"job": {"seed": 11, "key": "k" * 64, "engine": "preview", "prompt": "an astronaut waves"},
-            "engine": "preview", "timings": {"render": 0.5}, "peak_memory_bytes": 3 * 2**20}  # fmt: skip
+            "engine": "preview", "timings": {"render": 0.5}, "peak_memory_bytes": 3 * 2**20,
+            "render_seconds": 0.75, "versions": {"storyreel": "0.1.0"}}  # fmt: skip
     (renders / "first.json").write_text(json.dumps(meta))
     (renders / "second.json").write_text("{not json")
     evaluation = {"shots": {"first": {"clip_score": 0.25, "characters": {"ann": {"similarity": 0.8}}}}}
@@ -91,9 +92,10 @@ def test_review_page_is_local_escaped_and_complete(project: tuple[Path, object])
     assert "Review &lt;Test&gt; &amp; Co" in text
     assert {"video", "track", "table"} <= set(parser.tags)
     body = " ".join(parser.text)
-    for expected in ("11", "k" * 64, "preview", "0.50 s", "0.250", "ann / similarity", "an astronaut waves",
-                     "not rendered yet", "second.json is unreadable"):  # fmt: skip
-        assert expected in body, expected
+    expected = ["11", "k" * 64, "preview", "0.50 s", "0.75 s", "storyreel 0.1.0", "3 MiB", "0.250"]
+    expected += ["ann / similarity", "an astronaut waves", "not rendered yet", "second.json is unreadable"]
+    for item in expected:
+        assert item in body, item
     thumbs = sorted(p.name for p in (root / "renders" / "thumbs").glob("first-*.jpg"))
     assert thumbs == ["first-1.jpg", "first-2.jpg", "first-3.jpg", "first-4.jpg"]
     assert (root / "renders" / "thumbs" / "cast-ann.jpg").is_file()
