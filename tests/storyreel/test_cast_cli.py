@@ -1,0 +1,117 @@
+"""`storyreel cast add|list|show|remove` end to end through the real CLI entry point."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import pytest
+
+from ingredients_model.faces import write_tiny_face_encoder
+from storyreel.cli import main
+from storyreel.cli.app import console, console_err
+
+STORY = "title: t\nshots: [{id: a, prompt: hi}]\n"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "story.yaml").write_text(STORY)
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    model = tmp_path_factory.mktemp("model")
+    write_tiny_face_encoder(model / "face_encoder", id_dim=32, vit_dim=16, vit_tokens=9, num_scales=5)
+    return model
+
+
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(console, "width", 400)
+    monkeypatch.setattr(console_err, "width", 400)
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return info.value.code or 0, out, err
+
+
+def test_add_list_show_remove(
+    project: Path,
+    model_dir: Path,
+    t1_jpg: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    code, out, err = run(capsys, "cast", "add", t1_jpg, "--name", "ana", "--face", "2", "--project", project)
+    assert code == 0, err
+    assert "added cast/ana/t1.jpg: face 2 of 6" in out
+    assert "    photos: [cast/ana/t1.jpg]\n" in out and "    face: 2\n" in out
+    assert (project / "cast" / "ana" / "t1.jpg").is_file()
+    assert (project / "story.yaml").read_text() == STORY
+
+    code, out, _ = run(capsys, "cast", "add", t1_jpg, "-n", "ana", "-f", "2", "-p", project)
+    assert code == 0 and "already there: cast/ana/t1.jpg (face 2), nothing to do" in out
+
+    code, out, _ = run(capsys, "cast", "list", "-p", project)
+    assert code == 0 and "ana" in out and "73 px" in out and "│ no " in out
+
+    # encoding with a model folder: first an encoding, then a cache hit
+    timings = []
+    for expected in ("encoded", "cache hit"):
+        start = time.perf_counter()
+        code, out, _ = run(
+            capsys, "cast", "add", t1_jpg, "-n", "ana", "-f", "2", "-p", project, "--model", model_dir
+        )
+        timings.append(time.perf_counter() - start)
+        assert code == 0 and f"identity of t1.jpg: {expected}" in out
+    print(f"cast add with tiny encoder: {timings[0]:.2f}s, repeated (cache hit): {timings[1]:.2f}s")
+    code, out, _ = run(capsys, "cast", "list", "-p", project)
+    assert "│ yes " in out
+
+    code, out, _ = run(capsys, "cast", "show", "ana", "-p", project)
+    sheet = project / ".storyreel" / "sheets" / "ana.png"
+    assert code == 0 and out.strip() == str(sheet) and sheet.is_file()
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
+    code, _, _ = run(capsys, "cast", "remove", "ana", "-p", project)
+    assert code == 1 and (project / "cast" / "ana").is_dir()
+    code, out, _ = run(capsys, "cast", "remove", "ana", "-p", project, "--yes")
+    assert code == 0 and "removed" in out and not (project / "cast" / "ana").exists()
+    code, _, err = run(capsys, "cast", "remove", "ana", "-p", project, "--yes")
+    assert code == 1 and "no cast member ana" in err
+
+
+def test_add_errors(project: Path, t1_jpg: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+    from skimage import data
+
+    code, _, err = run(capsys, "cast", "add", t1_jpg, "--name", "ana", "--project", project)
+    assert code == 1 and "shows 6 faces" in err and "6: box left=" in err and "t1-faces.png" in err
+    assert "hint:" in err and "--face" in err and "Traceback" not in err
+
+    landscape = tmp_path / "coffee.jpg"
+    Image.fromarray(data.coffee()).save(landscape)
+    code, _, err = run(capsys, "cast", "add", landscape, "--name", "ana", "--project", project)
+    assert code == 1 and f"no face found in {landscape}" in err and "frontal" in err
+
+    code, _, err = run(capsys, "cast", "add", t1_jpg, "--name", "Ana!", "--face", "1", "--project", project)
+    assert code == 1 and "invalid cast name" in err
+
+    code, _, err = run(capsys, "cast", "list", "--project", tmp_path / "nowhere")
+    assert code == 1 and "does not exist" in err
+
+
+def test_lookalike_warning_is_printed(
+    project: Path, t1_jpg: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    copy = tmp_path / "again.jpg"
+    copy.write_bytes(t1_jpg.read_bytes())
+    run(capsys, "cast", "add", t1_jpg, "--name", "ana", "--face", "4", "--project", project)
+    code, _, err = run(capsys, "cast", "add", copy, "--name", "chandler", "--face", "4", "--project", project)
+    assert code == 0 and "warning: chandler looks like existing cast member ana" in err
