@@ -62,20 +62,40 @@ class IngredientsPipeline(ConsisIDPipeline):
             torch.cuda.empty_cache()
 
     @torch.no_grad()
-    def encode_prompt(self, prompt, negative_prompt=None, do_classifier_free_guidance=True, *args, **kwargs):
-        """Encode prompt (and negative prompt for guidance) with T5, as CogVideoX does.
+    def encode_prompt(
+        self,
+        prompt: str | list[str] | None,
+        negative_prompt: str | list[str] | None = None,
+        do_classifier_free_guidance: bool = True,
+        num_videos_per_prompt: int = 1,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        max_sequence_length: int = 226,
+        device: torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Encode prompt (and negative prompt, "" by default, for guidance) with T5, as CogVideoX does.
 
-        Returns ``(prompt_embeds, negative_prompt_embeds)``; callers may cache them and pass them back.
+        Returns ``(prompt_embeds, negative_prompt_embeds)``, each ``[B, max_sequence_length, text_dim]``;
+        callers may cache them and pass them back to ``__call__``.
         """
-        needs_text = kwargs.get("prompt_embeds") is None or (
-            do_classifier_free_guidance and kwargs.get("negative_prompt_embeds") is None
-        )
+        needs_text = prompt_embeds is None or (do_classifier_free_guidance and negative_prompt_embeds is None)
         if needs_text and self.text_encoder is None:
             raise IngredientsError(
                 "The text encoder was freed, so prompts can no longer be encoded.",
                 hint="Pass prompt_embeds and negative_prompt_embeds encoded before free_text_encoder().",
             )
-        return super().encode_prompt(prompt, negative_prompt, do_classifier_free_guidance, *args, **kwargs)
+        return super().encode_prompt(
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            do_classifier_free_guidance=do_classifier_free_guidance,
+            num_videos_per_prompt=num_videos_per_prompt,
+            prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_prompt_embeds,
+            max_sequence_length=max_sequence_length,
+            device=device,
+            dtype=dtype,
+        )
 
     def _identity_inputs(self, identities, id_cond, id_vit_hidden) -> tuple[list, list]:
         if id_cond is not None or id_vit_hidden is not None:
