@@ -325,7 +325,7 @@ class Encoders:
         self, frames: np.ndarray, generator: torch.Generator, noise_sigma: float = 0.0
     ) -> torch.Tensor:
         """[T, H, W, 3] uint8 → scaled VAE latents [F, C, h, w] (optionally noising the pixels first)."""
-        x = torch.from_numpy(frames).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
+        x = torch.from_numpy(np.array(frames)).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
         if noise_sigma:
             x = x + torch.randn(x.shape, generator=generator) * noise_sigma
         dist = self.vae.encode(x.to(self.device, self.dtype)).latent_dist

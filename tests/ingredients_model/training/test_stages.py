@@ -1,0 +1,136 @@
+"""Stage 1 and stage 2 on the tiny model: what learns, what stays frozen, the routing loss falls,
+and an interrupted + resumed run equals an uninterrupted one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from ingredients_model.training.model import load_transformer
+from ingredients_model.training.stage1 import run_stage1
+from ingredients_model.training.stage2 import run_stage2
+
+from .conftest import train_config
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(path / "trainable.safetensors")
+
+
+def _base(model_dir: Path) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in load_transformer(model_dir).state_dict().items()}
+
+
+def _changed(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> set[str]:
+    return {k for k in before if not torch.equal(before[k], after[k])}
+
+
+@pytest.mark.slow
+def test_stage2_routing_loss_falls_and_frozen_weights_stay(
+    tmp_path: Path, tiny_model_dir: Path, prepared_dir: Path
+) -> None:
+    config = train_config(
+        "stage2",
+        tiny_model_dir,
+        prepared_dir,
+        tmp_path / "run",
+        max_steps=40,
+        learning_rate=1e-2,
+        train_batch_size=2,
+        routing_loss_weight=1.0,
+        gradient_checkpointing=True,
+    )
+    base = _base(tiny_model_dir)
+    result = run_stage2(config)
+    losses = [row["routing_loss"] for row in result.history]
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    print(f"stage2 routing loss: first 5 steps {first:.4f} -> last 5 steps {last:.4f} ({last / first:.1%})")
+    assert last < 0.5 * first
+    logged = [
+        json.loads(line) for line in (tmp_path / "run" / "logs" / "train.jsonl").read_text().splitlines()
+    ]
+    assert len(logged) == 40 and {"diffusion_loss", "routing_loss", "lr"} <= set(logged[0])
+
+    trained = _weights(result.checkpoint)
+    assert trained and all(k.startswith("router.") or "lora_" in k for k in trained)
+    assert any(k.startswith("router.") for k in trained) and any("lora_" in k for k in trained)
+    # the frozen base weights are bit-identical after training (rebuilt with the trained parts loaded)
+    from ingredients_model.training.model import load_trainable_state, setup_trainable
+
+    model = load_transformer(tiny_model_dir)
+    setup_trainable(model, config)
+    load_trainable_state(model, trained)
+    after = {k.replace("base_layer.", ""): v for k, v in model.state_dict().items() if "lora_" not in k}
+    assert set(after) == set(base)
+    changed = _changed(base, after)
+    assert changed and all(k.startswith("router.") for k in changed)
+
+
+@pytest.mark.slow
+def test_stage2_mse_variant(tmp_path: Path, tiny_model_dir: Path, prepared_dir: Path) -> None:
+    config = train_config(
+        "stage2", tiny_model_dir, prepared_dir, tmp_path / "run", max_steps=3, routing_loss="mse", lora=None
+    )
+    result = run_stage2(config)
+    row = result.history[-1]
+    assert 0 < row["routing_loss"] <= 2 and row["routing_ce"] > 0
+    assert all(k.startswith("router.") for k in _weights(result.checkpoint))
+
+
+def test_stage1_updates_only_face_modules_and_lora(
+    tmp_path: Path, tiny_model_dir: Path, prepared_dir: Path
+) -> None:
+    config = train_config(
+        "stage1",
+        tiny_model_dir,
+        prepared_dir,
+        tmp_path / "run",
+        max_steps=4,
+        learning_rate=1e-3,
+        p_global_only=0.0,
+        p_local_only=0.0,
+    )
+    result = run_stage1(config)
+    trained = _weights(result.checkpoint)
+    prefixes = ("local_facial_extractor.", "perceiver_cross_attention.")
+    assert all(
+        k.startswith(prefixes) or ("lora_" in k and k.startswith("transformer_blocks.")) for k in trained
+    )
+    assert any(k.startswith(prefixes[0]) for k in trained) and any(k.startswith(prefixes[1]) for k in trained)
+    base = _base(tiny_model_dir)
+    changed = {k for k in trained if k in base and not torch.equal(base[k], trained[k])}
+    assert any(k.startswith(prefixes[0]) for k in changed) and any(k.startswith(prefixes[1]) for k in changed)
+    lora_b = [v for k, v in trained.items() if "lora_B" in k]
+    assert lora_b and any(v.abs().sum() > 0 for v in lora_b)  # LoRA B starts at zero: it learned
+    assert not any(k.startswith("router.") for k in trained)
+    assert result.history[-1]["diffusion_loss"] > 0
+
+
+def test_resume_equals_uninterrupted(tmp_path: Path, tiny_model_dir: Path, prepared_dir: Path) -> None:
+    common = dict(
+        max_steps=6,
+        learning_rate=1e-3,
+        gradient_accumulation_steps=2,
+        p_global_only=0.3,
+        p_local_only=0.3,
+        lr_scheduler="cosine_with_restarts",
+        lr_warmup_steps=2,
+    )
+    whole = run_stage1(train_config("stage1", tiny_model_dir, prepared_dir, tmp_path / "a", **common))
+    split = train_config(
+        "stage1", tiny_model_dir, prepared_dir, tmp_path / "b", max_steps_this_run=3, **common
+    )
+    first = run_stage1(split)
+    assert first.step == 3 and first.checkpoint.name == "checkpoint-3"
+    second = run_stage1(split.model_copy(update={"max_steps_this_run": None}))
+    assert second.step == 6
+    a, b = _weights(whole.checkpoint), _weights(second.checkpoint)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [r["loss"] for r in whole.history[3:]] == [r["loss"] for r in second.history]
+    logged = (tmp_path / "b" / "logs" / "train.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in logged] == [1, 2, 3, 4, 5, 6]
