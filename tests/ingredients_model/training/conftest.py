@@ -96,14 +96,13 @@ def write_blob_dataset(folder: Path, face_photos: list[Path], clips: int = 3, si
 @pytest.fixture(scope="session")
 def tiny_sam_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random transformers SamModel + SamProcessor folder (64 px input)."""
+    import torch
     from transformers import SamConfig, SamImageProcessorPil, SamModel, SamProcessor
     from transformers.models.sam.configuration_sam import (
         SamMaskDecoderConfig,
         SamPromptEncoderConfig,
         SamVisionConfig,
     )
-
-    import torch
 
     folder = tmp_path_factory.mktemp("sam") / "sam"
     vision = SamVisionConfig(
