@@ -232,16 +232,42 @@ def test_title_and_end_cards_add_their_length(clips_dir: Path, tmp_path: Path) -
     assert "00:00:03,000 -->" not in (result.subtitles.read_text() if result.subtitles else "")
 
 
-def test_interpolated_retiming_keeps_the_length(clips_dir: Path, tmp_path: Path) -> None:
+def frames_gray(path: Path, count: int) -> np.ndarray:
+    proc = subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-i", str(path), "-frames:v", str(count), "-f", "rawvideo",
+         "-pix_fmt", "gray", "-"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return np.frombuffer(proc.stdout, np.uint8).reshape(-1, H, W).astype(float)
+
+
+@pytest.mark.parametrize("retime", ["duplicate", "interpolate"])
+def test_retiming_duplicates_or_interpolates_frames(tmp_path: Path, retime: str) -> None:
+    ramp = tmp_path / "ramp.mp4"  # 8 fps, brightness +30 per frame
+    subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", "nullsrc=size=72x48:rate=8", "-vf",
+         "geq=lum='min(N*30\\,255)':cb=128:cr=128", "-frames:v", "8", "-c:v", "libx264", "-pix_fmt",
+         "yuv420p", str(ramp)],
+        check=True,
+    )  # fmt: skip
+    clips = [ReelClip("ramp", ramp)]
+    result = assemble_reel(clips, tmp_path / "reel.mp4", width=W, height=H, captions="none", retime=retime)
+    assert result.frames == probe_video(result.path).frames == 24
+    means = [round(frame.mean()) for frame in frames_gray(result.path, 9)]
+    if retime == "duplicate":
+        assert means[0] == means[1] == means[2] < means[3] == means[4] == means[5] < means[6]
+    else:
+        assert len(set(means)) >= 5, means  # in-between frames that the source does not have
+
+
+def test_clips_keep_their_aspect_and_are_padded(tmp_path: Path) -> None:
+    square = make_clip(tmp_path / "square.mp4", 8, size="48x48", source="color=c=white")
     result = assemble_reel(
-        _clips(clips_dir, "b"),
-        tmp_path / "reel.mp4",
-        width=W,
-        height=H,
-        captions="none",
-        retime="interpolate",
+        [ReelClip("sq", square)], tmp_path / "reel.mp4", width=W, height=H, captions="none"
     )
-    assert result.frames == 51
+    frame = frames_gray(result.path, 1)[0]
+    assert frame[:, :12].mean() < 20 and frame[:, -12:].mean() < 20  # black bars left and right
+    assert frame[:, 20:76].mean() > 230  # the 64x64 scaled picture in the middle
 
 
 def test_missing_and_corrupt_clips_name_the_shot(clips_dir: Path, tmp_path: Path) -> None:
