@@ -1,0 +1,330 @@
+"""`storyreel eval`: did every character stay themselves in every shot?
+
+For each rendered shot, frames are sampled and every face in them is matched greedily (one to one) to
+the shot's cast; each character's reference is the mean embedding of their cast photos (the chosen face
+of each photo, see :mod:`storyreel.cast`). Face backends: ArcFace from the model folder's
+``face_encoder/`` when present, else the offline dlib backend (labelled as such everywhere: its
+numbers are not comparable with ArcFace's). CLIPScore is added when a local CLIP folder is given.
+
+``renders/eval.json`` (written atomically; read by the review page), format version 1::
+
+    {
+      "version": 1, "created": "<UTC ISO time>",
+      "backend": "arcface" | "curricularface" | "dlib", "backend_label": str, "offline_fallback": bool,
+      "threshold": float,          # same-person threshold: similarities below it are flagged
+      "frames_per_shot": int, "clip_model": str | null,
+      "shots": {
+        "<shot id>": {
+          "status": "ok" | "not_rendered",
+          "clip": "renders/<id>.mp4", "key": str | null, "engine": str | null,
+          "cast": [name, ...],              # left to right, as rendered
+          "frames": int,                    # frames sampled
+          "face_sim": float | null,         # paper rule: mean over frames of the minimum matched similarity
+          "clip_score": float | null,       # CLIPScore (x100) of the frames against the shot's prompt
+          "detections": {"mean": float, "max": int, "per_frame": [int, ...]},
+          "characters": {
+            "<name>": {"similarity": float | null,   # mean similarity to their cast photos when matched
+                       "frames_seen": int, "frames_missing": int, "duplicate_frames": int,
+                       "flags": ["low_similarity" | "missing" | "duplicated", ...]}
+          },
+          "flags": ["no_faces" | "extra_faces" | "<flag>:<name>", ...]
+        }
+      },
+      "characters": {
+        "<name>": {
+          "shots": [shot id, ...],              # rendered shots the character is cast in
+          "mean_similarity": float | null,      # over those shots
+          "consistency": [{"a": id, "b": id, "similarity": float, "drift": bool}, ...],  # shot pairs
+          "min_consistency": float | null,
+          "flags": ["drift:<a>/<b>" | "<flag>:<shot id>", ...]
+        }
+      },
+      "flag_count": int
+    }
+
+Flags: ``low_similarity`` (similarity below the threshold), ``missing`` (matched in fewer than half of
+the frames with faces, or never), ``duplicated`` (two or more faces look most like the character, above
+the threshold, in at least a quarter of the frames), ``no_faces`` (no face in any frame),
+``extra_faces`` (more faces than cast on average), ``drift`` (the character's appearances in two shots
+are less similar than the threshold).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from storyreel.errors import StoryreelError
+from storyreel.fsutil import atomic_write_json
+from storyreel.project import Project
+from storyreel.story import Story
+
+EVAL_VERSION = 1
+EVAL_FILE = "eval.json"
+DEFAULT_FRAMES = 8
+MODEL_ENV = "STORYREEL_MODEL"
+
+Progress = Callable[[str], None]
+
+
+def eval_path(project: Project) -> Path:
+    """``renders/eval.json``."""
+    return project.renders_dir / EVAL_FILE
+
+
+def read_eval(project: Project) -> dict[str, Any] | None:
+    """The last evaluation of ``project``, or None when absent, unreadable or of another format version."""
+    try:
+        data = json.loads(eval_path(project).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("version") == EVAL_VERSION else None
+
+
+def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def reference_embedding(backend, project: Project, name: str, member) -> np.ndarray:
+    """Mean embedding of the chosen face in each of a member's photos."""
+    from storyreel.cast import resolve_face
+
+    embeddings = []
+    for photo in member.photos:
+        resolved = resolve_face(Path(photo), member.face)
+        chosen = (resolved.box.left, resolved.box.top, resolved.box.right, resolved.box.bottom)
+        faces = backend.detect(resolved.image)
+        if not faces:
+            continue
+        best = max(faces, key=lambda f: _iou(f.box, chosen))
+        if _iou(best.box, chosen) < 0.2:
+            continue
+        embeddings.append(best.embedding)
+    if not embeddings:
+        raise StoryreelError(
+            f"the {backend.name} face backend finds no face in the photos of {name}",
+            f"check cast/{name}/ with `storyreel cast list`, or try --backend dlib",
+        )
+    return np.mean(np.stack(embeddings), axis=0)
+
+
+def resolve_model_dir(option: Path | None, story: Story) -> Path | None:
+    """The model folder as ``storyreel render`` finds it: option, ``defaults.model``, ``$STORYREEL_MODEL``."""
+    if option is not None:
+        return Path(option).expanduser().absolute()
+    if story.model_dir is not None:
+        return story.model_dir
+    env = os.environ.get(MODEL_ENV)
+    return Path(env).expanduser().absolute() if env else None
+
+
+def _clip_meta(project: Project, shot_id: str) -> dict[str, Any]:
+    try:
+        data = json.loads(project.clip_meta_path(shot_id).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)
+
+
+def _closest(backend, refs: list[np.ndarray], embedding: np.ndarray, threshold: float) -> int | None:
+    """Index of the reference most similar to ``embedding`` if at least ``threshold``, else None."""
+    values = [backend.similarity(ref, embedding) for ref in refs]
+    best = int(np.argmax(values)) if values else None
+    return best if best is not None and values[best] >= threshold else None
+
+
+def _evaluate_shot(backend, frames, refs: list[np.ndarray], cast: list[str], threshold: float):
+    """Per-shot entry and, per character, the mean embedding of the faces matched to them."""
+    from ingredients_model.metrics.face_similarity import clip_face_similarity
+
+    result = clip_face_similarity(backend, refs, frames)
+    summary = result.summary
+    with_faces = max(summary.frames_with_faces, 1)
+    characters: dict[str, Any] = {}
+    appearance: dict[str, np.ndarray] = {}
+    shot_flags: list[str] = []
+    # a character is duplicated in a frame when two or more faces look most like them (above the threshold)
+    look_alikes = np.zeros(len(cast), dtype=int)
+    for faces in result.detections:
+        owners = [_closest(backend, refs, face.embedding, threshold) for face in faces]
+        look_alikes += np.array([owners.count(i) >= 2 for i in range(len(cast))], dtype=int)
+    for index, name in enumerate(cast):
+        duplicates = int(look_alikes[index])
+        seen = summary.frames - summary.frames_missing[index]
+        similarity = summary.per_ref[index]
+        flags = []
+        if seen == 0 or seen < with_faces / 2:
+            flags.append("missing")
+        if similarity is not None and similarity < threshold:
+            flags.append("low_similarity")
+        if duplicates and duplicates >= max(1, math.ceil(summary.frames / 4)):
+            flags.append("duplicated")
+        characters[name] = {
+            "similarity": _round(similarity),
+            "frames_seen": seen,
+            "frames_missing": summary.frames_missing[index],
+            "duplicate_frames": duplicates,
+            "flags": flags,
+        }
+        shot_flags += [f"{flag}:{name}" for flag in flags]
+        matched = result.matched_embeddings(index)
+        if matched:
+            appearance[name] = np.mean(np.stack(matched), axis=0)
+    if summary.frames_with_faces == 0:
+        shot_flags.insert(0, "no_faces")
+    elif summary.mean_detections > len(cast):
+        shot_flags.insert(0, "extra_faces")
+    entry = {
+        "status": "ok",
+        "frames": summary.frames,
+        "face_sim": _round(summary.face_sim),
+        "detections": {
+            "mean": _round(summary.mean_detections),
+            "max": summary.max_detections,
+            "per_frame": [fm.num_faces for fm in result.frames],
+        },
+        "characters": characters,
+        "flags": shot_flags,
+    }
+    return entry, appearance
+
+
+def evaluate_story(
+    story: Story,
+    project: Project,
+    *,
+    backend: str = "auto",
+    model_dir: Path | None = None,
+    clip_dir: Path | None = None,
+    frames: int = DEFAULT_FRAMES,
+    threshold: float | None = None,
+    device: str = "cpu",
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Evaluate every rendered shot of ``story``; returns the ``eval.json`` document (see module docstring).
+
+    ``model_dir``: the model folder whose ``face_encoder/`` holds the ArcFace weights (``--model``, else the
+    story's ``defaults.model``, else ``$STORYREEL_MODEL``). ``threshold`` overrides the backend's
+    same-person threshold.
+    """
+    from ingredients_model.metrics.face_similarity import load_face_backend
+    from ingredients_model.metrics.video import sample_video_frames
+
+    say = progress or (lambda _message: None)
+    model_dir = resolve_model_dir(model_dir, story)
+    face_dir = model_dir / "face_encoder" if model_dir is not None else None
+    face_backend = load_face_backend(backend, face_dir, device=device)
+    threshold = face_backend.same_person_threshold if threshold is None else float(threshold)
+    scorer = None
+    if clip_dir is not None:
+        from ingredients_model.metrics.clip_score import ClipScorer
+
+        scorer = ClipScorer(Path(clip_dir), device=device)
+
+    refs: dict[str, np.ndarray] = {}
+    shots: dict[str, Any] = {}
+    appearances: dict[str, dict[str, np.ndarray]] = {name: {} for name in story.cast}
+    for shot in story.shots:
+        clip = project.clip_path(shot.id)
+        meta = _clip_meta(project, shot.id)
+        job = meta.get("job") if isinstance(meta.get("job"), dict) else {}
+        cast = list(job.get("cast") or shot.cast)
+        base = {
+            "clip": clip.relative_to(project.root).as_posix(),
+            "key": meta.get("key") or job.get("key"),
+            "engine": meta.get("engine") or job.get("engine"),
+            "cast": cast,
+        }
+        if not clip.is_file():
+            shots[shot.id] = {**base, "status": "not_rendered", "flags": ["not_rendered"]}
+            continue
+        unknown = [name for name in cast if name not in story.cast]
+        if unknown:
+            raise StoryreelError(
+                f"renders/{shot.id}.json names cast members not in the story: {', '.join(unknown)}",
+                "re-render the shot with `storyreel render`",
+            )
+        for name in cast:
+            if name not in refs:
+                say(f"reference faces of {name}")
+                refs[name] = reference_embedding(face_backend, project, name, story.cast[name])
+        say(f"shot {shot.id}")
+        images = sample_video_frames(clip, num=frames)
+        entry, appearance = _evaluate_shot(face_backend, images, [refs[n] for n in cast], cast, threshold)
+        if scorer is not None:
+            entry["clip_score"] = _round(
+                scorer.score(images, job.get("prompt") or shot.resolved_prompt(story))
+            )
+        else:
+            entry["clip_score"] = None
+        shots[shot.id] = {**base, **entry}
+        for name, embedding in appearance.items():
+            appearances[name][shot.id] = embedding
+
+    characters = _consistency(story, shots, appearances, face_backend, threshold)
+    flag_count = sum(len(s["flags"]) for s in shots.values() if s["status"] == "ok")
+    flag_count += sum(1 for c in characters.values() for f in c["flags"] if f.startswith("drift"))
+    return {
+        "version": EVAL_VERSION,
+        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "backend": face_backend.name,
+        "backend_label": face_backend.label,
+        "offline_fallback": face_backend.offline_fallback,
+        "threshold": threshold,
+        "frames_per_shot": frames,
+        "clip_model": str(clip_dir) if clip_dir is not None else None,
+        "shots": shots,
+        "characters": characters,
+        "flag_count": flag_count,
+    }
+
+
+def _consistency(story, shots, appearances, backend, threshold: float) -> dict[str, Any]:
+    """Per character: mean similarity over shots, and pairwise similarity of their appearances."""
+    characters: dict[str, Any] = {}
+    for name in story.cast:
+        cast_in = [sid for sid, s in shots.items() if s["status"] == "ok" and name in s["cast"]]
+        if not cast_in:
+            continue
+        values = [shots[sid]["characters"][name]["similarity"] for sid in cast_in]
+        values = [v for v in values if v is not None]
+        flags = [f"{flag}:{sid}" for sid in cast_in for flag in shots[sid]["characters"][name]["flags"]]
+        pairs = []
+        seen = appearances[name]
+        for a, b in itertools.combinations([sid for sid in cast_in if sid in seen], 2):
+            similarity = backend.similarity(seen[a], seen[b])
+            drift = similarity < threshold
+            pairs.append({"a": a, "b": b, "similarity": _round(similarity), "drift": drift})
+            if drift:
+                flags.append(f"drift:{a}/{b}")
+        characters[name] = {
+            "shots": cast_in,
+            "mean_similarity": _round(float(np.mean(values))) if values else None,
+            "consistency": pairs,
+            "min_consistency": min((p["similarity"] for p in pairs), default=None),
+            "flags": flags,
+        }
+    return characters
+
+
+def write_eval(project: Project, report: dict[str, Any]) -> Path:
+    """Write ``report`` to ``renders/eval.json`` atomically; returns the path."""
+    path = eval_path(project)
+    atomic_write_json(path, report)
+    return path

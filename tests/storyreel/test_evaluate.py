@@ -1,0 +1,153 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+from typer.testing import CliRunner
+
+from ingredients_model.metrics.video import write_video
+from storyreel.cli import app
+from storyreel.errors import StoryreelError
+from storyreel.evaluate import eval_path, evaluate_story, read_eval, write_eval
+from storyreel.project import Project, init_project
+
+FRAMES = 3
+pytestmark = pytest.mark.slow  # the example project and dlib on every frame: ~10-20 s for the module
+
+
+def _frame(people: list[Image.Image]) -> np.ndarray:
+    """A 720x480 frame with the given portraits side by side, left to right."""
+    canvas = Image.new("RGB", (720, 480), (70, 90, 120))
+    step = 720 // max(len(people), 1)
+    for i, person in enumerate(people):
+        canvas.paste(person.resize((260, 260)), (i * step + (step - 260) // 2, 110))
+    return np.asarray(canvas)
+
+
+def _render(project, shot_id: str, cast: list[str], people: list[Image.Image], prompt: str) -> None:
+    """A clip made with ffmpeg plus the runner's renders/<id>.json (job incl. cast, key, engine)."""
+    write_video(np.stack([_frame(people)] * FRAMES), project.clip_path(shot_id), fps=8)
+    job = {"shot_id": shot_id, "cast": cast, "prompt": prompt, "key": f"key-{shot_id}"}
+    project.clip_meta_path(shot_id).write_text(json.dumps({"job": job, "key": job["key"], "engine": "test"}))
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """The example project with handmade renders covering each outcome."""
+    project = init_project(tmp_path_factory.mktemp("eval") / "launch", example=True)
+    photo = {
+        name: Image.open(project.cast_dir / name / "1.jpg").convert("RGB")
+        for name in ("nora", "sam", "eileen")
+    }
+    # breakfast: nora left, sam right — all good
+    _render(project, "breakfast", ["nora", "sam"], [photo["nora"], photo["sam"]], "two people at breakfast")
+    # suit-up: eileen, mirrored — good
+    _render(project, "suit-up", ["eileen"], [ImageOps.mirror(photo["eileen"])], "a woman waves")
+    # countdown: sam missing, nora twice
+    _render(project, "countdown", ["sam", "nora"], [photo["nora"], ImageOps.mirror(photo["nora"])], "cheer")
+    # orbit: not rendered
+    return project
+
+
+@pytest.fixture(scope="module")
+def clip_dir(tmp_path_factory):
+    from ingredients_model.metrics.tiny import write_tiny_clip_folder
+
+    return write_tiny_clip_folder(tmp_path_factory.mktemp("clip") / "clip")
+
+
+@pytest.fixture(scope="module")
+def report(rendered, clip_dir):
+    return evaluate_story(rendered.load_story(), rendered, backend="dlib", frames=FRAMES, clip_dir=clip_dir)
+
+
+def test_report_per_shot_and_character(report):
+    assert report["backend"] == "dlib" and report["offline_fallback"] is True
+    assert "offline" in report["backend_label"]
+    shots = report["shots"]
+    assert list(shots) == ["breakfast", "suit-up", "countdown", "orbit"]
+    breakfast = shots["breakfast"]
+    assert breakfast["status"] == "ok" and breakfast["flags"] == []
+    assert breakfast["detections"]["per_frame"] == [2] * FRAMES
+    for name in ("nora", "sam"):
+        entry = breakfast["characters"][name]
+        assert entry["similarity"] > report["threshold"] and entry["frames_seen"] == FRAMES
+    assert breakfast["face_sim"] == pytest.approx(
+        min(breakfast["characters"][n]["similarity"] for n in ("nora", "sam")), abs=0.05
+    )
+    assert breakfast["key"] == "key-breakfast"
+    assert shots["suit-up"]["characters"]["eileen"]["similarity"] > 0.5
+    assert shots["orbit"]["status"] == "not_rendered"
+
+
+def test_flags_missing_and_duplicated(report):
+    countdown = report["shots"]["countdown"]
+    assert countdown["cast"] == ["sam", "nora"]
+    sam, nora = countdown["characters"]["sam"], countdown["characters"]["nora"]
+    # greedy matching gives one nora face to sam; it is too unlike sam's photos
+    assert "low_similarity" in sam["flags"]
+    assert "duplicated" in nora["flags"] and nora["duplicate_frames"] == FRAMES
+    assert "duplicated:nora" in countdown["flags"] and "low_similarity:sam" in countdown["flags"]
+
+
+def test_cross_shot_consistency(report):
+    nora = report["characters"]["nora"]
+    assert nora["shots"] == ["breakfast", "countdown"]
+    (pair,) = nora["consistency"]
+    assert (pair["a"], pair["b"]) == ("breakfast", "countdown")
+    assert pair["similarity"] > report["threshold"] and not pair["drift"]
+    sam = report["characters"]["sam"]
+    # sam's "appearance" in countdown is nora: drift between his two shots
+    assert sam["consistency"][0]["drift"] is True
+    assert "drift:breakfast/countdown" in sam["flags"]
+    assert report["characters"]["eileen"]["consistency"] == []
+    assert report["flag_count"] >= 3
+
+
+def test_write_and_read_eval(rendered, report):
+    path = write_eval(rendered, report)
+    assert path == rendered.renders_dir / "eval.json" == eval_path(rendered)
+    assert read_eval(rendered) == json.loads(json.dumps(report))
+    assert not list(rendered.renders_dir.glob("*.partial"))
+
+
+def test_cli_eval_prints_tables_and_writes_json(rendered):
+    eval_path(rendered).unlink(missing_ok=True)
+    result = CliRunner().invoke(
+        app,
+        ["eval", str(rendered.story_path), "--backend", "dlib", "--frames", "2"],
+        env={"STORYREEL_CLIP": None, "STORYREEL_MODEL": None},
+    )
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "offline backend" in out and "dlib" in out
+    for title in ("Shots", "Characters per shot", "Cross-shot consistency"):
+        assert title in out
+    assert "not rendered" in out and "duplicated:nora" in out
+    saved = read_eval(rendered)
+    assert saved is not None and saved["frames_per_shot"] == 2
+    assert saved["shots"]["breakfast"]["clip_score"] is None  # no CLIP folder given
+
+
+def test_arcface_without_weights_is_a_user_error(rendered, tmp_path):
+    from ingredients_model.errors import IngredientsError
+
+    with pytest.raises(IngredientsError, match="glintr100"):
+        evaluate_story(rendered.load_story(), rendered, backend="arcface", model_dir=tmp_path)
+
+
+def test_clip_score_with_tiny_clip(report, clip_dir):
+    scores = [shot["clip_score"] for shot in report["shots"].values() if shot["status"] == "ok"]
+    assert len(scores) == 3 and all(0 <= score <= 100 for score in scores)
+    assert report["clip_model"] == str(clip_dir)
+
+
+def test_cast_photo_without_face_is_reported(rendered, tmp_path):
+    shutil.copytree(rendered.root, tmp_path / "p")
+    project = Project.find(tmp_path / "p")
+    Image.new("RGB", (512, 512), (200, 200, 200)).save(project.cast_dir / "eileen" / "1.jpg")
+    (project.cast_dir / "eileen" / "faces.json").unlink(missing_ok=True)
+    _render(project, "suit-up", ["eileen"], [Image.new("RGB", (64, 64))], "x")
+    with pytest.raises(StoryreelError):
+        evaluate_story(project.load_story(), project, backend="dlib", frames=1)
