@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import ffmpeg
 
 from storyreel.errors import StoryreelError
-from storyreel.ffmpeg_tools import VideoInfo, audio_duration, find_font, probe_video, run_ffmpeg, wrap_text
+from storyreel.ffmpeg_tools import VideoInfo, find_font, probe_video, run_ffmpeg, wrap_text
 from storyreel.fsutil import atomic_path, atomic_write_text
 
 if TYPE_CHECKING:
@@ -105,6 +105,7 @@ class ReelResult:
 
     @property
     def duration(self) -> float:
+        """Length of the reel in seconds."""
         return self.frames / self.fps
 
 
@@ -120,11 +121,7 @@ class _Plan:
 
     @property
     def total(self) -> int:
-        return self.title_frames + _shots_total(self.lengths, self.overlaps) + self.end_frames
-
-
-def _shots_total(lengths: Sequence[int], overlaps: Sequence[int]) -> int:
-    return sum(lengths) - sum(overlaps)
+        return self.title_frames + sum(self.lengths) - sum(self.overlaps) + self.end_frames
 
 
 def probe_clips(clips: Sequence[ReelClip]) -> list[VideoInfo]:
@@ -304,7 +301,7 @@ def _music_stream(music: MusicSpec, seconds: float) -> Any:
     if not path.is_file():
         raise StoryreelError(f"music file not found: {path}", hint="fix `music.file` in story.yaml")
     try:
-        audio_duration(path)
+        run_ffmpeg(["-i", str(path), "-map", "0:a:0", "-t", "0.1", "-f", "null", "-"], what=f"reading {path}")
     except StoryreelError as err:
         raise StoryreelError(
             f"music file {path} has no readable audio\n{err.message}",
@@ -357,7 +354,6 @@ def _output_options(
 
 def _fast_path_ok(
     plan: _Plan,
-    clips: Sequence[ReelClip],
     *,
     fps: int,
     width: int,
@@ -457,7 +453,6 @@ def assemble_reel(
     sidecar = output.with_suffix(f".{sub_kind}")
     fast = _fast_path_ok(
         plan,
-        clips,
         fps=fps,
         width=width,
         height=height,

@@ -171,10 +171,14 @@ def test_music_longer_than_the_reel_is_trimmed(clips_dir: Path, tmp_path: Path) 
     assert probe_video(result.path).audio_duration == pytest.approx(1.0, abs=0.05)
 
 
-def test_missing_music_file_is_a_clear_error(clips_dir: Path, tmp_path: Path) -> None:
+def test_missing_or_unreadable_music_is_a_clear_error(clips_dir: Path, tmp_path: Path) -> None:
+    clips = _clips(clips_dir, "c")
     with pytest.raises(StoryreelError, match="music file not found"):
-        assemble_reel(_clips(clips_dir, "c"), tmp_path / "r.mp4", width=W, height=H,
-                      music=ReelMusic(tmp_path / "nope.mp3"))  # fmt: skip
+        assemble_reel(clips, tmp_path / "r.mp4", width=W, height=H, music=ReelMusic(tmp_path / "nope.mp3"))
+    (tmp_path / "bad.mp3").write_bytes(b"not audio at all" * 64)
+    with pytest.raises(StoryreelError, match="has no readable audio"):
+        assemble_reel(clips, tmp_path / "r.mp4", width=W, height=H, music=ReelMusic(tmp_path / "bad.mp3"))
+    assert not (tmp_path / "r.mp4").exists()
 
 
 def test_fast_path_when_clips_match(clips_dir: Path, tmp_path: Path) -> None:
