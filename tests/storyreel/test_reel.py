@@ -358,6 +358,8 @@ def test_build_reel_from_a_story(clips_dir: Path, tmp_path: Path) -> None:
     info = probe_video(path)
     assert info.frames == 147 + 24 - 12  # the last shot's fade fades out, it adds no overlap
     assert info.subtitle_streams == 1 and info.has_audio
+    data = path.read_bytes()
+    assert data.index(b"moov") < data.index(b"mdat")  # +faststart: playable while downloading
     assert (tmp_path / "proj" / "out" / "reel.srt").read_text().endswith("First\n")
 
 
