@@ -393,3 +393,13 @@ def test_cli_reel_reassembles_and_writes_the_review(
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
     assert "two" in err and "storyreel render" in err
+
+
+def test_ffmpeg_failures_name_the_shots_whose_files_ffmpeg_mentions(tmp_path: Path) -> None:
+    from storyreel.reel import _fail_naming_shots
+
+    clips = [ReelClip("intro", tmp_path / "intro.mp4"), ReelClip("outro", tmp_path / "outro.mp4")]
+    err = StoryreelError(f"ffmpeg failed while assembling:\n{tmp_path / 'outro.mp4'}: Invalid data", hint="h")
+    named = _fail_naming_shots(err, clips)
+    assert named.message.startswith("shot 'outro': ffmpeg failed") and named.hint == "h"
+    assert _fail_naming_shots(StoryreelError("other"), clips).message == "other"
