@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from ingredients_model.errors import IngredientsError
 from storyreel.cli.app import app, console, console_err
 from storyreel.errors import StoryreelError
 
@@ -95,9 +96,15 @@ def add(
         )
     for message in result.warnings:
         console_err.print(f"[yellow]warning:[/] {message}", highlight=False)
-    model = model or _story_model(project)
-    if model is not None and (model / "face_encoder").is_dir():
+    if model is not None:
         _encode_now(project, result, model)
+    elif (story_model := _story_model(project)) is not None and (story_model / "face_encoder").is_dir():
+        try:
+            _encode_now(project, result, story_model)
+        except IngredientsError as err:  # the photos are added; the identity is built at render time
+            console_err.print(f"[yellow]note:[/] identity not encoded now: {err.message}", highlight=False)
+            if err.hint:
+                console_err.print(f"[yellow]hint:[/] {err.hint}", highlight=False)
     console.print("\nPaste into story.yaml (storyreel never edits it):", highlight=False)
     console.print(result.snippet, highlight=False, markup=False, soft_wrap=True)
 

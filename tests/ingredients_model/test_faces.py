@@ -186,3 +186,21 @@ def test_released_arcface_path_through_insightface_model_zoo(tmp_path: Path, t1:
     assert not np.allclose(emb, other)
     crop = np.full((512, 512, 3), 128, dtype=np.uint8)
     assert embedder.embed_crop(crop).shape == (512,)
+
+
+def test_onnx_providers_follow_the_device() -> None:
+    from ingredients_model.faces import _onnx_runtime
+
+    assert _onnx_runtime(torch.device("cpu")) == (["CPUExecutionProvider"], -1)
+    assert _onnx_runtime(torch.device("cuda:1")) == (["CUDAExecutionProvider", "CPUExecutionProvider"], 1)
+    assert _onnx_runtime(torch.device("cuda")) == (["CUDAExecutionProvider", "CPUExecutionProvider"], 0)
+
+
+def test_face_numbering_is_left_to_right_and_none_is_largest() -> None:
+    from ingredients_model.faces import _pick_face
+
+    boxes = [(300, 0, 400, 100), (0, 0, 50, 50), (150, 0, 350, 200)]  # centres 350, 25, 250
+    assert [_pick_face(boxes, i) for i in range(3)] == [1, 2, 0]
+    assert _pick_face(boxes, None) == 2
+    with pytest.raises(NoFaceError):
+        _pick_face([], None)

@@ -115,3 +115,22 @@ def test_lookalike_warning_is_printed(
     run(capsys, "cast", "add", t1_jpg, "--name", "ana", "--face", "4", "--project", project)
     code, _, err = run(capsys, "cast", "add", copy, "--name", "chandler", "--face", "4", "--project", project)
     assert code == 0 and "warning: chandler looks like existing cast member ana" in err
+
+
+def test_story_model_is_used_for_encoding(
+    tmp_path: Path, t1_jpg: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_tiny_face_encoder(
+        tmp_path / "model" / "face_encoder", id_dim=8, vit_dim=4, vit_tokens=3, num_scales=2
+    )
+    (tmp_path / "story.yaml").write_text("title: t\ndefaults: {model: model}\nshots: [{id: a, prompt: hi}]\n")
+    code, out, _ = run(capsys, "cast", "add", t1_jpg, "-n", "ana", "-f", "3", "-p", tmp_path)
+    assert code == 0 and "identity of t1.jpg: encoded" in out
+    (tmp_path / "incomplete" / "face_encoder").mkdir(parents=True)
+    (tmp_path / "story.yaml").write_text(
+        "title: t\ndefaults: {model: incomplete}\nshots: [{id: a, prompt: hi}]\n"
+    )
+    code, out, err = run(capsys, "cast", "add", t1_jpg, "-n", "bob", "-f", "4", "-p", tmp_path)
+    assert code == 0 and "added cast/bob/t1.jpg" in out
+    assert "identity not encoded now" in err and "glintr100.onnx" in err
+    assert f"storyreel models download {tmp_path / 'incomplete'}" in err
