@@ -1,0 +1,186 @@
+"""Milliseconds per denoising step and peak memory of IngredientsTransformer3DModel for N = 1, 2, 4 people.
+
+Reduced config (stated in the output): released widths everywhere (inner 3072 = 48 heads x 64, released
+facial extractor, perceiver cross-attention and router sizes, 577-token ViT features, 1280-d id vectors), but
+only ``--layers`` transformer blocks (default 2, so one routed block) and a small latent (default 2 x 30 x 40
+latent frames x pixels = 600 video tokens) with a 32-token text.
+
+Paths per step:
+  once    identity features encoded once per shot (``encode_identities``) and passed as ``identity=`` (ours)
+  raw     ``id_cond`` / ``id_vit_hidden`` at every step: facial extractor, router keys and perceiver K/V
+          recomputed per step (as the released code does)
+  naive   as ``raw`` plus the released per-person perceiver: the video-token query and output projections
+          run once per person instead of once (kept here for comparison only)
+
+Peak memory: on CUDA the allocator's peak above the allocation before the steps; on CPU the peak resident set
+size during the steps above the resident size before them (``/proc/self/clear_refs``).
+
+    python benchmarks/transformer_step.py [--frames 2 --height 30 --width 40 --steps 2 --device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import statistics
+import time
+import types
+from collections.abc import Callable
+
+import torch
+
+from ingredients_model.transformer import IngredientsTransformer3DModel
+
+TEXT_TOKENS = 32
+
+
+def naive_face_injection(self, index, identity, mode, scale, need_logits, hidden_states):
+    """Released-style injection: diffusers' PerceiverCrossAttention run once per person, then routed."""
+    attn, router = self.perceiver_cross_attention[index], self.router[index]
+    outs = [attn(identity.tokens[:, n], hidden_states) for n in range(identity.num_people)]
+    if identity.num_people == 1:
+        return hidden_states + scale * outs[0], None
+    weights = torch.softmax(router(hidden_states, identity.tokens).float(), dim=-1).to(hidden_states.dtype)
+    mixed = sum(weights[..., n : n + 1] * out for n, out in enumerate(outs))
+    return hidden_states + scale * mixed, None
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _reset_peak(device: torch.device) -> float:
+    """Reset the peak-memory counter; return the memory in use now (MiB)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        return torch.cuda.memory_allocated(device) / 2**20
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")  # resets VmHWM, the peak resident set size
+    return _status_kib("VmRSS") / 1024
+
+
+def _peak(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return _status_kib("VmHWM") / 1024
+
+
+def measure(fn: Callable[[], object], steps: int, device: torch.device) -> tuple[float, float]:
+    """Median wall time (ms) of ``fn()`` after one warm-up call, and its peak extra memory (MiB)."""
+    fn()
+    before = _reset_peak(device)
+    times = []
+    for _ in range(steps):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times), _peak(device) - before
+
+
+def build(
+    args: argparse.Namespace, device: torch.device, dtype: torch.dtype
+) -> IngredientsTransformer3DModel:
+    torch.manual_seed(0)
+    model = IngredientsTransformer3DModel(
+        num_layers=args.layers,
+        sample_frames=(args.frames - 1) * 4 + 1,
+        sample_height=args.height,
+        sample_width=args.width,
+        max_text_seq_length=TEXT_TOKENS,
+    )
+    model = model.to(device) if dtype == torch.float32 else model.to(device=device, dtype=dtype)
+    return model.eval()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=2, help="latent frames")
+    parser.add_argument("--height", type=int, default=30, help="latent height")
+    parser.add_argument("--width", type=int, default=40, help="latent width")
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--people", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per case (median reported)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+
+    model = build(args, device, dtype)
+    cfg = model.config
+    generator = torch.Generator().manual_seed(1)
+    latents = torch.randn(1, args.frames, cfg.in_channels, args.height, args.width, generator=generator)
+    text = torch.randn(1, TEXT_TOKENS, cfg.text_embed_dim, generator=generator)
+    step_inputs = {
+        "hidden_states": latents.to(device, dtype),
+        "encoder_hidden_states": text.to(device, dtype),
+        "timestep": torch.tensor([500], device=device),
+    }
+    video_tokens = args.frames * (args.height // cfg.patch_size) * (args.width // cfg.patch_size)
+    print(
+        f"IngredientsTransformer3DModel step, {device.type} {str(dtype).removeprefix('torch.')}, "
+        f"{torch.get_num_threads()} threads: width {cfg.num_attention_heads * cfg.attention_head_dim}, "
+        f"{cfg.num_layers} layers ({model.num_face_blocks} routed), "
+        f"latent {args.frames}x{args.height}x{args.width} "
+        f"({video_tokens} video + {TEXT_TOKENS} text tokens), "
+        "released face-module sizes, batch 1, soft routing"
+    )
+    header = (
+        f"{'N':>2} | {'once ms':>8} | {'raw ms':>8} | {'naive ms':>8} | {'once/raw':>8} | "
+        f"{'once/naive':>10} | {'once MiB':>8} | {'raw MiB':>8} | {'naive MiB':>9} | {'encode ms':>9}"
+    )
+    print(header)
+    print("-" * len(header))
+    fast_injection = model._face_injection
+    with torch.no_grad():
+        for count in args.people:
+            id_cond = [
+                torch.randn(1, cfg.LFE_id_dim, generator=generator).to(device, dtype) for _ in range(count)
+            ]
+            id_vit = [
+                [
+                    torch.randn(1, 577, cfg.LFE_vit_dim, generator=generator).to(device, dtype)
+                    for _ in range(5)
+                ]
+                for _ in range(count)
+            ]
+            identity = model.encode_identities(id_cond, id_vit)
+
+            def once(identity=identity):
+                return model(**step_inputs, identity=identity)
+
+            def raw(id_cond=id_cond, id_vit=id_vit):
+                return model(**step_inputs, id_cond=id_cond, id_vit_hidden=id_vit)
+
+            def encode(id_cond=id_cond, id_vit=id_vit):
+                return model.encode_identities(id_cond, id_vit)
+
+            results = {"once": measure(once, args.steps, device), "raw": measure(raw, args.steps, device)}
+            model._face_injection = types.MethodType(naive_face_injection, model)
+            try:
+                results["naive"] = measure(raw, args.steps, device)
+            finally:
+                model._face_injection = fast_injection
+            encode_ms, _ = measure(encode, args.steps, device)
+            (t_once, m_once), (t_raw, m_raw), (t_naive, m_naive) = (
+                results["once"],
+                results["raw"],
+                results["naive"],
+            )
+            print(
+                f"{count:>2} | {t_once:8.0f} | {t_raw:8.0f} | {t_naive:8.0f} | {t_once / t_raw:8.2f} | "
+                f"{t_once / t_naive:10.2f} | {m_once:8.0f} | {m_raw:8.0f} | {m_naive:9.0f} | {encode_ms:9.0f}"
+            )
+
+
+if __name__ == "__main__":
+    main()
