@@ -205,3 +205,10 @@ def test_no_face_in_a_landscape() -> None:
     from skimage import data
 
     assert detect_faces(Image.fromarray(data.coffee())) == []
+
+
+def test_small_faces_are_found_by_upsampling(astronaut: Image.Image) -> None:
+    small = astronaut.resize((256, 256), Image.Resampling.LANCZOS)  # face ~44 px, below HOG's 80 px window
+    assert detect_faces(small, upsample=0) == []
+    (box,) = detect_faces(small)
+    assert 30 <= box.size <= 60
