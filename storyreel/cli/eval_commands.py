@@ -92,9 +92,10 @@ def eval_command(
     ),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda (ArcFace / CLIP)."),
 ) -> None:
-    """Check each character's identity in every rendered shot; writes renders/eval.json."""
+    """Check every character in every rendered shot; writes renders/eval.json and the review page."""
     from storyreel.evaluate import evaluate_story, write_eval
     from storyreel.project import Project
+    from storyreel.review import write_review
 
     project = Project.find(story)
     loaded = project.load_story()
@@ -111,6 +112,7 @@ def eval_command(
             progress=lambda message: status.update(f"evaluating: {message}"),
         )
     path = write_eval(project, report)
+    review = write_review(loaded, project)
     label = report["backend_label"]
     if report["offline_fallback"]:
         console.print(f"[yellow]offline backend:[/] {label}", highlight=False)
@@ -123,3 +125,4 @@ def eval_command(
     flagged = report["flag_count"]
     summary = f"[red]{flagged} flag(s)[/]" if flagged else "[green]no flags[/]"
     console.print(f"{summary} (threshold {report['threshold']:.2f}) · wrote {path}", highlight=False)
+    console.print(f"review page: {review}", highlight=False)

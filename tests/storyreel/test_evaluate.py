@@ -4,6 +4,7 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
+from rich.console import Console
 from typer.testing import CliRunner
 
 from ingredients_model.metrics.video import write_video
@@ -34,19 +35,16 @@ def _render(project, shot_id: str, cast: list[str], people: list[Image.Image], p
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
-    """The example project with handmade renders covering each outcome."""
+    """The example project: two shots rendered by the preview engine, one handmade, one not rendered."""
+    from storyreel.runner import RenderOptions, render_stories
+
     project = init_project(tmp_path_factory.mktemp("eval") / "launch", example=True)
-    photo = {
-        name: Image.open(project.cast_dir / name / "1.jpg").convert("RGB")
-        for name in ("nora", "sam", "eileen")
-    }
-    # breakfast: nora left, sam right — all good
-    _render(project, "breakfast", ["nora", "sam"], [photo["nora"], photo["sam"]], "two people at breakfast")
-    # suit-up: eileen, mirrored — good
-    _render(project, "suit-up", ["eileen"], [ImageOps.mirror(photo["eileen"])], "a woman waves")
-    # countdown: sam missing, nora twice
-    _render(project, "countdown", ["sam", "nora"], [photo["nora"], ImageOps.mirror(photo["nora"])], "cheer")
-    # orbit: not rendered
+    options = RenderOptions(engine="preview", only=["breakfast", "suit-up"], reel=False)
+    (report,) = render_stories([project.story_path], options, Console(quiet=True))
+    assert sorted(report.rendered) == ["breakfast", "suit-up"]
+    # countdown: sam missing, nora twice (a failure the preview engine cannot produce)
+    nora = Image.open(project.cast_dir / "nora" / "1.jpg").convert("RGB")
+    _render(project, "countdown", ["sam", "nora"], [nora, ImageOps.mirror(nora)], "cheer")
     return project
 
 
@@ -76,7 +74,7 @@ def test_report_per_shot_and_character(report):
     assert breakfast["face_sim"] == pytest.approx(
         min(breakfast["characters"][n]["similarity"] for n in ("nora", "sam")), abs=0.05
     )
-    assert breakfast["key"] == "key-breakfast"
+    assert breakfast["engine"] == "preview" and len(breakfast["key"]) == 64
     assert shots["suit-up"]["characters"]["eileen"]["similarity"] > 0.5
     assert shots["orbit"]["status"] == "not_rendered"
 
@@ -128,6 +126,8 @@ def test_cli_eval_prints_tables_and_writes_json(rendered):
     saved = read_eval(rendered)
     assert saved is not None and saved["frames_per_shot"] == 2
     assert saved["shots"]["breakfast"]["clip_score"] is None  # no CLIP folder given
+    page = rendered.review_path.read_text(encoding="utf-8")  # the review page shows the evaluation
+    assert "face_sim" in page and "duplicated:nora" in page
 
 
 def test_arcface_without_weights_is_a_user_error(rendered, tmp_path):
