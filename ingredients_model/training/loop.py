@@ -157,6 +157,8 @@ def train(config: TrainConfig, loss_fn: LossFn, stage: str) -> TrainResult:
 
     out = config.output_dir
     ckpt_dir = out / "checkpoints"
+    dataset = PreparedDataset(config.data_dir)
+    transformer = load_transformer(config.model_dir, weight_dtype(config))
     accelerator = Accelerator(
         mixed_precision=config.mixed_precision,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
@@ -166,11 +168,8 @@ def train(config: TrainConfig, loss_fn: LossFn, stage: str) -> TrainResult:
     )
     set_seed(config.seed)
     dtype = weight_dtype(config)
-
-    transformer = load_transformer(config.model_dir, dtype)
     trainable_names = setup_trainable(transformer, config)
     scheduler = CogVideoXDPMScheduler.from_pretrained(config.model_dir / "scheduler")
-    dataset = PreparedDataset(config.data_dir)
 
     params = [p for p in transformer.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(

@@ -1,0 +1,51 @@
+"""Mask building: box masks, label maps, latent-grid downsampling, SAM on a tiny random model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ingredients_model.training.data import ResumableSampler, interpolate_boxes
+from ingredients_model.training.masks import SamMasker, box_scores, downsample_labels, labels_from_scores
+
+
+def test_box_labels_and_overlap() -> None:
+    scores = box_scores(np.array([[0, 0, 10, 10], [5, 5, 9, 9]]), 12, 12)
+    labels = labels_from_scores(scores, 0.0)
+    assert labels[0, 0] == 0 and labels[6, 6] == 1  # the smaller box is in front
+    assert labels[11, 11] == -1 and labels[10, 0] == -1
+
+
+def test_downsample_labels_trilinear() -> None:
+    labels = torch.full((9, 32, 48), -1)
+    labels[:, :, :16] = 0
+    labels[:, 16:, 32:] = 1
+    small = downsample_labels(labels, 2, (3, 4, 6))
+    assert small.shape == (3, 4, 6)
+    assert (small[:, :, :2] == 0).all() and (small[:, 2:, 4:] == 1).all() and (small[:, :2, 2:] == -1).all()
+
+
+def test_interpolate_boxes() -> None:
+    boxes = interpolate_boxes({0: [0, 0, 10, 10], 4: [4, 0, 14, 10]}, [0, 2, 4, 8])
+    assert boxes[:, 0].tolist() == [0, 2, 4, 4]
+
+
+def test_sampler_resumes_exactly() -> None:
+    def take(sampler, n):
+        it = iter(sampler)
+        return [next(it) for _ in range(n)]
+
+    full = take(ResumableSampler(5, seed=3, rank=1, world=2), 12)
+    assert take(ResumableSampler(5, seed=3, rank=1, world=2, start=7), 5) == full[7:]
+    assert sorted(take(ResumableSampler(5, seed=3), 5)) == list(range(5))
+
+
+def test_sam_masker_runs_on_cpu(tiny_sam_dir: Path) -> None:
+    masker = SamMasker(tiny_sam_dir)
+    frames = [Image.fromarray(np.full((40, 60, 3), 90 + 10 * t, np.uint8)) for t in range(3)]
+    boxes = np.array([[[2, 2, 20, 30], [30, 5, 58, 38]]] * 3, float)
+    logits = masker.logits(frames, boxes, batch_frames=2)
+    assert logits.shape == (3, 2, 40, 60) and torch.isfinite(logits).all()
