@@ -404,7 +404,7 @@ class Runner:
 
     def load(self, engine: Engine) -> None:
         if id(engine) not in self.loaded:
-            if self.processes.is_main:
+            if self.processes.is_main and engine.name != "preview":  # the preview has nothing to load
                 self.say(f"loading the {engine.name} engine …")
             engine.load()
             self.loaded.add(id(engine))

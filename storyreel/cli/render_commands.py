@@ -1,3 +1,206 @@
-"""`storyreel` commands: render."""
+"""`storyreel render` and `storyreel plan`: stories → clips → reel (thin layer over storyreel.runner)."""
 
-from storyreel.cli.app import app  # noqa: F401
+from __future__ import annotations
+
+import glob
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from storyreel.cli.app import app, console, state
+from storyreel.errors import StoryreelError
+
+_GLOB_CHARS = set("*?[")
+
+
+def _shown(path: Path) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+def expand_stories(patterns: list[str] | None) -> list[Path]:
+    """Story files / project folders from the arguments; glob patterns (quoted or not) are expanded."""
+    if not patterns:
+        return [Path("story.yaml")]
+    paths: list[Path] = []
+    for pattern in patterns:
+        if _GLOB_CHARS & set(pattern) and not Path(pattern).exists():
+            matches = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
+            if not matches:
+                raise StoryreelError(
+                    f"no story matches {pattern!r}", hint="check the pattern, e.g. 'stories/*/story.yaml'"
+                )
+            paths += [Path(m) for m in matches]
+        else:
+            paths.append(Path(pattern))
+    return paths
+
+
+def split_ids(values: list[str] | None) -> list[str] | None:
+    """``--only a,b --only c`` → ``[a, b, c]``."""
+    if not values:
+        return None
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def accelerate_command(processes: int, render_args: list[str], gpus_visible: int) -> list[str]:
+    """The ``accelerate launch`` command that runs ``storyreel render`` once per GPU (or CPU process)."""
+    if processes < 1:
+        raise StoryreelError("--gpus must be at least 1")
+    if 0 < gpus_visible < processes:
+        raise StoryreelError(
+            f"--gpus {processes} asked for, but only {gpus_visible} CUDA GPU(s) are visible",
+            hint=f"use --gpus {gpus_visible}, or check CUDA_VISIBLE_DEVICES",
+        )
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes)]
+    launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    if processes > 1:  # torchrun-style workers; without CUDA, PartialState falls back to gloo on the CPU
+        launch += ["--multi_gpu", "--main_process_port", str(_free_port())]
+    return [*launch, "-m", "storyreel", *(["--debug"] if state.debug else []), "render", *render_args]
+
+
+def _render_args(
+    stories: list[str], engine, model, force, only, memory, cache_threshold, no_reel, wait, worker, lease
+) -> list[str]:
+    args = [*stories]
+    if engine:
+        args += ["--engine", engine]
+    if model:
+        args += ["--model", str(Path(model).absolute())]
+    args += ["--force"] if force else []
+    for shot_id in only or []:
+        args += ["--only", shot_id]
+    args += ["--memory", memory, "--wait", str(wait), "--lease", str(lease)]
+    if cache_threshold is not None:
+        args += ["--cache-threshold", str(cache_threshold)]
+    args += ["--no-reel"] if no_reel else []
+    args += ["--worker"] if worker else []
+    return args
+
+
+@app.command()
+def render(
+    stories: list[str] = typer.Argument(
+        None, help="Story files or project folders; globs like 'stories/*/story.yaml'.", show_default=False
+    ),
+    engine: str = typer.Option(
+        None, "--engine", help="auto | ingredients | preview (default: the story's defaults.engine)."
+    ),
+    model: Path = typer.Option(
+        None, "--model", help="Model folder (default: defaults.model, else $STORYREEL_MODEL)."
+    ),
+    force: bool = typer.Option(False, "--force", help="Render every shot again, even current ones."),
+    only: list[str] = typer.Option(None, "--only", help="Render only these shot ids (repeat or a,b,c)."),
+    gpus: int = typer.Option(
+        None, "--gpus", help="Run N processes with accelerate launch, one per GPU; shots are split."
+    ),
+    memory: str = typer.Option("auto", "--memory", help="auto | none | model_offload | group_offload."),
+    cache_threshold: float = typer.Option(
+        None, "--cache-threshold", help="First-block cache threshold (e.g. 0.05; off by default)."
+    ),
+    no_reel: bool = typer.Option(False, "--no-reel", help="Render clips only; do not assemble the reel."),
+    wait: float = typer.Option(10.0, "--wait", help="Seconds to wait for another render of the project."),
+    worker: bool = typer.Option(
+        False, "--worker", help="Share the project with other workers (any machine): claim shots one by one."
+    ),
+    lease: float = typer.Option(120.0, "--lease", help="Seconds a worker's claim lasts without renewal."),
+) -> None:
+    """Render stories: every shot without a current clip, then the reel and the review page."""
+    from storyreel.runner import RenderOptions, render_stories
+
+    only_ids = split_ids(only)
+    if gpus is not None and int(os.environ.get("WORLD_SIZE", "1")) <= 1 and gpus > 1:
+        import torch
+
+        visible = torch.cuda.device_count()
+        args = _render_args(
+            stories or [], engine, model, force, only_ids, memory, cache_threshold, no_reel, wait, worker,
+            lease,
+        )  # fmt: skip
+        command = accelerate_command(gpus, args, visible)
+        if visible == 0:
+            console.print(f"no CUDA GPU: running {gpus} CPU processes instead", highlight=False)
+        console.print("[dim]" + escape(" ".join(command[1:])) + "[/]", highlight=False)
+        raise typer.Exit(subprocess.call(command))
+    options = RenderOptions(
+        engine=engine,
+        model=model,
+        force=force,
+        only=only_ids,
+        memory=memory,
+        cache_threshold=cache_threshold,
+        reel=not no_reel,
+        wait=wait,
+        worker=worker,
+        lease=lease,
+    )
+    reports = render_stories(expand_stories(stories), options, console)
+    for report in reports:
+        done = f"{len(report.rendered)} rendered, {len(report.skipped)} already current"
+        if report.elsewhere:
+            done += f", {len(report.elsewhere)} rendered by other workers"
+        console.print(f"[bold]{escape(_shown(report.story_path))}[/]: {done}", highlight=False)
+        if report.reel is not None:
+            console.print(f"  reel:   [green]{escape(_shown(report.reel))}[/]", highlight=False)
+        if report.review is not None:
+            console.print(f"  review: [green]{escape(_shown(report.review))}[/]", highlight=False)
+        if report.reel_note:
+            console.print(f"  [dim]{escape(report.reel_note)}[/]", highlight=False)
+
+
+@app.command()
+def plan(
+    story: Path = typer.Argument(
+        Path("story.yaml"), help="A story.yaml, or a project folder containing one."
+    ),
+    engine: str = typer.Option(None, "--engine", help="auto | ingredients | preview (default: the story's)."),
+    model: Path = typer.Option(None, "--model", help="Model folder (default: as for render)."),
+    cache_threshold: float = typer.Option(None, "--cache-threshold", help="As for render."),
+) -> None:
+    """Show the render jobs of a story and which are done, stale or still to do."""
+    from storyreel.engines.select import choose_engine, make_engine, resolve_model_dir
+    from storyreel.plan import job_status, plan_story
+    from storyreel.project import Project
+    from storyreel.story import load_story
+
+    loaded = load_story(story)
+    choice = choose_engine(engine or loaded.defaults.engine, *resolve_model_dir(model, loaded))
+    spec = make_engine(choice).spec()
+    project = Project.from_story(loaded)
+    jobs = plan_story(loaded, spec, cache_threshold=cache_threshold)
+    console.print(f"engine: [bold]{choice.name}[/] — {escape(choice.reason)}", highlight=False)
+    first = jobs[0]
+    title = f"{loaded.title}: {first.engine}, {first.width}x{first.height} at {first.fps} fps"
+    table = Table(title=escape(title), title_justify="left")
+    for column in ("shot", "cast", "frames", "seed", "key", "status"):
+        right = column in ("frames", "seed")
+        table.add_column(column, justify="right" if right else "left", no_wrap=column != "cast")
+    colours = {"done": "green", "stale": "yellow", "todo": "red"}
+    counts = dict.fromkeys(colours, 0)
+    for job in jobs:
+        status = job_status(job, project)
+        counts[status] += 1
+        table.add_row(
+            escape(job.shot_id),
+            escape(", ".join(job.cast)) or "-",
+            str(job.frames),
+            str(job.seed),
+            job.key[:12],
+            f"[{colours[status]}]{status}[/]",
+        )
+    console.print(table)
+    console.print(", ".join(f"{n} {status}" for status, n in counts.items()), highlight=False)

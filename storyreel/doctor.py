@@ -1,0 +1,168 @@
+"""`storyreel doctor`: what this machine can render, what is missing, and the exact command that fixes it."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+GPU_EXTRA = ("torchvision", "facexlib", "consisid_eva_clip", "timm")
+INSTALL_GPU = "pip install 'storyreel[gpu]'  (see the README: torch with CUDA first)"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the doctor's table."""
+
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def check_ffmpeg() -> list[Check]:
+    from storyreel.errors import StoryreelError
+    from storyreel.ffmpeg_tools import ffmpeg_exe
+
+    try:
+        exe = ffmpeg_exe()
+    except StoryreelError as err:
+        return [Check("ffmpeg", FAIL, err.message, err.hint or "")]
+    try:
+        out = subprocess.run([exe, "-hide_banner", "-encoders"], capture_output=True, text=True, timeout=30)
+        version = subprocess.run([exe, "-version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        fix = "pip install --force-reinstall imageio-ffmpeg"
+        return [Check("ffmpeg", FAIL, f"{exe} does not run: {err}", fix)]
+    first = (version.stdout.splitlines() or [""])[0]
+    if "libx264" not in out.stdout:
+        return [Check("ffmpeg", FAIL, f"{exe}: no libx264 encoder", "pip install imageio-ffmpeg")]
+    version_number = first.removeprefix("ffmpeg version ").split(" ")[0]
+    return [Check("ffmpeg", OK, f"{version_number} with libx264 ({exe})")]
+
+
+def check_torch() -> list[Check]:
+    try:
+        import torch
+    except ImportError as err:
+        return [Check("torch", FAIL, f"cannot import torch: {err}", "bash scripts/setup")]
+    checks = [Check("torch", OK, torch.__version__)]
+    if not torch.cuda.is_available():
+        build = "CPU-only build" if torch.version.cuda is None else f"CUDA {torch.version.cuda} build, no GPU"
+        checks.append(
+            Check(
+                "CUDA GPU",
+                WARN,
+                f"none ({build}): the preview engine works; the model runs on the CPU only for tiny tests",
+                "on a GPU machine: bash scripts/setup --gpu",
+            )
+        )
+        return checks
+    for index in range(torch.cuda.device_count()):
+        free, total = torch.cuda.mem_get_info(index)
+        name = torch.cuda.get_device_name(index)
+        gib = total / 2**30
+        mode = "none" if free / 2**30 >= 36 else "model_offload" if free / 2**30 >= 20 else "group_offload"
+        status = OK if gib >= 20 else WARN
+        fix = "" if status == OK else "use --memory group_offload (slower), or a GPU with ≥ 24 GB"
+        detail = f"{name}, {gib:.0f} GB ({free / 2**30:.0f} free → memory {mode})"
+        checks.append(Check(f"GPU {index}", status, detail, fix))
+    return checks
+
+
+def check_packages() -> list[Check]:
+    checks = []
+    for dist in ("accelerate", "diffusers", "transformers"):
+        version = _version(dist)
+        checks.append(
+            Check(dist, OK, version)
+            if version and importlib.util.find_spec(dist)
+            else Check(dist, FAIL, "not installed", f"pip install {dist}")
+        )
+    try:
+        from ingredients_model.face_tools import detect_faces  # noqa: F401  (dlib + its weights)
+
+        detail = f"dlib-bin {_version('dlib-bin') or '?'} + face_recognition_models"
+        checks.append(Check("dlib faces", OK, detail))
+    except Exception as err:  # any import failure means the same fix
+        fix = "pip install dlib-bin face-recognition-models 'setuptools<81'"
+        checks.append(Check("dlib faces", FAIL, f"{type(err).__name__}: {err}", fix))
+    try:
+        import onnxruntime
+
+        providers = onnxruntime.get_available_providers()
+        cuda = "CUDAExecutionProvider" in providers
+        names = ", ".join(p.removesuffix("ExecutionProvider") for p in providers)
+        fix = "" if cuda else "for ArcFace on a GPU: pip install onnxruntime-gpu (in the [gpu] extra)"
+        checks.append(Check("onnxruntime", OK if cuda else WARN, f"{onnxruntime.__version__}: {names}", fix))
+    except ImportError:
+        checks.append(Check("onnxruntime", FAIL, "not installed", "pip install onnxruntime"))
+    return checks
+
+
+def check_gpu_extra() -> Check:
+    """The ``[gpu]`` extra (needed by the released face encoder) imports, checked in a subprocess."""
+    missing = [name for name in GPU_EXTRA if importlib.util.find_spec(name) is None]
+    if missing:
+        return Check("[gpu] extra", WARN, "not installed: " + ", ".join(missing), INSTALL_GPU)
+    probe = subprocess.run(
+        [sys.executable, "-c", "import " + ", ".join(GPU_EXTRA)], capture_output=True, text=True, timeout=300
+    )
+    if probe.returncode != 0:
+        last = (probe.stderr.strip().splitlines() or ["?"])[-1]
+        return Check("[gpu] extra", FAIL, f"installed but does not import: {last}", INSTALL_GPU)
+    return Check("[gpu] extra", OK, ", ".join(f"{n} {_version(n) or ''}".strip() for n in GPU_EXTRA))
+
+
+def check_model(model_dir: Path | None, source: str = "") -> list[Check]:
+    """Model folder completeness, split into the diffusion model and the face encoder."""
+    if model_dir is None:
+        return [
+            Check(
+                "model folder",
+                WARN,
+                "none given (--model or $STORYREEL_MODEL): only the preview engine can render",
+                "storyreel models download DIR   (or a tiny test model: storyreel models tiny DIR)",
+            )
+        ]
+    from ingredients_model.checkpoint import DEFAULT_REPO_ID, missing_files, model_revision
+
+    where = f"{model_dir}" + (f" (from {source})" if source else "")
+    if not model_dir.is_dir():
+        fix = f"storyreel models download {model_dir}"
+        return [Check("model folder", FAIL, f"{where} does not exist", fix)]
+    missing = missing_files(model_dir)
+    face = [m for m in missing if m.startswith("face_encoder/")]
+    model = [m for m in missing if not m.startswith("face_encoder/")]
+    fix = f"storyreel models download {model_dir}   (resumes; repo {DEFAULT_REPO_ID})"
+    checks = [
+        Check("model folder", FAIL, f"{where}: missing " + ", ".join(model), fix)
+        if model
+        else Check("model folder", OK, f"{where} complete, revision {model_revision(model_dir)}"),
+        Check("face encoder", FAIL, "missing " + ", ".join(face), fix)
+        if face
+        else Check("face encoder", OK, f"{model_dir / 'face_encoder'} complete"),
+    ]
+    return checks
+
+
+def run_checks(model_dir: Path | None, source: str = "") -> list[Check]:
+    """Every check, in the order the table shows them."""
+    return [
+        *check_ffmpeg(),
+        *check_torch(),
+        *check_packages(),
+        check_gpu_extra(),
+        *check_model(model_dir, source),
+    ]
