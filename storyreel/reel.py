@@ -210,7 +210,8 @@ def subtitles_text(segments: Sequence[Segment], fps: int, kind: str = "srt") -> 
     for seg in (s for s in segments if s.caption):
         times = f"{_timestamp(seg.caption_start, fps, sep)} --> {_timestamp(seg.caption_end, fps, sep)}"
         cue = f"{len(blocks) + 1}\n" if kind == "srt" else ""
-        blocks.append(f"{cue}{times}\n{seg.caption.strip()}\n")
+        text = "\n".join(line.strip() for line in seg.caption.splitlines() if line.strip())
+        blocks.append(f"{cue}{times}\n{text.replace('-->', '→')}\n")
     if not blocks:
         return ""
     header = "WEBVTT\n\n" if kind == "vtt" else ""

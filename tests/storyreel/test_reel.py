@@ -317,6 +317,8 @@ def test_subtitles_text_formats() -> None:
     assert subtitles_text(segs, 24) == "1\n00:00:00,000 --> 00:00:02,000\none\n"
     assert subtitles_text(segs, 24, "vtt") == "WEBVTT\n\n00:00:00.000 --> 00:00:02.000\none\n"
     assert subtitles_text(segs[1:], 24) == ""
+    tricky = [Segment("a", 0, 24, 0, "line one\n\n  line two --> end ", 0, 24)]
+    assert subtitles_text(tricky, 24).endswith("\nline one\nline two → end\n")
 
 
 STORY = """\
