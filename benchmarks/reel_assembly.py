@@ -50,7 +50,8 @@ def main() -> None:
                              captions="subtitles")  # fmt: skip
         elapsed = time.perf_counter() - started
         print(
-            f"fast path (stream copy, fast_path={fast.fast_path}): {fast.frames} frames in {elapsed:.2f} s wall"
+            f"fast path (stream copy, fast_path={fast.fast_path}): {fast.frames} frames "
+            f"in {elapsed:.2f} s wall"
         )
 
 
