@@ -214,11 +214,11 @@ class TinyFaceEncoder:
                 f"tiny face encoder weights missing: {weights}",
                 "rewrite the folder with write_tiny_face_encoder",
             )
-        self.device = torch.device(device)
+        self.device, self.dtype = torch.device(device), dtype
         self.arcface_dim = int(self.config["arcface_dim"])
         self.nets = _TinyNets(self.config)
         self.nets.load_state_dict(load_file(str(weights)))
-        self.nets.eval().to(self.device)
+        self.nets.eval().to(self.device, dtype)
         digest = hashlib.sha256()
         digest.update(f"tiny_random:{ENCODER_CODE_VERSION}:".encode())
         digest.update(json.dumps(self.config, sort_keys=True).encode())
@@ -238,7 +238,7 @@ class TinyFaceEncoder:
             torch.from_numpy(pixels).permute(2, 0, 1) - torch.tensor(CLIP_MEAN)[:, None, None]
         ) / torch.tensor(CLIP_STD)[:, None, None]
         with torch.no_grad():
-            arc, clip, vit = self.nets(x[None].to(self.device))
+            arc, clip, vit = self.nets(x[None].to(self.device, self.dtype))
         return IdentityEmbedding(
             id_cond=torch.cat([arc[0], clip[0]]).float().cpu(),
             id_vit_hidden=[v.float().cpu() for v in vit[0]],

@@ -22,6 +22,7 @@ variance of the Laplacian on the face), so larger and sharper faces win.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -100,6 +101,11 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+_REBUILD_ON = ("storyreel", "torch", "safetensors")
+"""Entries built with other versions of these are rebuilt (numerics or layout may differ)."""
+
+
+@functools.cache
 def _versions() -> dict[str, str]:
     import safetensors
 
@@ -218,6 +224,14 @@ class IdentityCache:
             meta = json.loads(meta_path.read_text())
             if meta.get("format") != CACHE_FORMAT or meta.get("key") != key:
                 self._reject(key, "from another cache format (stale)")
+                return None
+            changed = {
+                k: v for k, v in meta["versions"].items() if k in _REBUILD_ON and _versions().get(k) != v
+            }
+            if changed:
+                self._reject(
+                    key, f"stale (built with {', '.join(f'{k} {v}' for k, v in sorted(changed.items()))})"
+                )
                 return None
             data = tensor_path.read_bytes()
             if _sha256(data) != meta["tensor_sha256"]:

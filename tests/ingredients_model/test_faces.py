@@ -204,3 +204,12 @@ def test_face_numbering_is_left_to_right_and_none_is_largest() -> None:
     assert _pick_face(boxes, None) == 2
     with pytest.raises(NoFaceError):
         _pick_face([], None)
+
+
+def test_tiny_encoder_dtype(tiny_encoder_dir: Path, tiny_encoder: TinyFaceEncoder, t1: Image.Image) -> None:
+    half = load_face_encoder(tiny_encoder_dir, dtype=torch.bfloat16).encode(t1, face_index=1)
+    full = tiny_encoder.encode(t1, face_index=1)
+    assert half.id_cond.dtype == torch.float32
+    assert torch.allclose(half.id_cond, full.id_cond, atol=0.05) and not torch.equal(
+        half.id_cond, full.id_cond
+    )

@@ -94,6 +94,12 @@ def _stale_format(files: dict[str, Path]) -> None:
     files[".json"].write_text(json.dumps(meta))
 
 
+def _other_torch(files: dict[str, Path]) -> None:
+    meta = json.loads(files[".json"].read_text())
+    meta["versions"]["torch"] = "1.0.0"
+    files[".json"].write_text(json.dumps(meta))
+
+
 def _wrong_shape(files: dict[str, Path]) -> None:
     # a consistent-looking entry whose tensors do not match what the metadata promises
     from safetensors.torch import save
@@ -112,6 +118,7 @@ def _wrong_shape(files: dict[str, Path]) -> None:
         (_truncate_metadata, "unreadable"),
         (_damage_face, "aligned face hash"),
         (_stale_format, "stale"),
+        (_other_torch, "stale \\(built with torch 1.0.0\\)"),
         (_wrong_shape, "inconsistent"),
     ],
 )
