@@ -188,6 +188,15 @@ class ArcFaceBackend(_InsightFaceDetection):
         self._recognizer = get_model(str(recognizer), providers=_providers(device))
         self._recognizer.prepare(ctx_id=0 if str(device).startswith("cuda") else -1)
 
+    @classmethod
+    def from_models(cls, detector, recognizer) -> ArcFaceBackend:
+        """A backend on already loaded insightface models: any detector with ``detect(bgr, max_num=0) ->
+        (boxes [N, 5], keypoints [N, 5, 2])`` and a recognizer with ``get(bgr, face)`` (``ArcFaceONNX``)."""
+        backend = cls.__new__(cls)
+        backend._detector = detector
+        backend._recognizer = recognizer
+        return backend
+
     def detect(self, image: Image.Image) -> list[DetectedFace]:
         bgr, faces = self._detect_raw(image)
         return [
@@ -219,6 +228,15 @@ class CurricularFaceBackend(_InsightFaceDetection):
         self._init_detector(detector, device, det_size)
         self._model = load_curricularface(weights, device=device)
         self._device = device
+
+    @classmethod
+    def from_models(cls, detector, model, device: str = "cpu") -> CurricularFaceBackend:
+        """A backend on a loaded insightface detector (see :meth:`ArcFaceBackend.from_models`) and IR net."""
+        backend = cls.__new__(cls)
+        backend._detector = detector
+        backend._model = model.to(device).eval()
+        backend._device = device
+        return backend
 
     def detect(self, image: Image.Image) -> list[DetectedFace]:
         import cv2
