@@ -62,5 +62,7 @@ class IdentityFeatures:
                 f"batch of {batch_size} video samples.",
                 hint="Encode one set per sample (or a batch of 1 shared by all samples).",
             )
+        if self.batch_size == 1:
+            return self._map(lambda t: t.expand(batch_size, *t.shape[1:]))  # a view, no copy
         repeats = batch_size // self.batch_size
         return self._map(lambda t: t.repeat(repeats, *([1] * (t.dim() - 1))))

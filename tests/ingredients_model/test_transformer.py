@@ -397,3 +397,18 @@ def test_lora_adapter_attaches(model):
     with_lora = run(lora, **inputs(), id_cond=conds, id_vit_hidden=vits)
     assert not torch.allclose(with_lora, run(model, **inputs(), id_cond=conds, id_vit_hidden=vits))
     assert any("lora" in name for name, _ in lora.named_parameters())
+
+
+@pytest.mark.parametrize("mode", ["soft", "hard"])
+def test_bfloat16_forward_matches_float32(model, mode):
+    half = IngredientsTransformer3DModel(**TINY).eval()
+    half.load_state_dict(model.state_dict())
+    half = half.to(torch.bfloat16)
+    conds, vits = people(2)
+    identity = half.encode_identities(conds, vits)
+    assert identity.tokens.dtype == torch.bfloat16
+    low = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in inputs().items()}
+    out = run(half, **low, identity=identity, router_mode=mode)
+    assert out.dtype == torch.bfloat16
+    reference = run(model, **inputs(), id_cond=conds, id_vit_hidden=vits, router_mode=mode)
+    assert (out.float() - reference).abs().mean() < 0.05 * reference.abs().mean()
