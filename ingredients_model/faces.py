@@ -380,25 +380,25 @@ class ReleasedFaceEncoder:
         return self.arcface.embed_keypoints(bgr, kpss[i]), np.asarray(bboxes[i][:4])
 
     def _align(self, bgr: np.ndarray, box: np.ndarray | None, face_index: int | None) -> np.ndarray:
-        """facexlib 512 alignment of the face matching ``box`` (else the requested / centre face)."""
+        """facexlib 512 alignment of the face matching ``box`` (else the requested face, else the centre
+        face as released). Returns the BGR crop."""
+        from ingredients_model.face_tools import FaceBox
+
         helper = self.helper
         helper.clean_all()
         helper.read_image(bgr)
-        helper.get_face_landmarks_5(only_center_face=box is None and face_index is None)
+        centre = box is None and face_index is None
+        helper.get_face_landmarks_5(only_center_face=centre)
         if not helper.all_landmarks_5:
             raise NoFaceError("facexlib found no face to align", "use a clearer, frontal photo of the face")
-        dets = [tuple(d[:4]) for d in helper.det_faces]
-        if box is not None:
-            from ingredients_model.face_tools import FaceBox
-
-            target = FaceBox(*(int(v) for v in box))
-            chosen = max(range(len(dets)), key=lambda j: target.iou(FaceBox(*(int(v) for v in dets[j]))))
-        elif face_index is not None:
-            chosen = _pick_face(dets, face_index)
-        else:
-            chosen = 0
-        helper.all_landmarks_5 = [helper.all_landmarks_5[chosen]]
-        helper.det_faces = [helper.det_faces[chosen]]
+        if not centre:  # helper.det_faces: one [x1, y1, x2, y2, score] per face
+            dets = [tuple(float(v) for v in d[:4]) for d in helper.det_faces]
+            if box is not None:
+                target = FaceBox(*(int(v) for v in box))
+                chosen = max(range(len(dets)), key=lambda j: target.iou(FaceBox(*(int(v) for v in dets[j]))))
+            else:
+                chosen = _pick_face(dets, face_index)
+            helper.all_landmarks_5 = [helper.all_landmarks_5[chosen]]
         helper.align_warp_face()
         return helper.cropped_faces[0]
 
