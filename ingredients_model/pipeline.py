@@ -55,7 +55,8 @@ class IngredientsPipeline(ConsisIDPipeline):
 
     def free_text_encoder(self) -> None:
         """Drop the T5 encoder (about 9.5 GB in bf16) once every prompt is encoded; later calls need
-        ``prompt_embeds`` (and ``negative_prompt_embeds`` when guidance is on)."""
+        ``prompt_embeds`` (and ``negative_prompt_embeds`` when guidance is on). Its memory is released
+        when the pipeline held the last reference (``memory="none"``); with offloading it waits on the CPU."""
         self.register_modules(text_encoder=None)
         gc.collect()
         if torch.cuda.is_available():
@@ -232,14 +233,7 @@ class IngredientsPipeline(ConsisIDPipeline):
             # one batch [unconditional, conditional], as the released pipeline does
             prompt_embeds = torch.cat([negative_prompt_embeds.to(device, dtype), prompt_embeds], dim=0)
 
-        # 2. identities: timestep-independent features, encoded once for every step and both CFG halves
-        _onload(self.transformer)
-        identity = self.transformer.encode_identities(
-            [c.to(device, dtype) for c in id_cond],
-            [[h.to(device, dtype) for h in scales] for scales in id_vit_hidden],
-        )
-
-        # 3. timesteps, latents, rotary embeddings
+        # 2. timesteps, image latents (VAE), noise, rotary embeddings
         timesteps, num_inference_steps = retrieve_timesteps(self.scheduler, num_inference_steps, device)
         self._num_timesteps = len(timesteps)
         image = self.video_processor.preprocess(image, height=height, width=width).to(device, dtype=dtype)
@@ -262,6 +256,13 @@ class IngredientsPipeline(ConsisIDPipeline):
             self._prepare_rotary_positional_embeddings(height, width, latents.size(1), device)
             if self.transformer.config.use_rotary_positional_embeddings
             else None
+        )
+
+        # 3. identities: timestep-independent features, encoded once for every step and both CFG halves
+        _onload(self.transformer)  # after the VAE encode: model offload moves the transformer in once
+        identity = self.transformer.encode_identities(
+            [c.to(device, dtype) for c in id_cond],
+            [[h.to(device, dtype) for h in scales] for scales in id_vit_hidden],
         )
 
         # 4. denoising loop

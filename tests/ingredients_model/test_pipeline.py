@@ -239,3 +239,26 @@ def test_memory_modes_are_checked(tiny_model_dir):
         load_pipeline(tiny_model_dir, device="cpu", memory="model_offload")
     with pytest.raises(IngredientsError, match="Unknown memory mode"):
         load_pipeline(tiny_model_dir, device="cpu", memory="lots")
+
+
+def test_offload_hook_runs_before_identity_encoding(pipe, people, monkeypatch):
+    """Under model CPU offload the transformer's accelerate hook must onload it before encode_identities."""
+    from accelerate.hooks import ModelHook, add_hook_to_module, remove_hook_from_module
+
+    events = []
+
+    class Recorder(ModelHook):
+        def pre_forward(self, module, *args, **kwargs):
+            events.append("onload")
+            return args, kwargs
+
+    original = pipe.transformer.encode_identities
+    monkeypatch.setattr(
+        pipe.transformer, "encode_identities", lambda *a, **k: events.append("encode") or original(*a, **k)
+    )
+    add_hook_to_module(pipe.transformer, Recorder())
+    try:
+        run(pipe, people[:2], num_inference_steps=2, output_type="latent")
+    finally:
+        remove_hook_from_module(pipe.transformer)
+    assert events == ["onload", "encode", "onload", "onload"]
