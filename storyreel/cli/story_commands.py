@@ -18,9 +18,10 @@ _STORY = typer.Argument(..., help="A story.yaml, or a project folder containing 
 def _shown(path: Path) -> str:
     """``path`` relative to the working directory when it is below it."""
     try:
-        return os.path.relpath(path)
+        relative = os.path.relpath(path)
     except ValueError:  # another drive on Windows
         return str(path)
+    return str(path) if relative.startswith("..") else relative
 
 
 @app.command()
@@ -63,13 +64,17 @@ def validate(story: Path = _STORY) -> None:
         loaded = load_story(path)
     except StoryValidationError as err:
         count = len(err.problems)
-        console_err.print(f"[bold red]{escape(_shown(path))}: {count} problem{'s' if count != 1 else ''}[/]")
+        plural = "s" if count != 1 else ""
+        console_err.print(f"[bold red]{escape(_shown(path))}: {count} problem{plural}[/]", soft_wrap=True)
         for problem in err.problems:
             where = escape(str(problem.location))
             field = f" [cyan]{escape(problem.path)}[/]:" if problem.path else ""
-            console_err.print(f"  [bold]{where}[/]:{field} {escape(problem.message)}", highlight=False)
+            line = f"  [bold]{where}[/]:{field} {escape(problem.message)}"
+            console_err.print(line, highlight=False, soft_wrap=True)
             if problem.hint:
-                console_err.print(f"      [dim]hint: {escape(problem.hint)}[/]", highlight=False)
+                console_err.print(
+                    f"      [dim]hint: {escape(problem.hint)}[/]", highlight=False, soft_wrap=True
+                )
         raise typer.Exit(1) from None
 
     cast = Table(title="Cast", title_justify="left")
@@ -103,12 +108,13 @@ def validate(story: Path = _STORY) -> None:
         f"[bold]{escape(loaded.title)}[/] — {escape(_shown(path))}: {len(loaded.cast)} people, "
         f"{len(loaded.shots)} shots, {total:g} s",
         highlight=False,
+        soft_wrap=True,
     )
     if loaded.cast:
         console.print(cast)
     console.print(shots)
     for warning in loaded.warnings:
-        console.print(f"[yellow]warning:[/] {escape(str(warning))}", highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(str(warning))}", highlight=False, soft_wrap=True)
     console.print("[green]valid[/]" + (f" with {len(loaded.warnings)} warning(s)" if loaded.warnings else ""))
 
 
