@@ -243,3 +243,43 @@ def test_download_model_errors(tmp_path: Path, monkeypatch):
     with pytest.raises(IngredientsError, match="incomplete") as info:
         download_model(tmp_path / "m")
     assert "transformer/config.json" in str(info.value)
+
+
+def test_released_style_folder_loads_through_the_same_path(copy_of, tmp_path: Path):
+    """bf16 sharded transformer whose config says ConsisIDTransformer3DModel, sentencepiece tokenizer."""
+    import sentencepiece
+
+    model = copy_of()
+    reference = IngredientsTransformer3DModel.from_pretrained(model / "transformer")
+    shutil.rmtree(model / "transformer")
+    reference.to(torch.bfloat16).save_pretrained(model / "transformer", max_shard_size="100KB")
+    config_path = model / "transformer" / "config.json"
+    config = json.loads(config_path.read_text())
+    config.update(_class_name="ConsisIDTransformer3DModel", _diffusers_version="0.31.0")
+    config_path.write_text(json.dumps(config))
+    index = json.loads((model / "transformer" / "diffusion_pytorch_model.safetensors.index.json").read_text())
+    assert len(set(index["weight_map"].values())) > 1
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(tiny._CORPUS * 3))
+    shutil.rmtree(model / "tokenizer")
+    (model / "tokenizer").mkdir()
+    sentencepiece.SentencePieceTrainer.train(
+        input=str(corpus),
+        model_prefix=str(model / "tokenizer" / "spiece"),
+        vocab_size=120,
+        pad_id=0,
+        eos_id=1,
+        unk_id=2,
+        bos_id=-1,
+        minloglevel=2,
+    )
+    (model / "tokenizer" / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "T5Tokenizer", "model_max_length": 226, "extra_ids": 0})
+    )
+    assert missing_files(model) == []
+    pipe = load_pipeline(model, dtype=torch.float32)
+    loaded = pipe.transformer.state_dict()
+    for key, value in reference.state_dict().items():
+        assert torch.equal(loaded[key], value.to(torch.bfloat16).float()), key
+    assert pipe.tokenizer("a woman sits").input_ids[-1] == 1
