@@ -114,7 +114,7 @@ def require_complete(model_dir: Path) -> None:
     if not model_dir.is_dir():
         raise IngredientsError(
             f"Model folder {model_dir} does not exist.",
-            hint=f"Download the weights with `{DOWNLOAD_COMMAND}` (needs ~30 GB and network access to "
+            hint=f"Download the weights with `{DOWNLOAD_COMMAND}` (about 25 GB; needs network access to "
             f"huggingface.co), or write a tiny test model with `storyreel models tiny DIR`.",
         )
     missing = missing_files(model_dir)
