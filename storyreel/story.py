@@ -241,7 +241,8 @@ class Shot(_Model):
     def _check_id(cls, value: str) -> str:
         if not _SHOT_ID_RE.match(value) or len(value) > 64:
             raise _invalid(
-                f"bad shot id {value!r}: it names the clip file, so use only letters, digits, - and _",
+                f"bad shot id {value!r}: it names the clip file, so use only letters, digits, - and _ "
+                "(at most 64)",
                 f"for example id: {re.sub(r'[^A-Za-z0-9_-]+', '-', value).strip('-')[:64] or 'shot-1'}",
             )
         return value
@@ -272,11 +273,6 @@ class Shot(_Model):
             story.cast[value].description if kind == "name" else value
             for kind, value, _ in _prompt_tokens(self.prompt)
         )
-
-    @property
-    def model_frames(self) -> int | None:
-        """Frames the model should generate if given explicitly, else None (derive from :attr:`seconds`)."""
-        return self.frames
 
 
 class Music(_Model):
@@ -362,7 +358,7 @@ def story_json_schema() -> dict[str, Any]:
 
 
 def _absolute(root: Path, path: Path) -> Path:
-    return Path(os.path.normpath(root / Path(path).expanduser()))
+    return Path(os.path.normpath(root / path))
 
 
 def _inside(root: Path, path: Path) -> bool:
@@ -1063,16 +1059,24 @@ class _Checker:
         return listed
 
     def check_timing(self, shots: list[Shot | None], defaults: Defaults) -> None:
+        """Warn about long shots and crowded shots; check that transitions fit in the shots they overlap.
+
+        Transitions follow :mod:`storyreel.reel`: a crossfade or fade overlaps a shot with the next one;
+        on the last shot a fade fades out to black and a crossfade is ignored.
+        """
         limit = MODEL_MAX_FRAMES / MODEL_FPS
-        seconds: list[float | None] = []
-        for shot in shots:
-            if shot is None:
-                seconds.append(None)
-            else:
-                seconds.append(shot.seconds or (shot.frames / MODEL_FPS if shot.frames else defaults.seconds))
+        lengths = [
+            None
+            if shot is None
+            else shot.seconds or (shot.frames / MODEL_FPS if shot.frames else defaults.seconds)
+            for shot in shots
+        ]
+        last = len(shots) - 1
+        incoming = 0.0  # overlap with the previous shot's transition
         for index, shot in enumerate(shots):
-            length = seconds[index]
+            length = lengths[index]
             if shot is None or length is None:
+                incoming = 0.0
                 continue
             if length > limit + 1e-9:
                 self.warn(
@@ -1089,25 +1093,44 @@ class _Checker:
                     "expect weaker likeness; two people per shot is the tested case",
                 )
             transition = shot.transition or defaults.transition
-            if transition.type == "cut":
-                continue
-            loc = ("shots", index, "transition", "seconds") if shot.transition else ("shots", index)
-            origin = "" if shot.transition else " (from defaults.transition)"
-            if transition.seconds >= length:
-                self.doc.problem(
-                    loc,
-                    f"{transition.type} of {transition.seconds:g} s{origin} is not shorter than the shot "
-                    f"({length:g} s)",
-                    "shorten the transition or lengthen the shot",
+            outgoing = transition.seconds if transition.type != "cut" and index < last else 0.0
+            if transition.type == "crossfade" and index == last and shot.transition:
+                self.warn(
+                    ("shots", index, "transition"),
+                    "a crossfade on the last shot has no next shot: it is ignored",
+                    "use fade to fade the reel out to black",
                 )
-            following = seconds[index + 1] if index + 1 < len(seconds) else None
-            if transition.type == "crossfade" and following is not None and transition.seconds >= following:
-                self.doc.problem(
-                    loc,
-                    f"crossfade of {transition.seconds:g} s{origin} is not shorter than the next shot "
-                    f"({following:g} s)",
-                    "shorten the transition or lengthen the next shot",
+            if transition.type != "cut" and not (index == last and transition.type == "crossfade"):
+                self.check_transition(
+                    index, shot, transition, length, lengths[index + 1] if index < last else None
                 )
+            if incoming < length and outgoing < length and incoming + outgoing > length + 1e-9:
+                self.doc.problem(
+                    ("shots", index),
+                    f"transitions in ({incoming:g} s) and out ({outgoing:g} s) overlap in this "
+                    f"{length:g} s shot",
+                    "shorten the transitions or lengthen the shot",
+                )
+            incoming = outgoing
+
+    def check_transition(
+        self, index: int, shot: Shot, transition: Transition, length: float, following: float | None
+    ) -> None:
+        loc = ("shots", index, "transition", "seconds") if shot.transition else ("shots", index)
+        origin = "" if shot.transition else " (from defaults.transition)"
+        what = f"{transition.type} of {transition.seconds:g} s{origin}"
+        if transition.seconds >= length:
+            self.doc.problem(
+                loc,
+                f"{what} is not shorter than the shot ({length:g} s)",
+                "shorten the transition or lengthen the shot",
+            )
+        elif following is not None and transition.seconds >= following:
+            self.doc.problem(
+                loc,
+                f"{what} is not shorter than the next shot ({following:g} s)",
+                "shorten the transition or lengthen the next shot",
+            )
 
 
 # ----------------------------------------------------------------------------------------------------

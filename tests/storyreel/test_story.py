@@ -139,6 +139,14 @@ shots:
     assert len(found) == 4
 
 
+def test_crossfade_on_the_last_shot_is_a_warning(tmp_path: Path) -> None:
+    text = "title: t\nshots:\n  - id: a\n    prompt: p\n    transition: {type: crossfade, seconds: 9}\n"
+    story = load_story(write(tmp_path, text))
+    (warning,) = story.warnings
+    assert warning.line == 5 and "crossfade on the last shot has no next shot" in warning.message
+    assert "fade" in warning.hint
+
+
 def test_anchors_and_merge_keys_are_supported(tmp_path: Path) -> None:
     story = load_story(
         write(
