@@ -902,13 +902,19 @@ class _Checker:
             ):
                 self.doc.problem(("output", "file"), f"reel file {file!r} must end in .mp4 or .webm")
         if isinstance(defaults, dict):
-            self.inside(
+            model = self.inside(
                 ("defaults", "model"),
                 defaults.get("model"),
                 "model folder",
                 "keep models inside the project (a symlink such as models/ingredients → /data/ingredients "
-                "is fine), or leave `model` out and give the folder to `storyreel render --model DIR`",
+                "is fine), or leave `model` out and use `storyreel render --model DIR` or $STORYREEL_MODEL",
             )
+            if model is not None and not _is_dir(model):
+                self.warn(
+                    ("defaults", "model"),
+                    f"model folder {defaults['model']} does not exist (yet)",
+                    f"get the weights with `storyreel models download {defaults['model']}`",
+                )
         if isinstance(music, dict):
             path = self.inside(
                 ("music", "file"), music.get("file"), "music file", "copy the music into the project"

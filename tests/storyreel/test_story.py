@@ -100,7 +100,11 @@ def test_valid_story_resolves_defaults_paths_and_cast_order(tmp_path: Path) -> N
         opening.resolved_prompt(story)
         == "a tall man and a woman with short black hair laugh at a {cafe} table"
     )
-    assert story.warnings == []
+    (warning,) = story.warnings
+    assert warning.line == 5 and warning.path == "defaults.model" and "does not exist" in warning.message
+    assert "storyreel models download models/tiny" in warning.hint
+    (root / "models" / "tiny").mkdir(parents=True)
+    assert load_story(root / "story.yaml").warnings == []
 
 
 def test_load_story_accepts_a_project_folder(tmp_path: Path) -> None:
