@@ -683,7 +683,8 @@ def _compose(text: str, shown: Path) -> _Document:
     except yaml.YAMLError as err:
         raise fail(f"YAML error: {err}", None, None) from None
     if root is None:
-        raise fail("the story is empty", None, "run `storyreel init DIR` for a commented template")
+        start = yaml.Mark(str(shown), 0, 0, 0, None, None)
+        raise fail("the story is empty", start, "run `storyreel init DIR` for a commented template")
     if not isinstance(root, MappingNode):
         raise fail(
             "the top level must be a mapping (title:, cast:, shots: …)",

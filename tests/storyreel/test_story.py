@@ -272,6 +272,7 @@ def test_control_characters_report_their_line(tmp_path: Path) -> None:
 def test_odd_documents_are_reported_not_crashed_on(tmp_path: Path, text: str, words: str) -> None:
     problems = problems_of(write(tmp_path, text))
     assert any(words in str(p) for p in problems), problems
+    assert all(p.line is not None and p.column is not None for p in problems)
 
 
 def test_size_limits_are_checked_quickly(tmp_path: Path) -> None:

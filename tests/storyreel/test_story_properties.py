@@ -140,6 +140,7 @@ def test_the_valid_base_document_loads(project: Path) -> None:
     assert [s.cast for s in story.shots] == [["alice", "bob"], ["bob", "alice"], ["bob"]]
 
 
+@pytest.mark.slow
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(document=documents)
 def test_loader_raises_only_storyreel_errors(project: Path, document: str | bytes) -> None:
