@@ -246,6 +246,16 @@ def train(config: TrainConfig, loss_fn: LossFn, stage: str) -> TrainResult:
     )
     ctx = StepContext(transformer, scheduler, config, state.generator, rotary)
 
+    log.info(
+        "%s: %d trainable tensors (%d parameters), %d clips, %d process(es), global batch %d, from step %d",
+        stage,
+        len(trainable_names),
+        sum(p.numel() for p in params),
+        len(dataset),
+        accelerator.num_processes,
+        config.train_batch_size * accum * accelerator.num_processes,
+        state.step,
+    )
     stop = config.max_steps
     if config.max_steps_this_run is not None:
         stop = min(stop, state.step + config.max_steps_this_run)
