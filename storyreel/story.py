@@ -306,6 +306,11 @@ class Story(_Model):
     _path: Path | None = PrivateAttr(default=None)
     _warnings: list[Problem] = PrivateAttr(default_factory=list)
 
+    @field_validator("output", "defaults", "cast", mode="before")
+    @classmethod
+    def _empty_section(cls, value: Any) -> Any:
+        return {} if value is None else value  # `cast:` with every entry commented out
+
     @model_validator(mode="after")
     def _fill(self, info: ValidationInfo) -> Story:
         root = (info.context or {}).get("root") if info else None

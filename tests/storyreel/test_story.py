@@ -143,6 +143,12 @@ shots:
     assert len(found) == 4
 
 
+def test_empty_sections_mean_defaults(tmp_path: Path) -> None:
+    text = "title: t\noutput:\ndefaults:\ncast:\n  # ana: {description: x}\nshots:\n  - {id: a, prompt: p}\n"
+    story = load_story(write(tmp_path, text))
+    assert story.cast == {} and story.output.size == "720x480" and story.defaults.seed == 2025
+
+
 def test_crossfade_on_the_last_shot_is_a_warning(tmp_path: Path) -> None:
     text = "title: t\nshots:\n  - id: a\n    prompt: p\n    transition: {type: crossfade, seconds: 9}\n"
     story = load_story(write(tmp_path, text))
