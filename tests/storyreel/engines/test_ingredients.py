@@ -1,0 +1,59 @@
+"""The ingredients engine on a tiny random model folder, through the real pipeline on the CPU."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from storyreel.engines.ingredients import IngredientsEngine, model_spec
+from storyreel.ffmpeg_tools import ffmpeg_exe, probe_video
+from storyreel.plan import plan_story
+from storyreel.project import Project
+from storyreel.story import load_story
+from tests.storyreel.engines.projects import make_project
+
+
+def _frames(path: Path, width: int, height: int) -> np.ndarray:
+    raw = subprocess.run(
+        [ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    return np.frombuffer(raw, np.uint8).reshape(-1, height, width, 3)
+
+
+def test_spec_comes_from_the_folder_configs(tiny_model_dir: Path) -> None:
+    spec = model_spec(tiny_model_dir)
+    assert (spec.width, spec.height, spec.fps, spec.max_frames, spec.frame_multiple) == (96, 64, 8, 9, 4)
+    assert spec.generative and spec.model_revision and not spec.uses_caption
+
+
+@pytest.mark.slow
+def test_renders_through_the_real_pipeline_deterministically(
+    tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    path = make_project(tmp_path_factory, tmp_path / "p", shots=2, engine="ingredients", steps=2, seconds=6)
+    story = load_story(path)
+    project = Project.from_story(story)
+    engine = IngredientsEngine(tiny_model_dir, memory="none")
+    jobs = plan_story(story, engine.spec())
+    assert [job.frames for job in jobs] == [9, 9]  # 6 s → 49 frames, clipped to the tiny model's 9
+    engine.prepare([(job, project) for job in jobs])
+    assert len(list(project.text_cache_dir.glob("*.safetensors"))) == 2  # both prompts encoded up front
+    steps: list[tuple[int, int]] = []
+    result = engine.render(jobs[0], tmp_path / "a.mp4", lambda d, t: steps.append((d, t)), story=story,
+                           project=project)  # fmt: skip
+    assert steps == [(1, 2), (2, 2)]
+    info = probe_video(tmp_path / "a.mp4")
+    assert (info.width, info.height, info.fps, info.frames) == (96, 64, 8, 9)
+    assert result.peak_memory_bytes and result.details["identity_cache_misses"] == 2
+    again = engine.render(jobs[0], tmp_path / "b.mp4", lambda d, t: None, story=story, project=project)
+    assert again.details["identity_cache_hits"] == 2
+    first, second = _frames(tmp_path / "a.mp4", 96, 64), _frames(tmp_path / "b.mp4", 96, 64)
+    assert np.array_equal(first, second)  # same job, same hardware → same frames
+    engine.render(jobs[1], tmp_path / "c.mp4", lambda d, t: None, story=story, project=project)
+    assert not np.array_equal(first, _frames(tmp_path / "c.mp4", 96, 64))
+    assert engine.versions()["face_encoder"].startswith("tiny-")
