@@ -15,7 +15,7 @@ numbers are not comparable with ArcFace's). CLIPScore is added when a local CLIP
       "frames_per_shot": int, "clip_model": str | null,
       "shots": {
         "<shot id>": {
-          "status": "ok" | "not_rendered",
+          "status": "ok" | "not_rendered" | "stale",   # stale: rendered with cast no longer in the story
           "clip": "renders/<id>.mp4", "key": str | null, "engine": str | null,
           "cast": [name, ...],              # left to right, as rendered
           "frames": int,                    # frames sampled
@@ -27,7 +27,7 @@ numbers are not comparable with ArcFace's). CLIPScore is added when a local CLIP
                        "frames_seen": int, "frames_missing": int, "duplicate_frames": int,
                        "flags": ["low_similarity" | "missing" | "duplicated", ...]}
           },
-          "flags": ["no_faces" | "extra_faces" | "<flag>:<name>", ...]
+          "flags": ["stale" | "no_faces" | "extra_faces" | "<flag>:<name>", ...]
         }
       },
       "characters": {
@@ -45,7 +45,8 @@ numbers are not comparable with ArcFace's). CLIPScore is added when a local CLIP
 Flags: ``low_similarity`` (similarity below the threshold), ``missing`` (matched in fewer than half of
 the frames with faces, or never), ``duplicated`` (two or more faces look most like the character, above
 the threshold, in at least a quarter of the frames), ``no_faces`` (no face in any frame),
-``extra_faces`` (more faces than cast on average), ``drift`` (the character's appearances in two shots
+``extra_faces`` (more faces than cast on average), ``stale`` (the clip was rendered for another cast or
+prompt than the story now has: re-render it), ``drift`` (the character's appearances in two shots
 are less similar than the threshold).
 """
 
@@ -226,6 +227,11 @@ def evaluate_story(
     from ingredients_model.metrics.face_similarity import load_face_backend
     from ingredients_model.metrics.video import sample_video_frames
 
+    if not any(project.clip_path(shot.id).is_file() for shot in story.shots):
+        raise StoryreelError(
+            f"no rendered shots to evaluate in {project.renders_dir}",
+            f"render them first: storyreel render {project.story_path}",
+        )
     say = progress or (lambda _message: None)
     model_dir = resolve_model_dir(model_dir, story)
     face_dir = model_dir / "face_encoder" if model_dir is not None else None
@@ -254,12 +260,9 @@ def evaluate_story(
         if not clip.is_file():
             shots[shot.id] = {**base, "status": "not_rendered", "flags": ["not_rendered"]}
             continue
-        unknown = [name for name in cast if name not in story.cast]
-        if unknown:
-            raise StoryreelError(
-                f"renders/{shot.id}.json names cast members not in the story: {', '.join(unknown)}",
-                "re-render the shot with `storyreel render`",
-            )
+        if any(name not in story.cast for name in cast):
+            shots[shot.id] = {**base, "status": "stale", "flags": ["stale"]}
+            continue
         for name in cast:
             if name not in refs:
                 say(f"reference faces of {name}")
@@ -273,6 +276,10 @@ def evaluate_story(
             )
         else:
             entry["clip_score"] = None
+        if cast != list(shot.cast) or job.get("prompt", shot.resolved_prompt(story)) != shot.resolved_prompt(
+            story
+        ):
+            entry["flags"].insert(0, "stale")
         shots[shot.id] = {**base, **entry}
         for name, embedding in appearance.items():
             appearances[name][shot.id] = embedding

@@ -28,7 +28,8 @@ def shot_table(report: dict[str, Any]) -> Table:
         )
     for shot_id, shot in report["shots"].items():
         if shot["status"] != "ok":
-            table.add_row(shot_id, ", ".join(shot["cast"]), "–", "–", "–", "[yellow]not rendered[/]")
+            note = "not rendered" if shot["status"] == "not_rendered" else "stale: re-render"
+            table.add_row(shot_id, ", ".join(shot["cast"]), "–", "–", "–", f"[yellow]{note}[/]")
             continue
         det = shot["detections"]
         table.add_row(

@@ -87,6 +87,7 @@ def test_flags_missing_and_duplicated(report):
     assert "low_similarity" in sam["flags"]
     assert "duplicated" in nora["flags"] and nora["duplicate_frames"] == FRAMES
     assert "duplicated:nora" in countdown["flags"] and "low_similarity:sam" in countdown["flags"]
+    assert countdown["flags"][0] == "stale"  # its prompt is not the story's prompt for the shot
 
 
 def test_cross_shot_consistency(report):
@@ -151,3 +152,20 @@ def test_cast_photo_without_face_is_reported(rendered, tmp_path):
     _render(project, "suit-up", ["eileen"], [Image.new("RGB", (64, 64))], "x")
     with pytest.raises(StoryreelError):
         evaluate_story(project.load_story(), project, backend="dlib", frames=1)
+
+
+def test_stale_and_unrendered_projects(rendered, tmp_path):
+    shutil.copytree(rendered.root, tmp_path / "p")
+    project = Project.find(tmp_path / "p")
+    project.clip_path("breakfast").unlink()
+    project.clip_path("countdown").unlink()
+    meta = json.loads(project.clip_meta_path("suit-up").read_text())
+    meta["job"]["cast"] = ["zed"]  # rendered for a cast member the story no longer has
+    project.clip_meta_path("suit-up").write_text(json.dumps(meta))
+    report = evaluate_story(project.load_story(), project, backend="dlib", frames=1)
+    assert report["shots"]["suit-up"]["status"] == "stale"
+    assert report["characters"] == {} and report["flag_count"] == 0
+    project.clip_path("suit-up").unlink()
+    with pytest.raises(StoryreelError, match="no rendered shots") as err:
+        evaluate_story(project.load_story(), project, backend="dlib")
+    assert "storyreel render" in err.value.hint
