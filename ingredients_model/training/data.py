@@ -20,7 +20,7 @@ Prepared folder (written by `prepare`):
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +42,6 @@ class ManifestEntry:
     video: Path
     caption: str
     people: list[PersonAnnotation] | None = None
-    extra: dict = field(default_factory=dict)
 
 
 def read_manifest(path: Path) -> list[ManifestEntry]:
@@ -84,7 +83,7 @@ def read_manifest(path: Path) -> list[ManifestEntry]:
                     f"{where}: bad people annotation ({exc})",
                     'people: [{"boxes": {"<frame>": [x0, y0, x1, y1]}, "reference": "photo.jpg"?}]',
                 ) from exc
-        entries.append(ManifestEntry(clip_id, video, caption, people, row))
+        entries.append(ManifestEntry(clip_id, video, caption, people))
     return entries
 
 

@@ -331,7 +331,10 @@ class Encoders:
         dist = self.vae.encode(x.to(self.device, self.dtype)).latent_dist
         noise = torch.randn(dist.mean.shape, generator=generator).to(self.device, self.dtype)
         sample = dist.mean + dist.std * noise
-        return (sample * self.vae.config.scaling_factor)[0].permute(1, 0, 2, 3).float().cpu().contiguous()
+        scale = self.vae.config.scaling_factor
+        if getattr(self.vae.config, "invert_scale_latents", False):  # CogVideoX 1.5 VAEs
+            scale = 1 / scale
+        return (sample * scale)[0].permute(1, 0, 2, 3).float().cpu().contiguous()
 
 
 # ----------------------------------------------------------------------------------------- prepare

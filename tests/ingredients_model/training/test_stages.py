@@ -111,6 +111,26 @@ def test_stage1_updates_only_face_modules_and_lora(
     assert result.history[-1]["diffusion_loss"] > 0
 
 
+def test_stage1_dropping_global_only_leaves_the_face_modules_alone(
+    tmp_path: Path, tiny_model_dir: Path, prepared_dir: Path
+) -> None:
+    config = train_config(
+        "stage1",
+        tiny_model_dir,
+        prepared_dir,
+        tmp_path / "run",
+        max_steps=2,
+        learning_rate=1e-3,
+        p_global_only=1.0,
+        p_local_only=0.0,
+    )
+    trained = _weights(run_stage1(config).checkpoint)
+    base = _base(tiny_model_dir)
+    face = [k for k in trained if "lora_" not in k]
+    assert face and all(torch.equal(trained[k], base[k]) for k in face)  # no identity tokens → no gradient
+    assert any(v.abs().sum() > 0 for k, v in trained.items() if "lora_B" in k)
+
+
 def test_resume_equals_uninterrupted(tmp_path: Path, tiny_model_dir: Path, prepared_dir: Path) -> None:
     common = dict(
         max_steps=6,
