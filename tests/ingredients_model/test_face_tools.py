@@ -176,11 +176,11 @@ def test_other_modes_become_rgb(astronaut: Image.Image, tmp_path: Path, mode: st
 
 
 def test_huge_photo_is_downscaled(astronaut: Image.Image, tmp_path: Path) -> None:
-    big = astronaut.resize((4800, 4800), Image.Resampling.BICUBIC)
+    big = astronaut.resize((3600, 3600), Image.Resampling.BILINEAR)
     path = _save(big, tmp_path / "huge.jpg", quality=90)
     start = time.perf_counter()
     image = load_photo(path)
-    print(f"load 4800x4800 JPEG: {time.perf_counter() - start:.3f}s")
+    print(f"load 3600x3600 JPEG: {time.perf_counter() - start:.3f}s")
     assert image.size == (1024, 1024)
     assert len(detect_faces(image)) == 1
     wide = load_photo(_save(astronaut.resize((3000, 1500)), tmp_path / "wide.png"))

@@ -137,6 +137,7 @@ def test_good_names() -> None:
         assert validate_name(name) == name
 
 
+@pytest.mark.slow
 def test_lookalike_warnings(project: Project, t1_jpg: Path, mirrored_t1: Path, astronaut_png: Path) -> None:
     add_cast_member(project, "ana", [t1_jpg], face=2)
     # the same woman (mirrored photo: she is 5th from the left) under another name

@@ -41,6 +41,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, st
     return info.value.code or 0, out, err
 
 
+@pytest.mark.slow
 def test_add_list_show_remove(
     project: Path,
     model_dir: Path,
@@ -117,6 +118,7 @@ def test_lookalike_warning_is_printed(
     assert code == 0 and "warning: chandler looks like existing cast member ana" in err
 
 
+@pytest.mark.slow
 def test_story_model_is_used_for_encoding(
     tmp_path: Path, t1_jpg: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
