@@ -118,6 +118,15 @@ class IngredientsPipeline(ConsisIDPipeline):
             [[h.reshape(1, *h.shape[-2:]) for h in e.id_vit_hidden] for e in identities],
         )
 
+    @property
+    def frame_multiple(self) -> int:
+        """Valid frame counts are ``frame_multiple * k + 1`` (8k + 1 released: 1, 9, ..., 49).
+
+        The VAE compresses time 4x, and CogVideoX's VAE decodes an even number of latent frames to 4x as
+        many frames (2 latents → 8 frames, not 5), so the latent frame count must be odd.
+        """
+        return 2 * self.vae_scale_factor_temporal
+
     def _check_size(self, height: int, width: int, num_frames: int, max_sequence_length: int) -> None:
         config = self.transformer.config
         native = (
@@ -130,11 +139,11 @@ class IngredientsPipeline(ConsisIDPipeline):
                 f"not {width}x{height}.",
                 hint=f"Render at {native[1]}x{native[0]} and resize the clip afterwards.",
             )
-        ratio = self.vae_scale_factor_temporal
-        if num_frames < 1 or (num_frames - 1) % ratio or num_frames > config.sample_frames:
+        step = self.frame_multiple
+        if num_frames < 1 or (num_frames - 1) % step or num_frames > config.sample_frames:
             raise IngredientsError(
                 f"num_frames={num_frames} is not possible for this model.",
-                hint=f"Use {ratio}*k + 1 frames, at most {config.sample_frames}.",
+                hint=f"Use {step}*k + 1 frames, at most {config.sample_frames}.",
             )
         if max_sequence_length != config.max_text_seq_length:
             raise IngredientsError(

@@ -139,6 +139,7 @@ def test_output_types(pipe, people):
     assert all(isinstance(im, PIL.Image.Image) and im.size == (W, H) for im in pil[0])
     np_frames = run(pipe, people[:1], output_type="np")
     np.testing.assert_allclose(np_frames[0], pt[0].permute(0, 2, 3, 1).numpy(), atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(pil[0][0]), (np_frames[0, 0] * 255).round().astype(np.uint8))
     video = pipe(PROMPT, identities=people[:1], num_inference_steps=1, return_dict=False)
     assert isinstance(video, tuple) and video[0].shape == (1, F, H, W, 3)
     with pytest.raises(IngredientsError, match="output_type"):
@@ -206,6 +207,7 @@ def test_cached_prompt_embeds_after_freeing_the_text_encoder(pipe, people):
         ({"height": 2 * H}, "renders"),
         ({"num_frames": F + 4}, "num_frames"),
         ({"num_frames": 6}, "num_frames"),
+        ({"num_frames": 5}, "num_frames"),  # 2 latent frames would decode to 8
         ({"max_sequence_length": 64}, "max_sequence_length"),
         ({"cache_threshold": -1.0}, "cache_threshold"),
     ],
@@ -213,6 +215,11 @@ def test_cached_prompt_embeds_after_freeing_the_text_encoder(pipe, people):
 def test_bad_arguments_raise_ingredients_error(pipe, people, kwargs, match):
     with pytest.raises(IngredientsError, match=match):
         run(pipe, people[:1], **kwargs)
+
+
+def test_frame_counts(pipe, people):
+    assert pipe.frame_multiple == 8
+    assert run(pipe, people[:1], num_frames=1).shape == (1, 1, H, W, 3)
 
 
 def test_needs_people(pipe):
