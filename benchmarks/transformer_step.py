@@ -12,8 +12,8 @@ Paths per step:
   naive   as ``raw`` plus the released per-person perceiver: the video-token query and output projections
           run once per person instead of once (kept here for comparison only)
 
-Peak memory: on CUDA the allocator's peak above the allocation before the steps; on CPU the peak resident set
-size during the steps above the resident size before them (``/proc/self/clear_refs``).
+Peak memory: live tensor memory at the peak of one step above what was allocated before it (CUDA allocator
+statistics; on CPU the torch profiler's allocation events). It excludes the weights.
 
     python benchmarks/transformer_step.py [--frames 2 --height 30 --width 40 --steps 2 --device cpu]
 """
@@ -21,13 +21,13 @@ size during the steps above the resident size before them (``/proc/self/clear_re
 from __future__ import annotations
 
 import argparse
-import ctypes
 import statistics
 import time
 import types
 from collections.abc import Callable
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 from ingredients_model.transformer import IngredientsTransformer3DModel
 
@@ -45,36 +45,31 @@ def naive_face_injection(self, index, identity, mode, scale, need_logits, hidden
     return hidden_states + scale * mixed, None
 
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
+def peak_mib(fn: Callable[[], object], device: torch.device) -> float:
+    """Peak memory of live tensors (MiB) during ``fn()`` above what was allocated before it.
 
-
-def _reset_peak(device: torch.device) -> float:
-    """Reset the peak-memory counter; return the memory in use now (MiB)."""
+    CUDA: the caching allocator's peak. CPU: the running sum of the torch profiler's per-operator allocations
+    and frees (operator granularity: temporaries freed inside one operator are not seen).
+    """
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
-        return torch.cuda.memory_allocated(device) / 2**20
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-    with open("/proc/self/clear_refs", "w") as refs:
-        refs.write("5")  # resets VmHWM, the peak resident set size
-    return _status_kib("VmRSS") / 1024
-
-
-def _peak(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return _status_kib("VmHWM") / 1024
+        before = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    live = peak = 0
+    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
+        live += event.self_cpu_memory_usage
+        peak = max(peak, live)
+    return peak / 2**20
 
 
 def measure(fn: Callable[[], object], steps: int, device: torch.device) -> tuple[float, float]:
-    """Median wall time (ms) of ``fn()`` after one warm-up call, and its peak extra memory (MiB)."""
-    fn()
-    before = _reset_peak(device)
+    """Median wall time (ms) of ``steps`` calls of ``fn()``; peak memory of a first, untimed call."""
+    memory = peak_mib(fn, device)
     times = []
     for _ in range(steps):
         if device.type == "cuda":
@@ -84,7 +79,7 @@ def measure(fn: Callable[[], object], steps: int, device: torch.device) -> tuple
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times), _peak(device) - before
+    return statistics.median(times), memory
 
 
 def build(
