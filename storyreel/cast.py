@@ -193,9 +193,12 @@ def _choose(
             annotate_faces(image, boxes).save(tmp, format="PNG")
         where = f"\nnumbered preview: {preview}"
     asked = f"face {face} was asked for but " if face is not None else ""
+    hint = "choose one with --face K (cast add) or `face: K` for this person in story.yaml"
+    if preview_dir is None:
+        hint += "; `storyreel cast add PHOTO --name NAME` saves a numbered preview"
     raise StoryreelError(
         f"{asked}{photo} shows {len(boxes)} faces, numbered left to right:\n{_faces_listing(boxes)}{where}",
-        "choose one with --face K (cast add) or `face: K` for this person in story.yaml",
+        hint,
     )
 
 
