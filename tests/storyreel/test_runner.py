@@ -1,0 +1,129 @@
+"""The runner end to end: preview and tiny-model renders, resume, --force/--only, partial files, Ctrl-C."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from storyreel.engines.preview import PreviewEngine
+from storyreel.ffmpeg_tools import probe_video
+from storyreel.locking import ProjectLock
+from storyreel.runner import RenderOptions, Runner, render_stories
+from storyreel.story import load_story
+from tests.storyreel.engines.projects import make_project, snapshot
+
+
+def _render(paths: list[Path], **options) -> list:
+    return render_stories(paths, RenderOptions(**options), Console(file=io.StringIO(), width=120))
+
+
+@pytest.fixture
+def project(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> Path:
+    return make_project(tmp_path_factory, tmp_path / "demo", shots=3)
+
+
+def test_preview_end_to_end_then_nothing_to_do(project: Path) -> None:
+    root = project.parent
+    (report,) = _render([project])
+    assert report.engine == "preview" and report.rendered == ["s1", "s2", "s3"]
+    assert report.reel == root / "reel.mp4" and report.review == root / "renders" / "index.html"
+    reel = probe_video(root / "reel.mp4")
+    assert (reel.width, reel.height) == (160, 96) and reel.duration == pytest.approx(3.0, abs=0.2)
+    meta = json.loads((root / "renders" / "s2.json").read_text())
+    assert meta["engine"] == "preview" and meta["key"] == meta["job"]["key"] and len(meta["key"]) == 64
+    assert meta["versions"]["storyreel"] and meta["timings"] and meta["peak_memory_bytes"] > 0
+    assert meta["frames"] == 12 and meta["fps"] == 12
+    before = snapshot(root / "renders", "s*") | snapshot(root, "reel.mp4")
+    (again,) = _render([project])
+    assert again.rendered == [] and again.skipped == ["s1", "s2", "s3"]
+    assert again.reel_note == "reel up to date"
+    assert snapshot(root / "renders", "s*") | snapshot(root, "reel.mp4") == before
+    assert not list(root.rglob("*.partial"))
+
+
+def test_force_only_and_stale_shots(project: Path) -> None:
+    root = project.parent
+    _render([project])
+    before = snapshot(root / "renders", "s*.mp4")
+    (forced,) = _render([project], force=True, only=["s2"])
+    assert forced.rendered == ["s2"]
+    after = snapshot(root / "renders", "s*.mp4")
+    assert after["s1.mp4"] == before["s1.mp4"] and after["s3.mp4"] == before["s3.mp4"]
+    assert after["s2.mp4"][1] != before["s2.mp4"][1]
+    project.write_text(project.read_text().replace("caption: Caption 3", "caption: Changed"))
+    (stale,) = _render([project])
+    assert stale.rendered == ["s3"] and stale.reel is not None and stale.reel_note == ""
+    assert snapshot(root / "renders", "s1.mp4") == {"s1.mp4": after["s1.mp4"]}
+
+
+def test_only_part_of_the_shots_builds_no_reel(project: Path) -> None:
+    (report,) = _render([project], only=["s1"])
+    assert report.rendered == ["s1"] and report.reel is None
+    assert "s2, s3" in report.reel_note
+    assert not (project.parent / "reel.mp4").exists()
+    (rest,) = _render([project])
+    assert rest.rendered == ["s2", "s3"] and rest.reel is not None
+
+
+def test_partials_of_a_killed_render_are_removed(project: Path) -> None:
+    renders = project.parent / "renders"
+    renders.mkdir()
+    (renders / "s1.mp4.partial").write_bytes(b"half a clip")
+    (project.parent / "reel.mp4.partial").write_bytes(b"half a reel")
+    _render([project], reel=False)
+    assert not list(project.parent.rglob("*.partial"))
+    assert not (project.parent / "reel.mp4").exists()
+
+
+def test_interrupt_removes_the_partial_and_keeps_finished_clips(project: Path, monkeypatch) -> None:
+    real = PreviewEngine.render
+    calls = []
+
+    def render(self, job, output, progress, **kw):
+        calls.append(job.shot_id)
+        if job.shot_id == "s2":
+            output.write_bytes(b"partial frames")
+            raise KeyboardInterrupt
+        return real(self, job, output, progress, **kw)
+
+    monkeypatch.setattr(PreviewEngine, "render", render)
+    with pytest.raises(KeyboardInterrupt):
+        _render([project])
+    renders = project.parent / "renders"
+    assert sorted(p.name for p in renders.iterdir()) == ["s1.json", "s1.mp4"]
+    done = snapshot(renders)
+    with ProjectLock(project.parent / ".storyreel" / "lock", wait=0):  # the lock was released
+        pass
+    monkeypatch.setattr(PreviewEngine, "render", real)
+    (report,) = _render([project])
+    assert report.rendered == ["s2", "s3"] and snapshot(renders, "s1.*") == done
+
+
+def test_a_batch_shares_one_engine(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+    a = make_project(tmp_path_factory, tmp_path / "a", shots=1)
+    b = make_project(tmp_path_factory, tmp_path / "b", shots=2)
+    runner = Runner(RenderOptions(reel=False), Console(file=io.StringIO()))
+    reports = runner.run([load_story(a), load_story(b)])
+    assert [r.rendered for r in reports] == [["s1"], ["s1", "s2"]]
+    assert len(runner.engines) == 1
+
+
+@pytest.mark.slow
+def test_tiny_model_end_to_end(tiny_model_dir: Path, tmp_path_factory, tmp_path: Path) -> None:
+    project = make_project(tmp_path_factory, tmp_path / "m", shots=2, engine="ingredients", steps=2)
+    (report,) = _render([project], model=tiny_model_dir)
+    assert report.engine == "ingredients" and report.rendered == ["s1", "s2"]
+    clip = probe_video(project.parent / "renders" / "s1.mp4")
+    assert (clip.width, clip.height, clip.fps, clip.frames) == (96, 64, 8, 9)
+    reel = probe_video(project.parent / "reel.mp4")
+    assert (reel.width, reel.height, reel.fps) == (160, 96, 12)
+    meta = json.loads((project.parent / "renders" / "s1.json").read_text())
+    assert meta["versions"]["model_revision"] == meta["job"]["model_revision"]
+    assert meta["peak_memory_kind"] == "rss" and meta["timings"]["denoise_and_decode"] > 0
+    before = snapshot(project.parent / "renders", "s*")
+    (again,) = _render([project], model=tiny_model_dir)
+    assert again.rendered == [] and snapshot(project.parent / "renders", "s*") == before
