@@ -10,6 +10,7 @@ Runs under `accelerate launch` too: each process takes every world-th clip.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -346,6 +347,26 @@ def _resize(frames: list[np.ndarray], width: int, height: int) -> np.ndarray:
     )
 
 
+PREPARE_VERSION = "1"
+"""Bumped whenever the cached tensors' maths change (part of every clip key)."""
+
+_KEY_EXCLUDES = {"manifest", "output_dir", "overwrite", "device", "sam_batch_frames"}
+
+
+def clip_key(entry: ManifestEntry, config: PrepareConfig, sources: str) -> str:
+    """sha256 of everything a cached clip depends on: its manifest line, the video file (size, mtime),
+    the prepare options, the model folder and face encoder fingerprints (`sources`) and PREPARE_VERSION."""
+    stat = entry.video.stat() if entry.video.is_file() else None
+    data = {
+        "entry": [str(entry.video), entry.caption, [(p.boxes, str(p.reference)) for p in entry.people or []]],
+        "video": [stat.st_size, stat.st_mtime_ns] if stat else None,
+        "config": config.model_dump(mode="json", exclude=_KEY_EXCLUDES),
+        "sources": sources,
+        "version": PREPARE_VERSION,
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
 def prepare_clip(
     entry: ManifestEntry,
     config: PrepareConfig,
@@ -354,6 +375,7 @@ def prepare_clip(
     detector: DlibDetector | InsightfaceDetector | None,
     masker: SamMasker | None,
     out_dir: Path,
+    key: str,
 ) -> dict:
     """Prepare one clip; returns its index row. Raises SkipClip when the clip is unusable."""
     from ingredients_model.faces import NoFaceError, compose_identity_canvas
@@ -431,6 +453,7 @@ def prepare_clip(
         "width": geometry.width,
         "mask_source": "sam" if masker is not None else "box",
         "face_encoder": encoders.faces.fingerprint,
+        "key": key,
     }
     target = out_dir / row["file"]
     partial = target.with_name(target.name + ".partial")
@@ -438,6 +461,16 @@ def prepare_clip(
     partial.replace(target)
     _write_json(out_dir / "clips" / f"{entry.id}.json", row)
     return row
+
+
+def _cached_row(out_dir: Path, clip_id: str, key: str) -> dict | None:
+    """The index row of an already prepared clip built with `key`, else None."""
+    meta = out_dir / "clips" / f"{clip_id}.json"
+    try:
+        row = json.loads(meta.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return row if row.get("key") == key and (out_dir / row["file"]).is_file() else None
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -469,28 +502,24 @@ def run_prepare(config: PrepareConfig) -> list[dict]:
     detector = make_detector(config, device) if needs_detection else None
     masker = SamMasker(config.sam_dir, device) if config.masks == "sam" else None
 
+    from ingredients_model.checkpoint import model_revision
+
+    sources = f"{model_revision(config.model_dir)}:{encoders.faces.fingerprint}"
+    keys = {entry.id: clip_key(entry, config, sources) for entry in entries}
     skipped = []
     for entry in entries[state.process_index :: state.num_processes]:
-        done = out_dir / "clips" / f"{entry.id}.json"
-        if (
-            done.is_file()
-            and (out_dir / "clips" / f"{entry.id}.safetensors").is_file()
-            and not config.overwrite
-        ):
+        if not config.overwrite and _cached_row(out_dir, entry.id, keys[entry.id]) is not None:
             continue
+        (out_dir / "clips" / f"{entry.id}.json").unlink(missing_ok=True)
         try:
-            prepare_clip(entry, config, geometry, encoders, detector, masker, out_dir)
+            prepare_clip(entry, config, geometry, encoders, detector, masker, out_dir, keys[entry.id])
             log.info("prepared %s", entry.id)
         except SkipClip as exc:
             log.warning("skipped %s", exc)
             skipped.append({"id": entry.id, "reason": str(exc)})
     _write_json(out_dir / f"skipped.{state.process_index}.json", {"skipped": skipped})
     state.wait_for_everyone()
-    rows = []
-    for entry in entries:
-        meta = out_dir / "clips" / f"{entry.id}.json"
-        if meta.is_file():
-            rows.append(json.loads(meta.read_text()))
+    rows = [row for e in entries if (row := _cached_row(out_dir, e.id, keys[e.id])) is not None]
     if state.is_main_process:
         index = out_dir / "index.jsonl"
         partial = index.with_name(index.name + ".partial")

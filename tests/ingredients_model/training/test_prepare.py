@@ -71,10 +71,14 @@ def test_sam_masks(tmp_path: Path, blob_manifest: Path, tiny_model_dir: Path, ti
     mask = load_file(tmp_path / "out" / rows[0]["file"])["routing_mask"]
     assert mask.shape == GRID
     assert set(mask.unique().tolist()) <= {-1, 0, 1}
-    # a threshold above every logit leaves only background
-    high = config.model_copy(update={"mask_threshold": 1e9, "output_dir": tmp_path / "high"})
-    mask = load_file(tmp_path / "high" / run_prepare(high)[0]["file"])["routing_mask"]
-    assert (mask == -1).all()
+    cached = tmp_path / "out" / rows[0]["file"]
+    stamp = cached.stat().st_mtime_ns
+    assert run_prepare(config) == rows and cached.stat().st_mtime_ns == stamp  # up to date: not rebuilt
+    # another threshold changes the clip key: rebuilt; above every logit only background is left
+    high = config.model_copy(update={"mask_threshold": 1e9})
+    rebuilt = run_prepare(high)
+    assert rebuilt[0]["key"] != rows[0]["key"]
+    assert (load_file(cached)["routing_mask"] == -1).all()
 
 
 def test_manifest_errors(tmp_path: Path) -> None:
