@@ -412,3 +412,14 @@ def test_bfloat16_forward_matches_float32(model, mode):
     assert out.dtype == torch.bfloat16
     reference = run(model, **inputs(), id_cond=conds, id_vit_hidden=vits, router_mode=mode)
     assert (out.float() - reference).abs().mean() < 0.05 * reference.abs().mean()
+
+
+def test_without_face_modules_the_model_is_plain_cogvideox():
+    plain = IngredientsTransformer3DModel(**{**TINY, "is_train_face": False}).eval()
+    assert not any(
+        k.startswith(("local_facial_extractor", "perceiver", "router")) for k in plain.state_dict()
+    )
+    assert plain.num_face_blocks == 0
+    assert run(plain, **inputs()).shape == (1, *LATENT[:1], 4, 8, 8)
+    with pytest.raises(IngredientsError, match="no face modules"):
+        plain(**inputs(), id_cond=people(1)[0], id_vit_hidden=people(1)[1])
