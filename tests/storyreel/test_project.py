@@ -81,6 +81,19 @@ def test_projects_example_matches_the_template() -> None:
     assert "storyreel init DIR --example" in (REPO / "projects_example" / "README.md").read_text()
 
 
+def test_the_format_reference_in_projects_example_is_a_valid_story(tmp_path: Path) -> None:
+    readme = (REPO / "projects_example" / "README.md").read_text(encoding="utf-8")
+    reference = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "cast" / "nora").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "cast" / "nora" / "1.jpg")
+    (tmp_path / "music").mkdir()
+    (tmp_path / "music" / "theme.mp3").write_bytes(b"")
+    (tmp_path / "story.yaml").write_text(reference, encoding="utf-8")
+    story = load_story(tmp_path / "story.yaml")
+    assert story.shots[0].resolved_prompt(story).endswith("kitchen table, a {TV} on")
+    assert [w.path for w in story.warnings] == ["defaults.model"]
+
+
 def test_project_paths(tmp_path: Path) -> None:
     project = init_project(tmp_path / "p")
     root = project.root
