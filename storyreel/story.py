@@ -610,34 +610,21 @@ class _Document:
 
 
 def _read_text(path: Path, shown: Path) -> str:
+    if _is_dir(path):
+        raise StoryreelError(f"{shown} is a folder, not a story file", f"use {shown / 'story.yaml'}")
     try:
-        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)  # never more, whatever the file claims to be
     except FileNotFoundError:
         raise StoryreelError(
             f"story file not found: {shown}", "check the path, or run `storyreel init DIR`"
         ) from None
     except OSError as err:
         raise StoryreelError(f"cannot read {shown}: {err.strerror}") from None
-    if path.is_dir():
-        raise StoryreelError(f"{shown} is a folder, not a story file", f"use {shown / 'story.yaml'}")
-    if size > MAX_FILE_BYTES:
-        raise StoryValidationError(
-            [
-                Problem(
-                    shown,
-                    None,
-                    None,
-                    "",
-                    f"file is {size:,} bytes; a story may be at most {MAX_FILE_BYTES:,}",
-                    "is this really a story.yaml?",
-                )
-            ],
-            shown,
-        )
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise StoryreelError(f"cannot read {shown}: {err.strerror}") from None
+    if len(data) > MAX_FILE_BYTES:
+        message = f"the file is larger than {MAX_FILE_BYTES:,} bytes, the limit for a story"
+        problem = Problem(shown, None, None, "", message, "is this really a story.yaml?")
+        raise StoryValidationError([problem], shown)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:

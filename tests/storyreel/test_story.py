@@ -286,7 +286,7 @@ def test_size_limits_are_checked_quickly(tmp_path: Path) -> None:
     big.write_text("title: x\ncredits: " + "a" * 1_100_000 + "\n")
     start = time.perf_counter()
     (problem,) = problems_of(big)
-    assert "at most 1,000,000" in problem.message
+    assert "larger than 1,000,000 bytes" in problem.message
     deep = write(tmp_path, "title: " + "[" * 50_000 + "]" * 50_000 + "\n", "deep.yaml")
     (problem,) = problems_of(deep)
     assert problem.line == 1 and "nesting deeper than" in problem.message
