@@ -16,11 +16,14 @@ import PIL.Image
 import torch
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.hooks import FirstBlockCacheConfig
+from diffusers.models import AutoencoderKLCogVideoX
 from diffusers.pipelines.consisid.pipeline_consisid import ConsisIDPipeline, retrieve_timesteps
 from diffusers.schedulers import CogVideoXDPMScheduler
 from diffusers.utils import BaseOutput
+from transformers import T5EncoderModel, T5Tokenizer
 
 from ingredients_model.errors import IngredientsError
+from ingredients_model.transformer import IngredientsTransformer3DModel
 
 __all__ = ["DEFAULT_FPS", "IngredientsPipeline", "IngredientsPipelineOutput"]
 
@@ -52,6 +55,22 @@ class IngredientsPipeline(ConsisIDPipeline):
     """
 
     _optional_components: ClassVar[list[str]] = ["text_encoder"]
+
+    def __init__(
+        self,
+        tokenizer: T5Tokenizer,
+        text_encoder: T5EncoderModel | None,
+        vae: AutoencoderKLCogVideoX,
+        transformer: IngredientsTransformer3DModel,
+        scheduler: CogVideoXDPMScheduler,
+    ):
+        super().__init__(
+            tokenizer=tokenizer,
+            text_encoder=text_encoder,
+            vae=vae,
+            transformer=transformer,
+            scheduler=scheduler,
+        )
 
     def free_text_encoder(self) -> None:
         """Drop the T5 encoder (about 9.5 GB in bf16) once every prompt is encoded; later calls need

@@ -198,6 +198,12 @@ def test_save_load_round_trip(tiny_model_dir: Path, tmp_path: Path):
     assert again.tokenizer("a cafe").input_ids == pipe.tokenizer("a cafe").input_ids
 
 
+def test_diffusers_from_pretrained_reads_the_tiny_folder(tiny_model_dir: Path):
+    pipe = IngredientsPipeline.from_pretrained(tiny_model_dir)
+    assert isinstance(pipe.transformer, IngredientsTransformer3DModel)
+    assert pipe.frame_multiple == 8
+
+
 def test_load_pipeline_dtype(tiny_model_dir: Path):
     pipe = load_pipeline(tiny_model_dir, dtype=torch.bfloat16)
     assert pipe.transformer.dtype == pipe.vae.dtype == pipe.text_encoder.dtype == torch.bfloat16
