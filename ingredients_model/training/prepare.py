@@ -378,7 +378,7 @@ def prepare_clip(
     key: str,
 ) -> dict:
     """Prepare one clip; returns its index row. Raises SkipClip when the clip is unusable."""
-    from ingredients_model.faces import NoFaceError, compose_identity_canvas
+    from ingredients_model.faces import compose_identity_canvas
     from ingredients_model.photos import load_photo
 
     generator = torch.Generator().manual_seed(config.seed * 1_000_003 + zlib.crc32(entry.id.encode()))
@@ -401,15 +401,15 @@ def prepare_clip(
 
     identities = []
     for k, person in enumerate(people):
-        if person.reference is not None:
-            image = load_photo(person.reference)
-        else:
-            areas = (person.boxes[:, 2] - person.boxes[:, 0]) * (person.boxes[:, 3] - person.boxes[:, 1])
-            t = int(np.argmax(areas))
-            image = reference_crop(frames[t], person.boxes[t])
         try:
+            if person.reference is not None:
+                image = load_photo(person.reference)
+            else:
+                areas = (person.boxes[:, 2] - person.boxes[:, 0]) * (person.boxes[:, 3] - person.boxes[:, 1])
+                t = int(np.argmax(areas))
+                image = reference_crop(frames[t], person.boxes[t])
             identities.append(encoders.faces.encode(image))
-        except NoFaceError as exc:
+        except IngredientsError as exc:  # no face / unreadable reference photo: skip the clip, keep going
             raise SkipClip(f"{entry.id}: person {k}: {exc.message}") from exc
 
     if masker is not None:

@@ -69,7 +69,8 @@ def face_photos(t1_jpg: Path, tmp_path_factory: pytest.TempPathFactory) -> list[
 
 
 def write_blob_dataset(folder: Path, face_photos: list[Path], clips: int = 3, single: bool = False) -> Path:
-    """Videos + manifest.jsonl; with `single` an extra one-person clip (to be skipped)."""
+    """Videos + manifest.jsonl; with `single` a one-person clip and a clip whose reference photo shows no
+    face (both to be skipped)."""
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
     for i in range(clips):
@@ -87,6 +88,9 @@ def write_blob_dataset(folder: Path, face_photos: list[Path], clips: int = 3, si
         frames, boxes = blob_clip(99, people=1)
         write_video(folder / "solo.mp4", frames)
         rows.append({"video": "solo.mp4", "caption": "a man walks", "people": [{"boxes": boxes[0]}]})
+        Image.new("RGB", (200, 200), (90, 140, 90)).save(folder / "grass.png")
+        people = [{"boxes": b, "reference": "grass.png"} for b in blob_clip(0)[1]]
+        rows.append({"video": "clip0.mp4", "id": "noface", "caption": "two people", "people": people})
     for photo in face_photos:
         (folder / photo.name).write_bytes(photo.read_bytes())
     (folder / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))

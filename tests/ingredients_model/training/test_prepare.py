@@ -24,7 +24,8 @@ def test_box_masks_follow_the_blobs(prepared_dir: Path) -> None:
     rows = [json.loads(line) for line in (prepared_dir / "index.jsonl").read_text().splitlines()]
     assert [r["id"] for r in rows] == ["clip0", "clip1", "clip2"]  # the one-person clip is skipped
     skipped = json.loads((prepared_dir / "skipped.0.json").read_text())["skipped"]
-    assert [s["id"] for s in skipped] == ["solo"]
+    assert [s["id"] for s in skipped] == ["solo", "noface"]
+    assert "1 people found" in skipped[0]["reason"] and "no face" in skipped[1]["reason"]
     tensors = load_file(prepared_dir / rows[0]["file"])
     assert tensors["latents"].shape == (3, 4, 8, 12)
     assert tensors["image_latents"].shape == (1, 4, 8, 12)
