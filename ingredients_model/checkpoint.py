@@ -266,7 +266,7 @@ def configure_memory(pipe, device: torch.device, mode: str) -> None:
     """Place ``pipe`` on ``device`` according to a resolved memory mode (see ``load_pipeline``).
 
     Group offloading keeps the transformer's embeddings, face modules and output layers resident (about
-    1.7 GB in bf16: ``encode_identities`` calls them outside ``forward``) and offloads each transformer block
+    1.8 GB in bf16: ``encode_identities`` calls them outside ``forward``) and offloads each transformer block
     (block level), the text encoder and the VAE (leaf level, so ``vae.encode``/``decode`` onload too).
     """
     from diffusers.hooks import apply_group_offloading
