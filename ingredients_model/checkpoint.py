@@ -19,11 +19,15 @@ import hashlib
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from ingredients_model.errors import IngredientsError
 from ingredients_model.tiny import write_tiny_model_folder
+
+if TYPE_CHECKING:
+    from ingredients_model.pipeline import IngredientsPipeline
 
 __all__ = [
     "DEFAULT_REPO_ID",
@@ -218,7 +222,7 @@ def load_pipeline(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.bfloat16,
     memory: str = "auto",
-):
+) -> IngredientsPipeline:
     """Load an IngredientsPipeline from a model folder (released or tiny) onto ``device``.
 
     memory: ``none`` (everything on ``device``), ``model_offload`` (diffusers model CPU offload: one
@@ -258,11 +262,11 @@ def load_pipeline(
             hint=f"The folder looks complete but a file is damaged or from another model; run "
             f"`{DOWNLOAD_COMMAND.replace('DIR', str(model_dir))}` to repair it.",
         ) from exc
-    configure_memory(pipe, device, mode)
+    _configure_memory(pipe, device, mode)
     return pipe
 
 
-def configure_memory(pipe, device: torch.device, mode: str) -> None:
+def _configure_memory(pipe: IngredientsPipeline, device: torch.device, mode: str) -> None:
     """Place ``pipe`` on ``device`` according to a resolved memory mode (see ``load_pipeline``).
 
     Group offloading keeps the transformer's embeddings, face modules and output layers resident (about
