@@ -294,5 +294,3 @@ def _configure_memory(pipe: IngredientsPipeline, device: torch.device, mode: str
     for name, child in transformer.named_children():
         if name != "transformer_blocks":
             child.to(device)
-    for tensor in (*transformer.parameters(recurse=False), *transformer.buffers(recurse=False)):
-        tensor.data = tensor.data.to(device)
