@@ -1,0 +1,59 @@
+"""`storyreel models tiny|download` and `storyreel doctor`."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ingredients_model.checkpoint import missing_files
+from storyreel.doctor import FAIL, OK, check_model, run_checks
+from tests.storyreel.engines.projects import storyreel
+
+
+@pytest.mark.slow
+def test_models_tiny_writes_a_complete_folder(tmp_path: Path) -> None:
+    result = storyreel("models", "tiny", str(tmp_path / "tiny"))
+    assert result.returncode == 0, result.stderr
+    assert missing_files(tmp_path / "tiny") == [] and "revision" in result.stdout
+    assert "--engine ingredients --model" in result.stdout
+
+
+@pytest.mark.slow
+def test_download_without_network_says_what_to_do(tmp_path: Path) -> None:
+    result = storyreel("models", "download", str(tmp_path / "m"), env={"HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "hint" in result.stderr
+
+
+@pytest.mark.slow
+def test_doctor_reports_a_complete_model(tiny_model_dir: Path) -> None:
+    result = storyreel("doctor", "--model", str(tiny_model_dir))
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in ("ffmpeg", "torch", "accelerate", "model folder", "face encoder", "[gpu] extra"):
+        assert name in result.stdout
+    assert "ready" in result.stdout
+
+
+@pytest.mark.slow
+def test_doctor_names_missing_files_and_the_fix(tiny_model_dir: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "vae" / "diffusion_pytorch_model.safetensors").unlink()
+    for path in (broken / "face_encoder").glob("*.safetensors"):
+        path.unlink()
+    checks = {c.name: c for c in check_model(broken, "--model")}
+    model = checks["model folder"]
+    assert model.status == FAIL and "vae/diffusion_pytorch_model" in model.detail
+    assert checks["face encoder"].status == FAIL and "face_encoder/" in checks["face encoder"].detail
+    assert checks["model folder"].fix.startswith(f"storyreel models download {broken}")
+    result = storyreel("doctor", "--model", str(broken))
+    assert result.returncode == 1 and "2 problem(s)" in result.stdout
+
+
+def test_doctor_without_a_model_still_works_for_previews(monkeypatch) -> None:
+    monkeypatch.delenv("STORYREEL_MODEL", raising=False)
+    checks = {c.name: c for c in run_checks(None)}
+    assert checks["ffmpeg"].status == OK and checks["model folder"].status != FAIL
+    assert "storyreel models download" in checks["model folder"].fix
