@@ -2,7 +2,7 @@
 
 Every component is the real class with a shrunken config: IngredientsTransformer3DModel (2 layers,
 2 heads x 16, small face modules), AutoencoderKLCogVideoX (diffusers' ConsisID test size), a 2-layer
-T5EncoderModel with a tokenizer trained offline, the released CogVideoXDPMScheduler config and a small
+T5EncoderModel with a Unigram tokenizer built offline, the released CogVideoXDPMScheduler config and a small
 random face encoder (real dlib detection and alignment). Native video: 64x96 pixels (3:2), 9 frames.
 """
 

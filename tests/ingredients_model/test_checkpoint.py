@@ -60,7 +60,9 @@ def test_tiny_folder_has_the_released_layout(tiny_model_dir: Path):
 
 
 def test_tiny_writer_is_deterministic_and_atomic(tmp_path: Path, tiny_model_dir: Path, monkeypatch):
+    state = torch.get_rng_state()
     again = write_tiny_model_folder(tmp_path / "again")
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's random stream is untouched
     assert model_revision(again) == model_revision(tiny_model_dir)
     other = write_tiny_model_folder(tmp_path / "other", seed=1)
     assert model_revision(other) != model_revision(tiny_model_dir)
