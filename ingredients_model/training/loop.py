@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -38,18 +39,22 @@ LossFn = Callable[["StepContext", dict], dict[str, torch.Tensor]]
 
 
 class TrainState:
-    """Step counter and the generator behind noise, timesteps and dropping (checkpointed by accelerate)."""
+    """The optimizer-step counter (checkpointed by accelerate; the same on every process)."""
 
-    def __init__(self, seed: int):
+    def __init__(self) -> None:
         self.step = 0
-        self.generator = torch.Generator().manual_seed(seed)
 
     def state_dict(self) -> dict:
-        return {"step": self.step, "generator": self.generator.get_state()}
+        return {"step": self.step}
 
     def load_state_dict(self, state: dict) -> None:
         self.step = int(state["step"])
-        self.generator.set_state(state["generator"])
+
+
+def micro_step_seed(seed: int, process: int, micro_step: int) -> int:
+    """Seed of the generator behind one micro-batch's noise, timesteps and dropping: a function of the
+    position only, so a resumed run draws exactly what an uninterrupted one would, on every process."""
+    return int(np.random.SeedSequence([seed, process, micro_step]).generate_state(1, np.uint64)[0] >> 1)
 
 
 @dataclass
@@ -186,7 +191,7 @@ def train(config: TrainConfig, loss_fn: LossFn, stage: str) -> TrainResult:
         num_training_steps=config.max_steps * accelerator.num_processes,
         num_cycles=config.lr_num_cycles,
     )
-    state = TrainState(config.seed + accelerator.process_index)
+    state = TrainState()
 
     def save_hook(models, weights, output_dir):
         if accelerator.is_main_process:
@@ -244,7 +249,7 @@ def train(config: TrainConfig, loss_fn: LossFn, stage: str) -> TrainResult:
     rotary = rotary_embeddings(
         unwrapped.config, first.shape[0], first.shape[2] // p, first.shape[3] // p, accelerator.device
     )
-    ctx = StepContext(transformer, scheduler, config, state.generator, rotary)
+    ctx = StepContext(transformer, scheduler, config, torch.Generator(), rotary)
 
     log.info(
         "%s: %d trainable tensors (%d parameters), %d clips, %d process(es), global batch %d, from step %d",
@@ -267,6 +272,9 @@ def train(config: TrainConfig, loss_fn: LossFn, stage: str) -> TrainResult:
     batches = iter(loader)
     while state.step < stop:
         batch = _to_device(next(batches), accelerator.device, dtype)
+        ctx.generator.manual_seed(
+            micro_step_seed(config.seed, accelerator.process_index, state.step * accum + micro)
+        )
         with accelerator.accumulate(transformer):
             losses = loss_fn(ctx, batch)
             accelerator.backward(losses["loss"])
@@ -281,17 +289,7 @@ def train(config: TrainConfig, loss_fn: LossFn, stage: str) -> TrainResult:
         if not accelerator.sync_gradients:
             continue
         state.step += 1
-        means = {k: v / micro for k, v in sums.items()}
-        means = {
-            k: float(v)
-            for k, v in zip(
-                means,
-                accelerator.reduce(
-                    torch.tensor(list(means.values()), device=accelerator.device), reduction="mean"
-                ).tolist(),
-                strict=True,
-            )
-        }
+        means = _mean_over_processes(accelerator, {k: v / micro for k, v in sums.items()})
         sums, micro = {}, 0
         row = {
             "step": state.step,
@@ -321,16 +319,15 @@ def train(config: TrainConfig, loss_fn: LossFn, stage: str) -> TrainResult:
     return TrainResult(state.step, checkpoint if checkpoint.is_dir() else None, exported, history)
 
 
+def _mean_over_processes(accelerator, values: dict[str, float]) -> dict[str, float]:
+    """Average each logged value over the processes (every process logs the same keys)."""
+    tensor = torch.tensor(list(values.values()), device=accelerator.device)
+    return dict(zip(values, accelerator.reduce(tensor, reduction="mean").tolist(), strict=True))
+
+
 def _save_checkpoint(accelerator, config: TrainConfig, ckpt_dir: Path, step: int) -> None:
+    """save_state into checkpoint-<step>.partial, rename it, then drop the oldest beyond the limit."""
     target = ckpt_dir / f"checkpoint-{step}"
-    if accelerator.is_main_process:
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        limit = config.checkpoints_total_limit
-        if limit is not None:
-            old = [p for p in _checkpoints(ckpt_dir) if p != target]
-            for stale in old[: max(0, len(old) - (limit - 1))]:
-                shutil.rmtree(stale)
-    accelerator.wait_for_everyone()
     partial = ckpt_dir / f"checkpoint-{step}.partial"
     accelerator.save_state(str(partial))
     accelerator.wait_for_everyone()
@@ -338,5 +335,10 @@ def _save_checkpoint(accelerator, config: TrainConfig, ckpt_dir: Path, step: int
         if target.exists():
             shutil.rmtree(target)
         partial.rename(target)
+        limit = config.checkpoints_total_limit
+        if limit is not None:
+            found = _checkpoints(ckpt_dir)
+            for stale in found[: max(0, len(found) - limit)]:
+                shutil.rmtree(stale)
     accelerator.wait_for_everyone()
     log.info("saved %s", target)

@@ -140,6 +140,8 @@ def test_resume_equals_uninterrupted(tmp_path: Path, tiny_model_dir: Path, prepa
         p_local_only=0.3,
         lr_scheduler="cosine_with_restarts",
         lr_warmup_steps=2,
+        checkpointing_steps=2,
+        checkpoints_total_limit=2,
     )
     whole = run_stage1(train_config("stage1", tiny_model_dir, prepared_dir, tmp_path / "a", **common))
     split = train_config(
@@ -154,3 +156,12 @@ def test_resume_equals_uninterrupted(tmp_path: Path, tiny_model_dir: Path, prepa
     assert [r["loss"] for r in whole.history[3:]] == [r["loss"] for r in second.history]
     logged = (tmp_path / "b" / "logs" / "train.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in logged] == [1, 2, 3, 4, 5, 6]
+    assert sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir()) == [
+        "checkpoint-4",
+        "checkpoint-6",
+    ]
+    # a resumed run that is already finished does nothing more
+    finished = run_stage1(split)
+    assert finished.step == 6 and finished.history == []
+    again = _weights(finished.checkpoint)
+    assert all(torch.equal(again[k], b[k]) for k in b)
