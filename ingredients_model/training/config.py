@@ -32,6 +32,7 @@ class PrepareConfig(_Strict):
     masks: Literal["sam", "box"] = "sam"  # "box": the paper's box-only ablation, no SAM
     mask_threshold: float = -2.0  # on SAM mask logits (paper)
     sam_batch_frames: int = 4  # frames per SAM forward
+    empty_mask_fallback: bool = True  # a person with an empty SAM mask in a frame gets their box there
     detector: Literal["auto", "insightface", "dlib"] = (
         "auto"  # auto: insightface if the folder has it, else dlib
     )

@@ -36,6 +36,19 @@ def labels_from_scores(scores: torch.Tensor, threshold: float) -> torch.Tensor:
     return torch.where(best > threshold, index, torch.full_like(index, BACKGROUND))
 
 
+def sam_labels(
+    logits: torch.Tensor, threshold: float, box_labels: torch.Tensor | None = None
+) -> torch.Tensor:
+    """One frame's SAM logits [N, H, W] → label map; a person whose mask is empty in this frame takes
+    their box region from `box_labels` (where no other person's mask is) when given."""
+    labels = labels_from_scores(logits, threshold)
+    if box_labels is not None:
+        for person in range(logits.shape[0]):
+            if not bool((labels == person).any()):
+                labels = torch.where((box_labels == person) & (labels == BACKGROUND), person, labels)
+    return labels
+
+
 class SamMasker:
     """transformers `SamModel` + `SamProcessor` from a local folder, prompted with one box per person."""
 

@@ -32,6 +32,7 @@ from ingredients_model.training.masks import (
     downsample_labels,
     label_preview,
     labels_from_scores,
+    sam_labels,
 )
 
 log = logging.getLogger(__name__)
@@ -412,13 +413,19 @@ def prepare_clip(
         except IngredientsError as exc:  # no face / unreadable reference photo: skip the clip, keep going
             raise SkipClip(f"{entry.id}: person {k}: {exc.message}") from exc
 
+    box_labels = [labels_from_scores(box_scores(b, ch, cw), 0.0) for b in boxes]
     if masker is not None:
-        scores = masker.logits([Image.fromarray(f) for f in frames], boxes, config.sam_batch_frames)
-        threshold = config.mask_threshold
+        logits = masker.logits([Image.fromarray(f) for f in frames], boxes, config.sam_batch_frames)
+        labels = torch.stack(
+            [
+                sam_labels(
+                    frame_logits, config.mask_threshold, fallback if config.empty_mask_fallback else None
+                )
+                for frame_logits, fallback in zip(logits, box_labels, strict=True)
+            ]
+        )
     else:
-        scores = torch.stack([box_scores(b, ch, cw) for b in boxes])
-        threshold = 0.0
-    labels = torch.stack([labels_from_scores(s, threshold) for s in scores])  # [T, H, W]
+        labels = torch.stack(box_labels)  # [T, H, W]
     grid = (geometry.latent_frames, geometry.token_height, geometry.token_width)
     routing = downsample_labels(labels, len(people), grid)
 

@@ -9,7 +9,13 @@ import torch
 from PIL import Image
 
 from ingredients_model.training.data import ResumableSampler, interpolate_boxes
-from ingredients_model.training.masks import SamMasker, box_scores, downsample_labels, labels_from_scores
+from ingredients_model.training.masks import (
+    SamMasker,
+    box_scores,
+    downsample_labels,
+    labels_from_scores,
+    sam_labels,
+)
 
 
 def test_box_labels_and_overlap() -> None:
@@ -17,6 +23,15 @@ def test_box_labels_and_overlap() -> None:
     labels = labels_from_scores(scores, 0.0)
     assert labels[0, 0] == 0 and labels[6, 6] == 1  # the smaller box is in front
     assert labels[11, 11] == -1 and labels[10, 0] == -1
+
+
+def test_sam_labels_fall_back_to_boxes_for_empty_masks() -> None:
+    logits = torch.full((2, 8, 8), -5.0)
+    logits[0, :4, :4] = 3.0  # person 0 found, person 1 empty
+    boxes = labels_from_scores(box_scores(np.array([[0, 0, 6, 6], [4, 4, 8, 8]]), 8, 8), 0.0)
+    assert set(sam_labels(logits, -2.0).unique().tolist()) == {-1, 0}
+    labels = sam_labels(logits, -2.0, boxes)
+    assert (labels[:4, :4] == 0).all() and (labels[4:, 4:] == 1).all() and labels[0, 7] == -1
 
 
 def test_downsample_labels_trilinear() -> None:

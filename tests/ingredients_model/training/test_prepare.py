@@ -76,10 +76,15 @@ def test_sam_masks(tmp_path: Path, blob_manifest: Path, tiny_model_dir: Path, ti
     stamp = cached.stat().st_mtime_ns
     assert run_prepare(config) == rows and cached.stat().st_mtime_ns == stamp  # up to date: not rebuilt
     # another threshold changes the clip key: rebuilt; above every logit only background is left
-    high = config.model_copy(update={"mask_threshold": 1e9})
+    high = config.model_copy(update={"mask_threshold": 1e9, "empty_mask_fallback": False})
     rebuilt = run_prepare(high)
     assert rebuilt[0]["key"] != rows[0]["key"]
     assert (load_file(cached)["routing_mask"] == -1).all()
+    # ... unless empty SAM masks fall back to the face boxes: then the masks are the box masks
+    run_prepare(high.model_copy(update={"empty_mask_fallback": True}))
+    box = config.model_copy(update={"masks": "box", "sam_dir": None, "output_dir": tmp_path / "box"})
+    box_mask = load_file(tmp_path / "box" / run_prepare(box)[0]["file"])["routing_mask"]
+    assert torch.equal(load_file(cached)["routing_mask"], box_mask)
 
 
 def test_manifest_errors(tmp_path: Path) -> None:
