@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -284,6 +285,17 @@ class Music(_Model):
     fade_out: float = Field(2.0, ge=0, le=60, description="Fade-out seconds")
 
 
+def _none_to_empty(value: Any) -> Any:
+    return {} if value is None else value
+
+
+class _OrEmpty:
+    """``_OrEmpty[T]``: a section that may be empty in YAML (``cast:`` with every entry commented out)."""
+
+    def __class_getitem__(cls, item: Any) -> Any:
+        return Annotated[item, BeforeValidator(_none_to_empty, json_schema_input_type=item | None)]
+
+
 class Story(_Model):
     """A validated ``story.yaml``. Load it with :func:`load_story` (which sets :attr:`path` and checks files).
 
@@ -292,11 +304,11 @@ class Story(_Model):
     """
 
     title: str = Field(..., min_length=1, max_length=200, description="Title of the reel")
-    output: Output = Field(default_factory=Output, description="Reel settings")
-    defaults: Defaults = Field(
+    output: _OrEmpty[Output] = Field(default_factory=Output, description="Reel settings")
+    defaults: _OrEmpty[Defaults] = Field(
         default_factory=Defaults, description="Values shots use unless they set their own"
     )
-    cast: dict[CastName, CastMember] = Field(
+    cast: _OrEmpty[dict[CastName, CastMember]] = Field(
         default_factory=dict, description="People, by name (letters, digits, - and _)"
     )
     shots: list[Shot] = Field(..., min_length=1, description="The shots, in reel order")
@@ -305,11 +317,6 @@ class Story(_Model):
 
     _path: Path | None = PrivateAttr(default=None)
     _warnings: list[Problem] = PrivateAttr(default_factory=list)
-
-    @field_validator("output", "defaults", "cast", mode="before")
-    @classmethod
-    def _empty_section(cls, value: Any) -> Any:
-        return {} if value is None else value  # `cast:` with every entry commented out
 
     @model_validator(mode="after")
     def _fill(self, info: ValidationInfo) -> Story:
