@@ -12,6 +12,7 @@ from rich.table import Table
 
 from storyreel.cli.app import app, console, console_err
 
+_MAX_SHOWN = 50  # problems listed by `validate`
 _STORY = typer.Argument(..., help="A story.yaml, or a project folder containing one.", show_default=False)
 
 
@@ -66,7 +67,7 @@ def validate(story: Path = _STORY) -> None:
         count = len(err.problems)
         plural = "s" if count != 1 else ""
         console_err.print(f"[bold red]{escape(_shown(path))}: {count} problem{plural}[/]", soft_wrap=True)
-        for problem in err.problems:
+        for problem in err.problems[:_MAX_SHOWN]:
             where = escape(str(problem.location))
             field = f" [cyan]{escape(problem.path)}[/]:" if problem.path else ""
             line = f"  [bold]{where}[/]:{field} {escape(problem.message)}"
@@ -75,6 +76,8 @@ def validate(story: Path = _STORY) -> None:
                 console_err.print(
                     f"      [dim]hint: {escape(problem.hint)}[/]", highlight=False, soft_wrap=True
                 )
+        if count > _MAX_SHOWN:
+            console_err.print(f"  … and {count - _MAX_SHOWN} more")
         raise typer.Exit(1) from None
 
     cast = Table(title="Cast", title_justify="left")

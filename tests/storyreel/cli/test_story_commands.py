@@ -88,6 +88,15 @@ def test_validate_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
     assert "story.yaml:9:14: shots[1].seconds: must be more than 0, got -1" in out
 
 
+def test_validate_caps_a_long_problem_list(tmp_path: Path) -> None:
+    shots = "".join(f"  - {{id: s{i}, prompt: p, seconds: -1}}\n" for i in range(60))
+    (tmp_path / "story.yaml").write_text("title: x\nshots:\n" + shots, encoding="utf-8")
+    result = run("validate", tmp_path)
+    assert result.exit_code == 1
+    assert "60 problems" in result.output and "… and 10 more" in result.output
+    assert result.output.count("must be more than 0") == 50
+
+
 def test_validate_prints_warnings(tmp_path: Path) -> None:
     (tmp_path / "story.yaml").write_text("title: Long\nshots:\n  - {id: a, prompt: sea, seconds: 9}\n")
     result = run("validate", tmp_path / "story.yaml")
