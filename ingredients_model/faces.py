@@ -60,8 +60,10 @@ RELEASED_FACE_ENCODER_FILES = (
     "EVA02_CLIP_L_336_psz14_s6B.pt",
     "detection_Resnet50_Final.pth",
     "parsing_bisenet.pth",
+    "parsing_parsenet.pth",
 )
-"""Files of the released ``face_encoder/`` folder that the released encoder reads."""
+"""Files of the released ``face_encoder/`` folder that the released encoder reads (facexlib's
+``FaceRestoreHelper`` always loads parsenet besides the bisenet used for parsing)."""
 
 _GPU_EXTRA_MODULES = ("insightface", "torchvision", "facexlib", "consisid_eva_clip")
 
@@ -372,9 +374,7 @@ class ReleasedFaceEncoder:
     ) -> tuple[np.ndarray | None, np.ndarray | None]:
         """ArcFace embedding and box of the chosen face via SCRFD; (None, None) when SCRFD finds none."""
         bboxes, kpss = self.detector.detect(bgr, max_num=0, metric="default")
-        if bboxes is None or len(bboxes) == 0:
-            if face_index not in (None, 0):
-                raise NoFaceError("no face found in the image", "use a clearer, frontal photo of the face")
+        if bboxes is None or len(bboxes) == 0:  # released fallback: facexlib finds and aligns the face
             return None, None
         i = _pick_face([tuple(b[:4]) for b in bboxes], face_index)
         return self.arcface.embed_keypoints(bgr, kpss[i]), np.asarray(bboxes[i][:4])
