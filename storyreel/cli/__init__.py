@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import sys
 
+from rich.markup import escape
+
 from storyreel.cli import (  # noqa: F401  (imported for their @app.command registrations)
     cast_commands,
     eval_commands,
@@ -32,9 +34,9 @@ def main(argv: list[str] | None = None) -> None:
             raise
         location = getattr(err, "location", None)
         prefix = f"{location}: " if location else ""
-        console_err.print(f"[bold red]error:[/] {prefix}{err.message}", highlight=False)
+        console_err.print(f"[bold red]error:[/] {escape(prefix + err.message)}", highlight=False)
         if err.hint:
-            console_err.print(f"[yellow]hint:[/] {err.hint}", highlight=False)
+            console_err.print(f"[yellow]hint:[/] {escape(err.hint)}", highlight=False)
         sys.exit(1)
     except KeyboardInterrupt:
         if state.debug:
@@ -44,6 +46,6 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as err:  # a bug, not the user's fault: say so briefly
         if state.debug:
             raise
-        console_err.print(f"[bold red]internal error:[/] {type(err).__name__}: {err}", highlight=False)
+        console_err.print(f"[bold red]internal error:[/] {escape(f'{type(err).__name__}: {err}')}", highlight=False)
         console_err.print("[yellow]hint:[/] rerun with --debug for the traceback and report it.")
         sys.exit(2)
