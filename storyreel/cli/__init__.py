@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as err:  # a bug, not the user's fault: say so briefly
         if state.debug:
             raise
-        console_err.print(f"[bold red]internal error:[/] {escape(f'{type(err).__name__}: {err}')}", highlight=False)
+        detail = escape(f"{type(err).__name__}: {err}")
+        console_err.print(f"[bold red]internal error:[/] {detail}", highlight=False)
         console_err.print("[yellow]hint:[/] rerun with --debug for the traceback and report it.")
         sys.exit(2)
