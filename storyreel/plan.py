@@ -173,6 +173,14 @@ def plan_story(
                 hint="shot ids in this story: " + ", ".join(shot.id for shot in shots),
             )
         shots = [shot for shot in shots if shot.id in wanted]
+    empty = [shot.id for shot in shots if len(shot.cast or []) < spec.min_cast]
+    if empty:
+        raise StoryreelError(
+            f"the {spec.name} engine needs at least {spec.min_cast} person per shot; "
+            f"no cast in: {', '.join(empty)}",
+            hint="name someone with {name} in the prompt or list them under `cast:`, "
+            "or render these shots with --engine preview",
+        )
     return [plan_shot(story, shot, spec, cache_threshold=cache_threshold) for shot in shots]
 
 

@@ -39,6 +39,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from ingredients_model.errors import IngredientsError
 from storyreel import __version__
 from storyreel.errors import StoryreelError
 from storyreel.fsutil import PARTIAL_SUFFIX, atomic_path, atomic_write_json, partial_path
@@ -84,6 +85,7 @@ class StoryReport:
     reel: Path | None = None
     review: Path | None = None
     reel_note: str = ""
+    main_process: bool = True
 
 
 # ------------------------------------------------------------------------------------------- processes
@@ -111,6 +113,14 @@ class Processes:
     def barrier(self) -> None:
         if self.state is not None:
             self.state.wait_for_everyone()
+
+    def gather(self, items: list) -> list:
+        """The concatenation of ``items`` from every process, on every process."""
+        if self.state is None:
+            return items
+        from accelerate.utils import gather_object
+
+        return list(gather_object(items))
 
     def share(self, value: Any) -> Any:
         """``value`` of process 0, on every process."""
@@ -336,8 +346,12 @@ class Runner:
 
         started = time.time()
         partial_path(clip).unlink(missing_ok=True)
-        with atomic_path(clip) as tmp:
-            result = work.engine.render(job, tmp, on_step, story=work.story, project=project)
+        try:
+            with atomic_path(clip) as tmp:
+                result = work.engine.render(job, tmp, on_step, story=work.story, project=project)
+        except (StoryreelError, IngredientsError) as err:
+            where = getattr(err, "location", None)
+            raise StoryreelError(f"shot {job.shot_id}: {err.message}", err.hint, location=where) from err
         atomic_write_json(meta, clip_record(job, work.engine, result, self.processes, started))
         return result.seconds
 
@@ -452,6 +466,10 @@ class Runner:
                         self.render_jobs(work, progress, shots_task, steps_task)
                     progress.remove_task(steps_task)
                 self.processes.barrier()
+                for work in works:
+                    work.report.rendered = self.processes.gather(work.report.rendered)
+                    work.report.elsewhere = self.processes.gather(work.report.elsewhere)
+                    work.report.main_process = self.processes.is_main
                 if self.options.reel and (self.processes.is_main or self.options.worker):
                     for work in works:
                         self.finish(work)

@@ -110,7 +110,7 @@ def render(
     ),
     memory: str = typer.Option("auto", "--memory", help="auto | none | model_offload | group_offload."),
     cache_threshold: float = typer.Option(
-        None, "--cache-threshold", help="First-block cache threshold (e.g. 0.05; off by default)."
+        None, "--cache-threshold", min=0.0, help="First-block cache threshold (e.g. 0.05; off by default)."
     ),
     no_reel: bool = typer.Option(False, "--no-reel", help="Render clips only; do not assemble the reel."),
     wait: float = typer.Option(10.0, "--wait", help="Seconds to wait for another render of the project."),
@@ -150,6 +150,8 @@ def render(
     )
     reports = render_stories(expand_stories(stories), options, console)
     for report in reports:
+        if not report.main_process:
+            continue
         done = f"{len(report.rendered)} rendered, {len(report.skipped)} already current"
         if report.elsewhere:
             done += f", {len(report.elsewhere)} rendered by other workers"

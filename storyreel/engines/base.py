@@ -39,6 +39,7 @@ class EngineSpec:
     model_revision: str | None = None
     uses_caption: bool = False
     generative: bool = False
+    min_cast: int = 0
 
 
 @dataclass

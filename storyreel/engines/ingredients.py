@@ -63,6 +63,7 @@ def model_spec(model_dir: Path) -> EngineSpec:
         frame_multiple=vae.get("temporal_compression_ratio", 4),
         model_revision=model_revision(model_dir),
         generative=True,
+        min_cast=1,
     )
 
 
@@ -116,11 +117,15 @@ class IngredientsEngine:
     def load(self) -> None:
         if self.pipe is not None:
             return
+        import diffusers.utils.logging
         import torch
+        import transformers.utils.logging
 
         from ingredients_model.checkpoint import load_pipeline
         from ingredients_model.faces import load_face_encoder
 
+        diffusers.utils.logging.disable_progress_bar()  # the runner shows its own progress
+        transformers.utils.logging.disable_progress_bar()
         started = time.perf_counter()
         spec = self.spec()
         device = self.requested_device or ("cuda" if torch.cuda.is_available() else "cpu")

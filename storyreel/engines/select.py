@@ -91,7 +91,10 @@ def make_engine(choice: EngineChoice, *, device: str | None = None, memory: str 
         from storyreel.engines.preview import PreviewEngine
 
         return PreviewEngine()
+    from ingredients_model.checkpoint import MEMORY_MODES
     from storyreel.engines.ingredients import IngredientsEngine
 
+    if memory not in MEMORY_MODES:
+        raise StoryreelError(f"unknown memory mode {memory!r}", hint="use one of: " + ", ".join(MEMORY_MODES))
     assert choice.model_dir is not None
     return IngredientsEngine(choice.model_dir, device=device, memory=memory)

@@ -140,3 +140,12 @@ def test_status_done_stale_todo(story_path: Path) -> None:
     assert job_status(job, project) == "stale"
     project.clip_meta_path("s1").write_text("{broken")
     assert job_status(job, project) == "stale"
+
+
+def test_the_model_needs_people_in_every_shot(story_path: Path) -> None:
+    _edit(story_path, "{eileen} waves at the camera", "a rocket waits")
+    story = load_story(story_path)
+    assert plan_story(story, PREVIEW)[1].cast == []  # the preview draws the scene without cards
+    with pytest.raises(StoryreelError) as err:
+        plan_story(story, EngineSpec(**{**MODEL.__dict__, "min_cast": 1}))
+    assert "no cast in: s2" in err.value.message and "--engine preview" in (err.value.hint or "")

@@ -127,3 +127,17 @@ def test_tiny_model_end_to_end(tiny_model_dir: Path, tmp_path_factory, tmp_path:
     before = snapshot(project.parent / "renders", "s*")
     (again,) = _render([project], model=tiny_model_dir)
     assert again.rendered == [] and snapshot(project.parent / "renders", "s*") == before
+
+
+def test_engine_errors_name_the_shot(project: Path, monkeypatch) -> None:
+    from storyreel.errors import StoryreelError
+
+    def render(self, job, output, progress, **kw):
+        raise StoryreelError("no face found in cast/sam/1.jpg", "use a clearer photo")
+
+    monkeypatch.setattr(PreviewEngine, "render", render)
+    with pytest.raises(StoryreelError) as err:
+        _render([project])
+    assert err.value.message == "shot s1: no face found in cast/sam/1.jpg"
+    assert err.value.hint == "use a clearer photo"
+    assert not list(project.parent.rglob("*.partial"))
