@@ -15,13 +15,12 @@ Paths per step:
 Peak memory: live tensor memory at the peak of one step above what was allocated before it (CUDA allocator
 statistics; on CPU the torch profiler's allocation events). It excludes the weights.
 
-    python benchmarks/transformer_step.py [--frames 2 --height 30 --width 40 --steps 2 --device cpu]
+    python benchmarks/transformer_step.py [--frames 2 --height 30 --width 40 --steps 2 --threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 import types
 from collections.abc import Callable
@@ -68,18 +67,23 @@ def peak_mib(fn: Callable[[], object], device: torch.device) -> float:
 
 
 def measure(fn: Callable[[], object], steps: int, device: torch.device) -> tuple[float, float]:
-    """Median wall time (ms) of ``steps`` calls of ``fn()``; peak memory of a first, untimed call."""
+    """Fastest of ``steps`` timed calls of ``fn()`` in ms, and the peak memory of a first, untimed call.
+
+    CUDA: wall time. CPU: process CPU time, which other processes on a shared machine barely inflate (run with
+    one thread, ``--threads 1``, for it to equal the wall time of a quiet machine).
+    """
     memory = peak_mib(fn, device)
+    clock = time.perf_counter if device.type == "cuda" else time.process_time
     times = []
     for _ in range(steps):
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        start = time.perf_counter()
+        start = clock()
         fn()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times), memory
+        times.append((clock() - start) * 1000)
+    return min(times), memory
 
 
 def build(
@@ -104,9 +108,11 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=40, help="latent width")
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--people", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--steps", type=int, default=2, help="timed steps per case (median reported)")
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per case (fastest reported)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
 
@@ -123,7 +129,8 @@ def main() -> None:
     video_tokens = args.frames * (args.height // cfg.patch_size) * (args.width // cfg.patch_size)
     print(
         f"IngredientsTransformer3DModel step, {device.type} {str(dtype).removeprefix('torch.')}, "
-        f"{torch.get_num_threads()} threads: width {cfg.num_attention_heads * cfg.attention_head_dim}, "
+        f"{torch.get_num_threads()} threads, {'wall' if device.type == 'cuda' else 'CPU'} time: "
+        f"width {cfg.num_attention_heads * cfg.attention_head_dim}, "
         f"{cfg.num_layers} layers ({model.num_face_blocks} routed), "
         f"latent {args.frames}x{args.height}x{args.width} "
         f"({video_tokens} video + {TEXT_TOKENS} text tokens), "
