@@ -77,6 +77,35 @@ class TrainResult:
     history: list[dict]
 
 
+def check_data_fits(sample: dict, model_config, config: TrainConfig) -> None:
+    """IngredientsError when the prepared data was made for another model (size, channels, face encoder)."""
+    frames, channels, height, width = sample["latents"].shape
+    max_frames = (model_config.sample_frames - 1) // model_config.temporal_compression_ratio + 1
+    problems = []
+    if 2 * channels != model_config.in_channels:
+        problems.append(f"{channels} latent channels, the transformer takes {model_config.in_channels // 2}")
+    if model_config.use_learned_positional_embeddings and (height, width) != (
+        model_config.sample_height,
+        model_config.sample_width,
+    ):
+        problems.append(
+            f"latents {height}x{width}, the transformer's native grid is "
+            f"{model_config.sample_height}x{model_config.sample_width}"
+        )
+    if frames > max_frames:
+        problems.append(f"{frames} latent frames, the transformer takes at most {max_frames}")
+    if sample["id_cond"][0].shape[-1] != model_config.LFE_id_dim:
+        problems.append(
+            f"id_cond of {sample['id_cond'][0].shape[-1]}, the transformer takes {model_config.LFE_id_dim}"
+        )
+    if problems:
+        raise IngredientsError(
+            f"the data in {config.data_dir} does not fit the model in {config.model_dir}: "
+            + "; ".join(problems),
+            "run prepare with model_dir set to this model's folder (or its base model)",
+        )
+
+
 def _to_device(batch: dict, device: torch.device, dtype: torch.dtype) -> dict:
     def move(x):
         if isinstance(x, torch.Tensor):
@@ -164,6 +193,7 @@ def train(config: TrainConfig, loss_fn: LossFn, stage: str) -> TrainResult:
     ckpt_dir = out / "checkpoints"
     dataset = PreparedDataset(config.data_dir)
     transformer = load_transformer(config.model_dir, weight_dtype(config))
+    check_data_fits(dataset[0], transformer.config, config)
     accelerator = Accelerator(
         mixed_precision=config.mixed_precision,
         gradient_accumulation_steps=config.gradient_accumulation_steps,

@@ -79,6 +79,19 @@ def _canvas(prepared_dir: Path):
     return compose_identity_canvas(faces, 96, 64)
 
 
+def test_data_for_another_model_is_refused(tmp_path: Path, tiny_model_dir: Path, prepared_dir: Path) -> None:
+    from ingredients_model.errors import IngredientsError
+    from ingredients_model.training.loop import check_data_fits
+
+    config = train_config("stage2", tiny_model_dir, prepared_dir, tmp_path)
+    sample = PreparedDataset(prepared_dir)[0]
+    model_config = load_transformer(tiny_model_dir).config
+    check_data_fits(sample, model_config, config)
+    sample["latents"] = sample["latents"][:, :, :6]
+    with pytest.raises(IngredientsError, match="native grid is 8x12"):
+        check_data_fits(sample, model_config, config)
+
+
 def test_cli_reports_config_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "stage2.yaml"
     config.write_text("model_dir: nowhere\ndata_dir: data\noutput_dir: out\nrouting_loss: l1\n")
