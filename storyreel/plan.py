@@ -141,7 +141,8 @@ def plan_shot(
         faces={name: face_choices(story.cast[name]) for name in cast},
         caption=shot.caption if spec.uses_caption and story.output.captions not in BURNED else None,
         seed=shot.seed if shot.seed is not None else derive_seed(defaults.seed, shot.id),
-        frames=frame_count(shot.seconds or defaults.seconds, shot.frames, spec, fps),
+        # explicit `frames` are model frames (8 fps); other engines use the seconds they stand for
+        frames=frame_count(shot.seconds or defaults.seconds, shot.frames if model else None, spec, fps),
         fps=fps,
         width=spec.width or story.output.width,
         height=spec.height or story.output.height,

@@ -312,6 +312,7 @@ class Runner:
             work.lock.acquire()
             work.mine = self.todo(work)  # claims decide who renders what
             work.todo_total = len(work.mine)
+            work.report.skipped = [job.shot_id for job in work.jobs if job not in work.mine]
             return
         error = None
         todo_ids: list[str] = []

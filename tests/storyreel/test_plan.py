@@ -149,3 +149,10 @@ def test_the_model_needs_people_in_every_shot(story_path: Path) -> None:
     with pytest.raises(StoryreelError) as err:
         plan_story(story, EngineSpec(**{**MODEL.__dict__, "min_cast": 1}))
     assert "no cast in: s2" in err.value.message and "--engine preview" in (err.value.hint or "")
+
+
+def test_explicit_model_frames(story_path: Path) -> None:
+    _edit(story_path, "caption: Caption 1", "caption: Caption 1\n    frames: 13")
+    story = load_story(story_path)
+    assert plan_story(story, MODEL)[0].frames == 13
+    assert plan_story(story, PREVIEW)[0].frames == 20  # 13 frames at 8 fps = 1.625 s at 12 fps
