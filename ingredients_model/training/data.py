@@ -1,7 +1,7 @@
 """Data formats: the input manifest (JSONL) and the prepared cache read by both training stages.
 
 Manifest, one JSON object per line (paths relative to the manifest's folder):
-    {"video": "clips/a.mp4", "caption": "two people ...", "id": "a"?,
+    {"video": "clips/a.mp4", "caption": "two people ...", "id": "a"?, "start": 0?,
      "people": [{"boxes": {"0": [x0, y0, x1, y1], "12": [...]}, "reference": "faces/alice.jpg"?}, ...]?}
 `people` is optional: without it `prepare` detects and links faces itself. Boxes are in source-video pixels,
 keyed by source frame index, linearly interpolated in between; `reference` is a photo of that person used
@@ -42,6 +42,7 @@ class ManifestEntry:
     video: Path
     caption: str
     people: list[PersonAnnotation] | None = None
+    start: int = 0  # first source frame of the clip
 
 
 def read_manifest(path: Path) -> list[ManifestEntry]:
@@ -65,6 +66,10 @@ def read_manifest(path: Path) -> list[ManifestEntry]:
                 f"{where}: bad manifest line ({exc})", 'each line needs "video" and "caption"'
             ) from exc
         clip_id = str(row.pop("id", video.stem))
+        try:
+            start = int(row.pop("start", 0))
+        except (TypeError, ValueError) as exc:
+            raise IngredientsError(f"{where}: start must be a frame index", '"start": 120') from exc
         if clip_id in seen:
             raise IngredientsError(f"{where}: duplicate id {clip_id!r}", 'give each line a unique "id"')
         seen.add(clip_id)
@@ -83,7 +88,7 @@ def read_manifest(path: Path) -> list[ManifestEntry]:
                     f"{where}: bad people annotation ({exc})",
                     'people: [{"boxes": {"<frame>": [x0, y0, x1, y1]}, "reference": "photo.jpg"?}]',
                 ) from exc
-        entries.append(ManifestEntry(clip_id, video, caption, people))
+        entries.append(ManifestEntry(clip_id, video, caption, people, start))
     return entries
 
 

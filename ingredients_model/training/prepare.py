@@ -47,8 +47,8 @@ class SkipClip(Exception):
 # ------------------------------------------------------------------------------------------- video
 
 
-def read_frames(path: Path, count: int, stride: int = 1) -> list[np.ndarray]:
-    """`count` RGB frames [H, W, 3] uint8, every `stride`-th from the start of the video (ffmpeg)."""
+def read_frames(path: Path, count: int, stride: int = 1, start: int = 0) -> list[np.ndarray]:
+    """`count` RGB frames [H, W, 3] uint8: frames start, start + stride, ... of the video (ffmpeg)."""
     import imageio_ffmpeg
 
     if not Path(path).is_file():
@@ -59,14 +59,14 @@ def read_frames(path: Path, count: int, stride: int = 1) -> list[np.ndarray]:
     frames = []
     try:
         for index, raw in enumerate(reader):
-            if index % stride == 0:
+            if index >= start and (index - start) % stride == 0:
                 frames.append(np.frombuffer(raw, np.uint8).reshape(height, width, 3).copy())
                 if len(frames) == count:
                     break
     finally:
         reader.close()
     if len(frames) < count:
-        raise SkipClip(f"{path}: {len(frames)} frames at stride {stride}, need {count}")
+        raise SkipClip(f"{path}: {len(frames)} frames from {start} at stride {stride}, need {count}")
     return frames
 
 
@@ -215,7 +215,7 @@ def people_from_tracks(
 def people_from_manifest(
     entry: ManifestEntry, frames: int, stride: int, offset: tuple[int, int]
 ) -> list[Person]:
-    source = [t * stride for t in range(frames)]
+    source = [entry.start + t * stride for t in range(frames)]
     shift = np.array([offset[0], offset[1], offset[0], offset[1]], float)
     return [Person(interpolate_boxes(p.boxes, source) - shift, p.reference) for p in entry.people or []]
 
@@ -359,7 +359,12 @@ def clip_key(entry: ManifestEntry, config: PrepareConfig, sources: str) -> str:
     the prepare options, the model folder and face encoder fingerprints (`sources`) and PREPARE_VERSION."""
     stat = entry.video.stat() if entry.video.is_file() else None
     data = {
-        "entry": [str(entry.video), entry.caption, [(p.boxes, str(p.reference)) for p in entry.people or []]],
+        "entry": [
+            str(entry.video),
+            entry.start,
+            entry.caption,
+            [(p.boxes, str(p.reference)) for p in entry.people or []],
+        ],
         "video": [stat.st_size, stat.st_mtime_ns] if stat else None,
         "config": config.model_dump(mode="json", exclude=_KEY_EXCLUDES),
         "sources": sources,
@@ -383,7 +388,7 @@ def prepare_clip(
     from ingredients_model.photos import load_photo
 
     generator = torch.Generator().manual_seed(config.seed * 1_000_003 + zlib.crc32(entry.id.encode()))
-    raw = read_frames(entry.video, geometry.frames, config.frame_stride)
+    raw = read_frames(entry.video, geometry.frames, config.frame_stride, entry.start)
     x0, y0, cw, ch = center_crop_box(raw[0].shape[1], raw[0].shape[0], geometry.width / geometry.height)
     frames = [f[y0 : y0 + ch, x0 : x0 + cw] for f in raw]
 

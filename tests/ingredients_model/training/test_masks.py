@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -46,6 +47,18 @@ def test_downsample_labels_trilinear() -> None:
 def test_interpolate_boxes() -> None:
     boxes = interpolate_boxes({0: [0, 0, 10, 10], 4: [4, 0, 14, 10]}, [0, 2, 4, 8])
     assert boxes[:, 0].tolist() == [0, 2, 4, 4]
+
+
+def test_read_frames_start_and_stride(tmp_path: Path) -> None:
+    from ingredients_model.training.prepare import SkipClip, read_frames
+
+    from .conftest import write_video
+
+    write_video(tmp_path / "v.mp4", [np.full((16, 16, 3), 10 * t, np.uint8) for t in range(12)])
+    frames = read_frames(tmp_path / "v.mp4", 3, stride=2, start=5)
+    assert [int(f.mean().round()) for f in frames] == [50, 70, 90]
+    with pytest.raises(SkipClip, match="need 4"):
+        read_frames(tmp_path / "v.mp4", 4, stride=2, start=6)
 
 
 def test_sampler_resumes_exactly() -> None:
