@@ -354,12 +354,21 @@ def add_cast_member(
     entries: dict[str, PhotoFace] = {e.photo: e for e in existing["photos"]}
     taken = {e.photo: e.sha256 for e in entries.values()}
     preview_dir = Path(project.state_dir) / "faces"
-    resolved = [resolve_face(Path(p), face, preview_dir=preview_dir, use_record=False) for p in photos]
+    added, unchanged, resolved = [], [], []
+    for photo in map(Path, photos):
+        if not photo.is_file():
+            raise StoryreelError(f"photo not found: {photo}", "check the path")
+        sha = file_sha256(photo)
+        # the same bytes with the same (or no new) face choice: recorded already, no detection needed
+        known = [e for e in entries.values() if e.sha256 == sha and face in (None, e.face)]
+        if known:
+            unchanged.append(known[0])
+        else:
+            resolved.append(resolve_face(photo, face, preview_dir=preview_dir, use_record=False))
 
-    added, unchanged = [], []
     for item in resolved:
         same = [e for e in entries.values() if e.sha256 == item.sha256 and e.face == item.face]
-        if same:
+        if same:  # the same photo given twice
             unchanged.append(same[0])
             continue
         stale = [e for e in entries.values() if e.sha256 == item.sha256]

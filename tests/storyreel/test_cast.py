@@ -77,6 +77,9 @@ def test_repeating_an_add_changes_nothing(project: Project, t1_jpg: Path) -> Non
     again = add_cast_member(project, "ana", [t1_jpg], face=2)
     assert not again.added and [e.photo for e in again.unchanged] == ["t1.jpg"]
     assert faces.read_bytes() == before[1]
+    assert not add_cast_member(project, "ana", [t1_jpg]).added  # no --face: keeps the recorded choice
+    twice = add_cast_member(project, "bo", [t1_jpg, t1_jpg], face=4)
+    assert len(twice.added) == 1 and len(twice.unchanged) == 1
     switched = add_cast_member(project, "ana", [t1_jpg], face=3)  # same photo, other face: replaced
     assert [e.face for e in switched.photos] == [3]
     assert sorted(p.name for p in (project.cast_dir / "ana").iterdir()) == ["crops", "faces.json", "t1.jpg"]
