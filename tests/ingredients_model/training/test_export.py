@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from ingredients_model.training.__main__ import main
@@ -68,6 +69,15 @@ def test_exported_folder_loads_in_the_pipeline(
         generator=torch.Generator().manual_seed(0),
     ).frames
     assert frames.shape[-3:] == (64, 96, 3) and frames.shape[1] == 9
+
+    # the CLI re-exports the latest checkpoint (in export_dtype) from the same YAML config
+    yaml_file = tmp_path / "stage2.yaml"
+    yaml_file.write_text(yaml.safe_dump(json.loads(config.model_dump_json())))
+    assert (
+        main(["export", "--stage", "stage2", "--config", str(yaml_file), "--out", str(tmp_path / "cli")]) == 0
+    )
+    again = load_transformer(tmp_path / "cli")
+    assert all(torch.equal(v, merged.state_dict()[k]) for k, v in again.state_dict().items())
 
 
 def _canvas(prepared_dir: Path):
