@@ -63,7 +63,7 @@ def _encode_now(project, result, model: Path) -> None:
 
 @cast_app.command("add")
 def add(
-    photos: list[Path] = typer.Argument(..., help="Photo(s) of one person.", show_default=False),
+    photos: list[Path] = typer.Argument(..., help="Photo(s) of one person.", metavar="PHOTO"),
     name: str = typer.Option(..., "--name", "-n", help="Cast name: lower-case letters, digits, _ and -."),
     description: str | None = typer.Option(
         None, "--description", "-d", help="Words that replace {name} in prompts."
