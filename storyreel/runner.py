@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -101,7 +101,8 @@ class Processes:
             import torch
             from accelerate import PartialState
 
-            self.state = PartialState(cpu=not torch.cuda.is_available())
+            # ranks wait for each other at barriers for up to a whole shot: far beyond NCCL's default 10 min
+            self.state = PartialState(cpu=not torch.cuda.is_available(), timeout=timedelta(hours=6))
             self.index, self.count = self.state.process_index, self.state.num_processes
             device = self.state.device
             self.device = str(device) if device is not None and device.type == "cuda" else None
@@ -113,6 +114,13 @@ class Processes:
     def barrier(self) -> None:
         if self.state is not None:
             self.state.wait_for_everyone()
+
+    def close(self) -> None:
+        """Wait until every process is done (process 0 builds the reel), then leave the process group:
+        exiting with the group still up can abort the process (gloo threads)."""
+        if self.state is not None:
+            self.state.wait_for_everyone()
+            self.state.destroy_process_group()
 
     def gather(self, items: list) -> list:
         """The concatenation of ``items`` from every process, on every process."""
@@ -474,6 +482,7 @@ class Runner:
                 if self.options.reel and (self.processes.is_main or self.options.worker):
                     for work in works:
                         self.finish(work)
+                self.processes.close()
             except KeyboardInterrupt:
                 self.say("[yellow]stopped[/]: partial files removed; run the same command again to continue")
                 raise
