@@ -74,7 +74,8 @@ class TrainResult:
     step: int
     checkpoint: Path | None
     exported: Path | None
-    history: list[dict]
+    history: list[dict]  # one row per optimizer step of this run (as logged)
+    transformer: torch.nn.Module  # the trained model (with its LoRA layers), for in-process evaluation
 
 
 def check_data_fits(sample: dict, model_config, config: TrainConfig) -> None:
@@ -346,7 +347,13 @@ def train(config: TrainConfig, loss_fn: LossFn, stage: str) -> TrainResult:
         )
     accelerator.wait_for_everyone()
     accelerator.end_training()
-    return TrainResult(state.step, checkpoint if checkpoint.is_dir() else None, exported, history)
+    return TrainResult(
+        state.step,
+        checkpoint if checkpoint.is_dir() else None,
+        exported,
+        history,
+        accelerator.unwrap_model(transformer),
+    )
 
 
 def _mean_over_processes(accelerator, values: dict[str, float]) -> dict[str, float]:
