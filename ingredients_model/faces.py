@@ -393,9 +393,16 @@ class ReleasedFaceEncoder:
             raise NoFaceError("facexlib found no face to align", "use a clearer, frontal photo of the face")
         if not centre:  # helper.det_faces: one [x1, y1, x2, y2, score] per face
             dets = [tuple(float(v) for v in d[:4]) for d in helper.det_faces]
-            if box is not None:
+            if box is not None:  # the facexlib face overlapping SCRFD's most (nearest centre on ties)
                 target = FaceBox(*(int(v) for v in box))
-                chosen = max(range(len(dets)), key=lambda j: target.iou(FaceBox(*(int(v) for v in dets[j]))))
+                tx, ty = target.center
+
+                def overlap(j: int) -> tuple[float, float]:
+                    other = FaceBox(*(int(v) for v in dets[j]))
+                    ox, oy = other.center
+                    return target.iou(other), -((ox - tx) ** 2 + (oy - ty) ** 2)
+
+                chosen = max(range(len(dets)), key=overlap)
             else:
                 chosen = _pick_face(dets, face_index)
             helper.all_landmarks_5 = [helper.all_landmarks_5[chosen]]
