@@ -6,6 +6,7 @@ One entry per (photo bytes, face choice, encoder fingerprint)::
     <key[:2]>/<key>.png           the aligned face
     <key[:2]>/<key>.json          metadata, written last: versions, photo sha256, face choice and box,
                                   encoder fingerprint, tensor names/shapes/dtype, sha256 of both files
+    <key[:2]>/<key>.lock          held (flock) while an entry is built, so concurrent renders build it once
 
 Every hit is verified (metadata, both file hashes, tensor shapes and dtype); a damaged or stale entry
 is rebuilt with an :class:`IdentityCacheWarning`, never trusted. Entries are never pickles.
@@ -22,12 +23,15 @@ variance of the Laplacian on the face), so larger and sharper faces win.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import hashlib
 import json
 import math
 import platform
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -168,12 +172,17 @@ class IdentityCache:
             raise StoryreelError(f"photo not found: {photo}", "check the photos: list in story.yaml")
         photo_sha = file_sha256(photo)
         key = self.key(photo_sha, self._choice(photo, face), encoder.fingerprint)
+        existed = self._paths(key)[2].is_file()
         cached = self._load(key)
-        if cached is not None:
-            self.hits += 1
-            return cached
-        self.misses += 1
-        return self._build(key, photo, photo_sha, face, encoder)
+        if cached is None:
+            with self._building(key):  # several render processes may want the same person at once
+                if not existed:
+                    cached = self._load(key)  # built by another process while we waited
+                if cached is None:
+                    self.misses += 1
+                    return self._build(key, photo, photo_sha, face, encoder)
+        self.hits += 1
+        return cached
 
     def has(self, photo_sha256: str, fingerprint: str | None = None) -> bool:
         """Whether an entry exists for these photo bytes (and this encoder, when given); not verified."""
@@ -208,6 +217,18 @@ class IdentityCache:
     def _paths(self, key: str) -> tuple[Path, Path, Path]:
         base = self.directory / key[:2] / key
         return base.with_suffix(".safetensors"), base.with_suffix(".png"), base.with_suffix(".json")
+
+    @contextlib.contextmanager
+    def _building(self, key: str) -> Iterator[None]:
+        """An exclusive ``flock`` on ``<key>.lock`` while one process builds the entry."""
+        lock_path = self._paths(key)[0].with_suffix(".lock")
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _reject(self, key: str, reason: str) -> None:
         warnings.warn(

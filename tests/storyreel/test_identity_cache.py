@@ -37,7 +37,7 @@ def photo(astronaut_png: Path, tmp_path: Path) -> Path:
 
 
 def _entry_files(cache: IdentityCache) -> dict[str, Path]:
-    return {p.suffix: p for p in cache.directory.glob("*/*") if p.is_file()}
+    return {p.suffix: p for p in cache.directory.glob("*/*") if p.is_file() and p.suffix != ".lock"}
 
 
 def test_miss_then_verified_hit(encoder: TinyFaceEncoder, photo: Path, tmp_path: Path) -> None:
@@ -232,3 +232,15 @@ def test_photo_problems_are_user_errors(encoder: TinyFaceEncoder, t1_jpg: Path, 
     with pytest.raises(StoryreelError, match="not found"):
         cache.get_photo(tmp_path / "missing.jpg", encoder)
     assert not list(cache.directory.rglob("*.json"))
+
+
+def test_concurrent_builders_build_once(encoder: TinyFaceEncoder, photo: Path, tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    caches = [IdentityCache(tmp_path / "ids") for _ in range(3)]  # like three render processes
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with ThreadPoolExecutor(3) as pool:
+            results = list(pool.map(lambda cache: cache.get_photo(photo, encoder), caches))
+    assert sum(cache.misses for cache in caches) == 1 and sum(cache.hits for cache in caches) == 2
+    assert all(torch.equal(r.embedding.id_cond, results[0].embedding.id_cond) for r in results)
