@@ -6,8 +6,9 @@ Two encoders share one interface (:class:`FaceEncoder`):
   insightface antelopev2 (SCRFD detection + ``glintr100`` ArcFace, 512-d), facexlib alignment to a
   512 crop (retinaface_resnet50) with bisenet parsing, and EVA02-CLIP-L-14-336 (pooled 768-d,
   L2-normalised, plus 5 hidden states of ``[577, 1024]``). It mirrors diffusers'
-  ``consisid_utils.process_face_embeddings``. Needs the ``[gpu]`` extra (torchvision, facexlib,
-  consisid_eva_clip), imported lazily.
+  ``consisid_utils.process_face_embeddings`` (when SCRFD finds no face, ArcFace runs on the facexlib
+  crop, as released). Needs the ``[gpu]`` extra (torchvision, facexlib, consisid_eva_clip), imported
+  lazily; :data:`RELEASED_FACE_ENCODER_FILES` lists the weight files it reads.
 * :class:`TinyFaceEncoder` — a small random encoder for tests and CPU smoke runs: real offline dlib
   detection and 5-point alignment, then tiny random torch nets with the same output structure.
 
