@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from storyreel.project import Project
     from storyreel.story import Story
 
-PREVIEW_VERSION = "1"  # bump whenever the drawing changes: it is part of every preview job key
+PREVIEW_VERSION = "2"  # bump whenever the drawing changes: it is part of every preview job key
 OVERSCAN = 1.12  # layers are drawn this much larger than the frame, room for the camera to move
 
 
@@ -96,7 +96,7 @@ def cast_layer(faces: list[tuple[str, Image.Image]], width: int, height: int) ->
     band_top, band_bottom = int(height * 0.34), int(height * 0.80)  # between header and caption area
     label_size = max(10, int(height * 0.035))
     card_h = band_bottom - band_top - int(label_size * 1.8)
-    card_w = min(int(card_h * 0.8), (int(width * 0.86) - gap * (n - 1)) // n)
+    card_w = min(int(card_h * 0.8), (int(width * 0.78) - gap * (n - 1)) // n)
     card_h = min(card_h, int(card_w * 1.25))
     total = n * card_w + (n - 1) * gap
     x = (width - total) // 2
@@ -136,6 +136,23 @@ def cast_layer(faces: list[tuple[str, Image.Image]], width: int, height: int) ->
     return layer
 
 
+def scene_layer(prompt: str, width: int, height: int) -> Image.Image:
+    """For shots without cast: the prompt, large, on a translucent card in the middle of the frame."""
+    layer = Image.new("RGBA", (width, height), (0, 0, 0, 0))
+    font = _font(max(10, int(height * 0.05)))
+    lines = _ellipsize(textwrap.wrap(prompt, max(16, int(width * 0.62 / (font.size * 0.5)))), 4)
+    draw = ImageDraw.Draw(layer)
+    line_h = font.size * 1.35
+    box_w = max(draw.textlength(line, font=font) for line in lines) + font.size * 2
+    box_h = line_h * len(lines) + font.size * 1.4
+    left, top = (width - box_w) / 2, height * 0.55 - box_h / 2
+    draw.rounded_rectangle((left, top, left + box_w, top + box_h), radius=font.size // 2, fill=(0, 0, 0, 110))
+    for i, line in enumerate(lines):
+        x = (width - draw.textlength(line, font=font)) / 2
+        draw.text((x, top + font.size * 0.7 + i * line_h), line, font=font, fill=(255, 255, 255, 240))
+    return layer
+
+
 def _ellipsize(lines: list[str], keep: int) -> list[str]:
     if len(lines) <= keep:
         return lines
@@ -151,7 +168,8 @@ def header_layer(job: RenderJob, width: int, height: int) -> Image.Image:
     big = _font(max(12, int(height * 0.06)))
     body = _font(max(9, int(height * 0.036)))
     chars = max(20, int((width - 2 * pad) / (body.size * 0.5)))
-    prompt_lines = _ellipsize(textwrap.wrap(job.prompt, chars), 3)
+    # without cast, the prompt is the picture (scene_layer); the header keeps only id and caption
+    prompt_lines = _ellipsize(textwrap.wrap(job.prompt, chars), 3) if job.cast else []
     y = pad * 0.8
     lines: list[tuple[float, str, ImageFont.FreeTypeFont, tuple[int, int, int, int]]] = []
     lines.append((y, f"SHOT · {job.shot_id}", small, (255, 214, 120, 255)))
@@ -219,7 +237,8 @@ class Animatic:
         self.job = job
         self.size = (job.width, job.height)
         self.background = background(job.prompt, *self.size)
-        cast = cast_layer(faces, round(job.width * OVERSCAN), round(job.height * OVERSCAN))
+        big = (round(job.width * OVERSCAN), round(job.height * OVERSCAN))
+        cast = cast_layer(faces, *big) if faces else scene_layer(job.prompt, *big)
         self.cast_origin = (0, 0)
         self.cast: Image.Image | None = None
         bbox = cast.getbbox()
