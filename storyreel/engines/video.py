@@ -40,7 +40,10 @@ class FrameWriter:
     def __enter__(self) -> FrameWriter:
         self._stderr = self._stack.enter_context(tempfile.TemporaryFile())
         try:
-            self._proc = subprocess.Popen(self._cmd, stdin=subprocess.PIPE, stderr=self._stderr)
+            # own session: a Ctrl-C in the terminal reaches only us, and we stop ffmpeg in __exit__
+            self._proc = subprocess.Popen(
+                self._cmd, stdin=subprocess.PIPE, stderr=self._stderr, start_new_session=True
+            )
         except OSError as err:
             self._stack.close()
             raise StoryreelError(f"could not start ffmpeg ({self._cmd[0]}): {err}") from err

@@ -78,11 +78,12 @@ def test_kill_9_mid_render_then_resume(long_project: Path) -> None:
     _check_reel(long_project.parent, 4, 4.0)
 
 
-def test_sigterm_stops_cleanly(long_project: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_ctrl_c_stop_cleanly(long_project: Path, signum: int) -> None:
     renders = long_project.parent / "renders"
     proc = _popen("render", str(long_project))
     _wait_mid_render(renders, proc)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "stopped: partial files removed" in out
