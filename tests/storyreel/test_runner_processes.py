@@ -92,6 +92,13 @@ def test_sigterm_and_ctrl_c_stop_cleanly(long_project: Path, signum: int) -> Non
         pass
 
 
+def _gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
+@pytest.mark.skipif(_gpus() == 1, reason="--gpus 2 needs two GPUs, or none (then it runs 2 CPU processes)")
 def test_two_accelerate_processes_split_the_shots(tmp_path_factory, tmp_path: Path) -> None:
     project = make_project(tmp_path_factory, tmp_path / "demo", shots=5)
     result = storyreel("render", str(project), "--gpus", "2")
