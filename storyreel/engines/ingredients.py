@@ -60,7 +60,8 @@ def model_spec(model_dir: Path) -> EngineSpec:
         width=transformer["sample_width"] * spatial,
         height=transformer["sample_height"] * spatial,
         max_frames=transformer.get("sample_frames", 49),
-        frame_multiple=vae.get("temporal_compression_ratio", 4),
+        # odd latent counts only: 2k latents decode to 8k frames (IngredientsPipeline.frame_multiple)
+        frame_multiple=2 * vae.get("temporal_compression_ratio", 4),
         model_revision=model_revision(model_dir),
         generative=True,
         min_cast=1,

@@ -16,7 +16,7 @@ from tests.storyreel.engines.projects import make_project
 
 PREVIEW = EngineSpec(name="preview", version="1", uses_caption=True)
 MODEL = EngineSpec(
-    name="ingredients", version="1", fps=8, width=720, height=480, max_frames=49, frame_multiple=4,
+    name="ingredients", version="1", fps=8, width=720, height=480, max_frames=49, frame_multiple=8,
     model_revision="rev-a", generative=True,
 )  # fmt: skip
 
@@ -40,10 +40,10 @@ def test_seed_is_stable_and_depends_on_story_seed_and_shot_id() -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "frames", "expected"),
-    [(6.0, None, 49), (3.0, None, 25), (1.0, None, 9), (0.1, None, 5), (20.0, None, 49), (2.0, 13, 13),
-     (2.0, 12, 13), (2.0, 400, 49)],
+    [(6.0, None, 49), (3.0, None, 25), (1.0, None, 9), (0.1, None, 9), (20.0, None, 49), (2.0, 17, 17),
+     (2.0, 14, 17), (2.0, 12, 9), (2.0, 400, 49)],
 )  # fmt: skip
-def test_model_frames_are_4k_plus_1_clipped_to_49(seconds: float, frames: int | None, expected: int) -> None:
+def test_model_frames_are_8k_plus_1_clipped_to_49(seconds: float, frames: int | None, expected: int) -> None:
     assert frame_count(seconds, frames, MODEL, 8) == expected
 
 
@@ -152,7 +152,7 @@ def test_the_model_needs_people_in_every_shot(story_path: Path) -> None:
 
 
 def test_explicit_model_frames(story_path: Path) -> None:
-    _edit(story_path, "caption: Caption 1", "caption: Caption 1\n    frames: 13")
+    _edit(story_path, "caption: Caption 1", "caption: Caption 1\n    frames: 17")
     story = load_story(story_path)
-    assert plan_story(story, MODEL)[0].frames == 13
-    assert plan_story(story, PREVIEW)[0].frames == 20  # 13 frames at 8 fps = 1.625 s at 12 fps
+    assert plan_story(story, MODEL)[0].frames == 17
+    assert plan_story(story, PREVIEW)[0].frames == 26  # 17 frames at 8 fps = 2.125 s at 12 fps

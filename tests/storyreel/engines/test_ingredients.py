@@ -27,7 +27,7 @@ def _frames(path: Path, width: int, height: int) -> np.ndarray:
 
 def test_spec_comes_from_the_folder_configs(tiny_model_dir: Path) -> None:
     spec = model_spec(tiny_model_dir)
-    assert (spec.width, spec.height, spec.fps, spec.max_frames, spec.frame_multiple) == (96, 64, 8, 9, 4)
+    assert (spec.width, spec.height, spec.fps, spec.max_frames, spec.frame_multiple) == (96, 64, 8, 9, 8)
     assert spec.generative and spec.model_revision and not spec.uses_caption
 
 
