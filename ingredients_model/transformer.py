@@ -44,10 +44,15 @@ from ingredients_model.router import (
 
 @dataclass
 class IngredientsTransformerOutput(BaseOutput):
-    """``sample``: model prediction ``[B, F, C, H, W]``; ``routing_loss``: scalar when masks were given."""
+    """``sample``: model prediction ``[B, F, C, H, W]``.
+
+    When routing masks were given: ``routing_loss`` (scalar) and ``routing_logits``, one ``[B, L, N]`` tensor
+    per routed block (for other routing losses).
+    """
 
     sample: torch.Tensor
     routing_loss: torch.Tensor | None = None
+    routing_logits: tuple[torch.Tensor, ...] | None = None
 
 
 class IngredientsBlock(ConsisIDBlock):
@@ -494,10 +499,14 @@ class IngredientsTransformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, Pef
         output = hidden_states.reshape(batch_size, num_frames, height // p, width // p, -1, p, p)
         output = output.permute(0, 1, 4, 2, 5, 3, 6).flatten(5, 6).flatten(3, 4)
 
-        loss = routing_loss(block_logits, targets) if targets is not None else None
+        if targets is None:
+            return IngredientsTransformerOutput(sample=output) if return_dict else (output,)
+        loss = routing_loss(block_logits, targets)
         if not return_dict:
-            return (output,) if loss is None else (output, loss)
-        return IngredientsTransformerOutput(sample=output, routing_loss=loss)
+            return output, loss
+        return IngredientsTransformerOutput(
+            sample=output, routing_loss=loss, routing_logits=tuple(block_logits)
+        )
 
     # ------------------------------------------------------------------ loading
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from diffusers.hooks import FirstBlockCacheConfig
 from diffusers.models.transformers.consisid_transformer_3d import ConsisIDTransformer3DModel
 from safetensors.torch import save_file
@@ -246,6 +247,11 @@ def test_routing_loss_is_finite_with_gradients_only_where_expected():
     conds, vits = people(2)
     out = model(**inputs(), id_cond=conds, id_vit_hidden=vits, routing_masks=routing_masks())
     assert torch.isfinite(out.routing_loss) and out.routing_loss > 0
+    assert len(out.routing_logits) == 2 and all(t.shape == (1, 48, 2) for t in out.routing_logits)
+    targets = routing_masks().reshape(1, -1)
+    keep = targets != -1
+    expected = torch.stack([F.cross_entropy(t[keep], targets[keep]) for t in out.routing_logits]).mean()
+    torch.testing.assert_close(out.routing_loss, expected)
     out.routing_loss.backward()
     grads = {name: p.grad for name, p in model.named_parameters()}
     for name, grad in grads.items():
