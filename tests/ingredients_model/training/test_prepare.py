@@ -54,6 +54,7 @@ def test_prepared_dataset_batches(prepared_dir: Path) -> None:
     assert not torch.equal(batch["id_cond"][0][0], batch["id_cond"][1][0])
 
 
+@pytest.mark.slow
 def test_sam_masks(tmp_path: Path, blob_manifest: Path, tiny_model_dir: Path, tiny_sam_dir: Path) -> None:
     lines = blob_manifest.read_text().splitlines()[:1]
     manifest = blob_manifest.parent / "one.jsonl"

@@ -135,6 +135,7 @@ def test_stage1_dropping_global_only_leaves_the_face_modules_alone(
     assert any(v.abs().sum() > 0 for k, v in trained.items() if "lora_B" in k)
 
 
+@pytest.mark.slow
 def test_resume_equals_uninterrupted(tmp_path: Path, tiny_model_dir: Path, prepared_dir: Path) -> None:
     common = dict(
         max_steps=6,
