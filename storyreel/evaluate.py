@@ -55,7 +55,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,6 +62,7 @@ from typing import Any
 
 import numpy as np
 
+from storyreel.engines.select import resolve_model_dir
 from storyreel.errors import StoryreelError
 from storyreel.fsutil import atomic_write_json
 from storyreel.project import Project
@@ -71,7 +71,6 @@ from storyreel.story import Story
 EVAL_VERSION = 1
 EVAL_FILE = "eval.json"
 DEFAULT_FRAMES = 8
-MODEL_ENV = "STORYREEL_MODEL"
 
 Progress = Callable[[str], None]
 
@@ -119,16 +118,6 @@ def reference_embedding(backend, project: Project, name: str, member) -> np.ndar
             f"check cast/{name}/ with `storyreel cast list`, or try --backend dlib",
         )
     return np.mean(np.stack(embeddings), axis=0)
-
-
-def resolve_model_dir(option: Path | None, story: Story) -> Path | None:
-    """The model folder as ``storyreel render`` finds it: option, ``defaults.model``, ``$STORYREEL_MODEL``."""
-    if option is not None:
-        return Path(option).expanduser().absolute()
-    if story.model_dir is not None:
-        return story.model_dir
-    env = os.environ.get(MODEL_ENV)
-    return Path(env).expanduser().absolute() if env else None
 
 
 def _clip_meta(project: Project, shot_id: str) -> dict[str, Any]:
@@ -233,7 +222,7 @@ def evaluate_story(
             f"render them first: storyreel render {project.story_path}",
         )
     say = progress or (lambda _message: None)
-    model_dir = resolve_model_dir(model_dir, story)
+    model_dir, _ = resolve_model_dir(model_dir, story)
     face_dir = model_dir / "face_encoder" if model_dir is not None else None
     face_backend = load_face_backend(backend, face_dir, device=device)
     threshold = face_backend.same_person_threshold if threshold is None else float(threshold)
