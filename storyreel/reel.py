@@ -9,12 +9,15 @@ fps, is the sum of the retimed shot lengths minus the overlaps (plus the title a
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import json
 import os
 import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -22,7 +25,7 @@ import ffmpeg
 
 from storyreel.errors import StoryreelError
 from storyreel.ffmpeg_tools import VideoInfo, find_font, probe_video, run_ffmpeg, wrap_text
-from storyreel.fsutil import atomic_path, atomic_write_text
+from storyreel.fsutil import atomic_path, atomic_write_json, atomic_write_text
 
 if TYPE_CHECKING:
     from storyreel.project import Project
@@ -193,6 +196,37 @@ def _plan(
         )
         start += lengths[i] - outgoing
     return _Plan(infos, lengths, overlaps, fade_out, title_frames, end_frames, segments)
+
+
+def _layout(
+    clips: Sequence[ReelClip],
+    *,
+    fps: int,
+    captions: str,
+    title: str | None,
+    credits: str | None,
+    warn: Callable[[str], None],
+) -> tuple[_Plan, Path | None, bool, str | None, str | None]:
+    """Probe the clips and plan the timeline: (plan, font, burn captions?, title, credits).
+
+    The title and end cards are dropped when no font is found, so they only count when drawable.
+    """
+    infos = probe_clips(clips)
+    has_captions = any(c.caption for c in clips)
+    font = None
+    if (has_captions and captions in ("burn", "both")) or title or credits:
+        font = find_font()
+        if font is None:
+            warn(
+                "no TrueType font found (install fonts-dejavu-core): captions are not burned in and "
+                "the title/end cards are left out"
+            )
+    title = title if font else None
+    credits = credits if font else None
+    burn = bool(font) and has_captions and captions in ("burn", "both")
+    title_frames = round(TITLE_SECONDS * fps) if title else 0
+    end_frames = round(END_SECONDS * fps) if credits else 0
+    return _plan(clips, infos, fps, title_frames, end_frames, warn), font, burn, title, credits
 
 
 def _timestamp(frame: int, fps: int, sep: str) -> str:
@@ -432,22 +466,9 @@ def assemble_reel(
         notes.append(message)
         warnings.warn(message, ReelWarning, stacklevel=3)
 
-    infos = probe_clips(clips)
-    has_captions = any(c.caption for c in clips)
-    font = None
-    if (has_captions and captions in ("burn", "both")) or title or credits:
-        font = find_font()
-        if font is None:
-            warn(
-                "no TrueType font found (install fonts-dejavu-core): captions are not burned in and "
-                "the title/end cards are left out"
-            )
-    title = title if font else None
-    credits = credits if font else None
-    burn = bool(font) and has_captions and captions in ("burn", "both")
-    title_frames = round(TITLE_SECONDS * fps) if title else 0
-    end_frames = round(END_SECONDS * fps) if credits else 0
-    plan = _plan(clips, infos, fps, title_frames, end_frames, warn)
+    plan, font, burn, title, credits = _layout(
+        clips, fps=fps, captions=captions, title=title, credits=credits, warn=warn
+    )
 
     sub_kind = "vtt" if video_format == "webm" else "srt"
     sub_text = subtitles_text(plan.segments, fps, sub_kind) if captions in ("subtitles", "both") else ""
@@ -645,8 +666,12 @@ def build_reel(story: Story, project: Project, **options: Any) -> Path:
     return build_reel_result(story, project, **options).path
 
 
-def build_reel_result(story: Story, project: Project, **options: Any) -> ReelResult:
-    """Like :func:`build_reel`, returning the full :class:`ReelResult`."""
+def reel_settings(story: Story, project: Project, **options: Any) -> tuple[list[ReelClip], Path, dict]:
+    """The story's clips, the reel's output path and :func:`assemble_reel` keyword arguments.
+
+    ``options`` (e.g. ``retime``, ``captions``, ``video_format``) override the story's settings;
+    ``output`` replaces the story's ``output.file``. Nothing is probed or checked here.
+    """
     clips = [
         ReelClip(
             shot_id=shot.id,
@@ -657,14 +682,6 @@ def build_reel_result(story: Story, project: Project, **options: Any) -> ReelRes
         )
         for shot in story.shots
     ]
-    missing = [c.shot_id for c in clips if not c.path.is_file()]
-    if missing:
-        story_path = os.path.relpath(project.story_path)
-        raise StoryreelError(
-            f"{len(missing)} of {len(clips)} shots have no clip in {project.renders_dir}: "
-            + ", ".join(missing),
-            hint=f"render them first: `storyreel render {story_path}`",
-        )
     music = None
     if story.music is not None:
         file = Path(story.music.file)
@@ -674,6 +691,7 @@ def build_reel_result(story: Story, project: Project, **options: Any) -> ReelRes
             fade_in=story.music.fade_in,
             fade_out=story.music.fade_out,
         )
+    options = dict(options)
     output = Path(options.pop("output", None) or project.reel_path)
     settings: dict[str, Any] = dict(
         fps=story.output.fps,
@@ -685,4 +703,179 @@ def build_reel_result(story: Story, project: Project, **options: Any) -> ReelRes
         music=music,
     )
     settings.update(options)
+    return clips, output, settings
+
+
+def build_reel_result(story: Story, project: Project, **options: Any) -> ReelResult:
+    """Like :func:`build_reel`, returning the full :class:`ReelResult`."""
+    clips, output, settings = reel_settings(story, project, **options)
+    missing = [c.shot_id for c in clips if not c.path.is_file()]
+    if missing:
+        story_path = os.path.relpath(project.story_path)
+        raise StoryreelError(
+            f"{len(missing)} of {len(clips)} shots have no clip in {project.renders_dir}: "
+            + ", ".join(missing),
+            hint=f"render them first: `storyreel render {story_path}`",
+        )
     return assemble_reel(clips, output, **settings)
+
+
+# ------------------------------------------------------------------ the record of the last assembly
+#
+# ``.storyreel/reel.json`` says what the reel was last assembled from (story, clip keys, music, eval
+# results: ``inputs``) and how (the effective assembly ``options``), and where each shot sits in it
+# (``segments``). ``storyreel render`` and ``storyreel reel`` both assemble through
+# :func:`build_outputs`, so the record always describes the reel on disk.
+
+
+def reel_record_path(project: Project) -> Path:
+    """Where the record of the last assembly lives (``.storyreel/reel.json``)."""
+    return project.state_dir / "reel.json"
+
+
+def _sha256_file(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def reel_inputs(story: Story, project: Project) -> dict[str, Any]:
+    """Everything the reel and review page are built from: story file, clip keys, music, eval results."""
+    from storyreel import __version__
+    from storyreel.plan import read_clip_meta
+
+    keys = {}
+    for shot in story.shots:
+        meta = read_clip_meta(project, shot.id)
+        keys[shot.id] = meta.get("key") if meta else None
+    return {
+        "story": _sha256_file(project.story_path),
+        "clips": keys,
+        "music": _sha256_file(Path(story.music.file)) if story.music else None,
+        "eval": _sha256_file(project.renders_dir / "eval.json"),
+        "storyreel": __version__,
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    return asdict(value) if is_dataclass(value) and not isinstance(value, type) else str(value)
+
+
+def assembly_options(story: Story, project: Project, **options: Any) -> dict[str, Any]:
+    """The effective assembly options for ``options`` (defaults filled in), as stored in the record."""
+    _, output, settings = reel_settings(story, project, **options)
+    defaults = {
+        name: param.default
+        for name, param in inspect.signature(assemble_reel).parameters.items()
+        if param.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    merged = {**defaults, **settings}
+    merged["video_format"] = merged["video_format"] or _format_for(output)
+    merged["output"] = os.path.relpath(output, project.root)
+    return json.loads(json.dumps(merged, default=_jsonable, sort_keys=True))
+
+
+def _format_for(output: Path) -> str:
+    return "webm" if output.suffix.lower() == ".webm" else "mp4"
+
+
+def _stat(path: Path) -> list[int] | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return [info.st_size, info.st_mtime_ns]
+
+
+def read_reel_record(project: Project) -> dict[str, Any] | None:
+    """The record of the last assembly, or None when there is none (or it is unreadable)."""
+    try:
+        record = json.loads(reel_record_path(project).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def reel_is_current(story: Story, project: Project, *, review: bool = True, **options: Any) -> bool:
+    """True when the reel (and, with ``review``, the review page) exists and was last assembled from
+    exactly the current inputs with exactly these options (``options`` as for :func:`build_reel`)."""
+    record = read_reel_record(project)
+    if record is None:
+        return False
+    wanted = assembly_options(story, project, **options)
+    return (
+        (project.root / wanted["output"]).is_file()
+        and (not review or (record.get("review") is True and project.review_path.is_file()))
+        and record.get("options") == wanted
+        and record.get("inputs") == reel_inputs(story, project)
+    )
+
+
+def build_outputs(
+    story: Story, project: Project, *, review: bool = True, **options: Any
+) -> tuple[ReelResult, Path | None]:
+    """Assemble the reel, write the review page (unless ``review`` is False) and record both.
+
+    The one way the CLI and the runner assemble a project's reel; returns (result, review page).
+    """
+    from storyreel.review import write_review
+
+    inputs = reel_inputs(story, project)  # before assembling: a clip changing meanwhile makes it stale
+    wanted = assembly_options(story, project, **options)
+    result = build_reel_result(story, project, **options)
+    page = write_review(story, project, reel=result) if review else None
+    record = {
+        "inputs": inputs,
+        "options": wanted,
+        "review": page is not None,
+        "built": time.time(),
+        "reel": {"path": wanted["output"], "stat": _stat(result.path)},
+        "fps": result.fps,
+        "segments": [asdict(seg) for seg in result.segments],
+    }
+    atomic_write_json(reel_record_path(project), record)
+    return result, page
+
+
+def recorded_reel(project: Project) -> Path | None:
+    """The reel file the last assembly wrote, if it still exists."""
+    record = read_reel_record(project)
+    try:
+        path = project.root / record["reel"]["path"]
+    except (TypeError, KeyError):
+        return None
+    return path if path.is_file() else None
+
+
+def reel_timeline(story: Story, project: Project, reel: Path) -> tuple[int, list[Segment]] | None:
+    """Where each shot sits in ``reel``: (fps, segments), or None when it cannot be known.
+
+    Taken from the record when it describes this very file; otherwise planned again (cheaply: probing,
+    no encoding) from the current clips with the story's settings, if the reel and every clip exist.
+    """
+    reel = Path(reel)
+    record = read_reel_record(project)
+    if record is not None:
+        try:
+            same = (project.root / record["reel"]["path"]).resolve() == reel.resolve()
+            if same and record["reel"]["stat"] == _stat(reel):
+                return int(record["fps"]), [Segment(**seg) for seg in record["segments"]]
+        except (TypeError, KeyError, ValueError):
+            pass
+    clips, _, settings = reel_settings(story, project)
+    if not reel.is_file() or not clips or not all(c.path.is_file() for c in clips):
+        return None
+    fps = settings["fps"]
+    try:
+        plan, *_ = _layout(
+            clips,
+            fps=fps,
+            captions=settings["captions"],
+            title=settings["title"],
+            credits=settings["credits"],
+            warn=lambda message: None,
+        )
+    except StoryreelError:
+        return None
+    return fps, plan.segments

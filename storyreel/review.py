@@ -1,6 +1,9 @@
 """The review page (renders/index.html) and contact sheet (renders/contact_sheet.png) of a project.
 
-The page is static and works offline: inline CSS, no scripts from anywhere, relative links only.
+The page is static and works offline: inline CSS, relative links only, no scripts from anywhere. Each
+shot shows where it sits in the reel and links there: the link opens the reel at that time (a media
+fragment, ``reel.mp4#t=START,END``) without JavaScript; with it, a few inline lines seek the page's
+player instead.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from PIL import Image, ImageDraw, ImageFont
 from storyreel.errors import StoryreelError
 from storyreel.ffmpeg_tools import ffmpeg_exe, find_font, probe_video, stderr_tail
 from storyreel.fsutil import atomic_path, atomic_write_text
+from storyreel.reel import ReelResult, Segment, recorded_reel, reel_timeline
 
 if TYPE_CHECKING:
     from storyreel.project import Project
@@ -283,7 +287,29 @@ td{padding:3px 6px;border-bottom:1px solid var(--line);vertical-align:top}
 td:first-child{color:var(--muted);white-space:nowrap}td.v{word-break:break-all}
 h3{font-size:13px;text-transform:uppercase;letter-spacing:.06em;color:var(--muted);margin:12px 0 4px}
 .problem{color:var(--warn);margin:6px 0 0}
+.when{margin:2px 0 10px}.seek{display:inline-block;padding:2px 10px;border:1px solid var(--accent);
+border-radius:14px;text-decoration:none;margin-right:8px}
 """
+
+# Seek the page's player instead of opening the reel file (the link's own target, used without JS).
+_SEEK_JS = """document.addEventListener("click",function(e){
+var a=e.target.closest&&e.target.closest("a[data-seek]"),v=document.getElementById("reel");
+if(!a||!v)return;e.preventDefault();v.currentTime=parseFloat(a.getAttribute("data-seek"));
+v.scrollIntoView({block:"center"});var p=v.play();if(p&&p.catch)p.catch(function(){});});"""
+
+
+def _clock(seconds: float) -> str:
+    minutes, rest = divmod(max(0.0, seconds), 60)
+    return f"{int(minutes)}:{rest:05.2f}"
+
+
+def _seek_link(segment: Segment, fps: int, reel_link: str) -> str:
+    start, end = segment.start / fps, (segment.start + segment.frames) / fps
+    return (
+        f'<div class="when"><a class="seek" href="{html.escape(reel_link)}#t={start:.3f},{end:.3f}" '
+        f'data-seek="{start:.3f}" title="play this shot in the reel">▶ play in the reel</a>'
+        f'<span class="muted">{_clock(start)}–{_clock(end)} in the reel</span></div>'
+    )
 
 
 def _table(rows: list[tuple[str, str]]) -> str:
@@ -295,9 +321,20 @@ def _table(rows: list[tuple[str, str]]) -> str:
     )
 
 
-def render_html(story: Story, reviews: list[ShotReview], renders: Path, reel: Path | None) -> str:
-    """The review page's HTML (every story-provided text is escaped, every link relative)."""
+def render_html(
+    story: Story,
+    reviews: list[ShotReview],
+    renders: Path,
+    reel: Path | None,
+    timeline: tuple[int, list[Segment]] | None = None,
+) -> str:
+    """The review page's HTML (every story-provided text is escaped, every link relative).
+
+    ``timeline`` (reel fps, segments) adds each shot's time in the reel and a link that plays it there.
+    """
     e = html.escape
+    has_reel = reel is not None and reel.is_file()
+    starts = {seg.shot_id: seg for seg in timeline[1]} if timeline and has_reel else {}
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -307,14 +344,14 @@ def render_html(story: Story, reviews: list[ShotReview], renders: Path, reel: Pa
         f'<div class="muted">{len(reviews)} shots · {story.output.size} at {story.output.fps} fps · reviewed '
         f"{dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}</div></header><main>",
     ]
-    if reel is not None and reel.is_file():
+    if has_reel:
         poster = next((r.thumbs[0] for r in reviews if r.thumbs), None)
         poster_attr = f' poster="{e(_rel(poster, renders))}"' if poster else ""
         track = _captions_track(reel, renders)
         track_tag = f'<track kind="captions" src="{e(track)}" srclang="en" label="Captions">' if track else ""
         kind = "webm" if reel.suffix.lower() == ".webm" else "mp4"
         parts.append(
-            f'<div class="player"><video controls preload="metadata"{poster_attr}>'
+            f'<div class="player"><video id="reel" controls preload="metadata"{poster_attr}>'
             f'<source src="{e(_rel(reel, renders))}" type="video/{kind}">{track_tag}</video></div>'
             f'<p class="muted">Reel: <a href="{e(_rel(reel, renders))}">{e(reel.name)}</a> · '
             f'<a href="{CONTACT_SHEET}">contact sheet</a></p>'
@@ -326,6 +363,8 @@ def render_html(story: Story, reviews: list[ShotReview], renders: Path, reel: Pa
                      f"{e(r.shot_id)}</h2>")  # fmt: skip
         if r.caption:
             parts.append(f'<div class="caption">“{e(r.caption)}”</div>')
+        if r.shot_id in starts:
+            parts.append(_seek_link(starts[r.shot_id], timeline[0], _rel(reel, renders)))
         if r.thumbs:
             images = "".join(
                 f'<img src="{e(_rel(t, renders))}" alt="{e(r.shot_id)} frame {k}" loading="lazy">'
@@ -352,20 +391,29 @@ def render_html(story: Story, reviews: list[ShotReview], renders: Path, reel: Pa
         parts += [f'<p class="problem">{e(p)}</p>' for p in r.problems]
         parts.append("</div></div></section>")
     parts.append('</main><footer class="muted">Made with storyreel · static page, works offline</footer>')
+    if starts:
+        parts.append(f'<script id="seek-reel">{_SEEK_JS}</script>')
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
 
-def write_review(story: Story, project: Project, *, reel: Path | None = None) -> Path:
+def write_review(story: Story, project: Project, *, reel: Path | ReelResult | None = None) -> Path:
     """Write renders/index.html and renders/contact_sheet.png (thumbnails under renders/thumbs/).
 
-    Reads renders/<id>.json (job, key, engine, timings) and renders/eval.json when present; missing or
-    unreadable pieces are shown as notes on the page, never as errors.
+    ``reel``: a fresh :class:`~storyreel.reel.ReelResult` (its timeline is used), a reel file, or None
+    for the last assembled reel (else the story's ``output.file``); for a file the timeline comes from
+    the record of the last assembly or is planned again from the clips. Reads renders/<id>.json (job,
+    key, engine, timings) and renders/eval.json when present; missing or unreadable pieces are shown
+    as notes on the page, never as errors.
     """
     renders = Path(project.renders_dir)
     reviews = collect_reviews(story, project)
     write_contact_sheet(story, reviews, renders / CONTACT_SHEET)
     page = Path(project.review_path)
-    reel_path = Path(reel) if reel else Path(project.reel_path)
-    atomic_write_text(page, render_html(story, reviews, renders, reel_path))
+    if isinstance(reel, ReelResult):
+        reel_path, timeline = Path(reel.path), (reel.fps, reel.segments)
+    else:
+        reel_path = Path(reel) if reel else recorded_reel(project) or Path(project.reel_path)
+        timeline = reel_timeline(story, project, reel_path)
+    atomic_write_text(page, render_html(story, reviews, renders, reel_path, timeline))
     return page

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from storyreel.project import Project
-from storyreel.reel import build_reel
+from storyreel.reel import build_outputs, build_reel, build_reel_result
 from storyreel.review import write_review
 from storyreel.story import load_story
 from tests.storyreel.test_reel import make_clip
@@ -40,10 +40,17 @@ class _Links(HTMLParser):
         self.links: list[str] = []
         self.tags: list[str] = []
         self.text: list[str] = []
+        self.seeks: list[tuple[float, str]] = []  # (data-seek, href) of each "play in the reel" link
+        self.sections: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.tags.append(tag)
         self.links += [v for k, v in attrs if k in ("src", "href", "poster") and v]
+        found = dict(attrs)
+        if tag == "section":
+            self.sections.append(str(found.get("id")))
+        if tag == "a" and "data-seek" in found:
+            self.seeks.append((float(found["data-seek"] or "nan"), str(found.get("href"))))
 
     def handle_data(self, data: str) -> None:
         self.text.append(data)
@@ -87,7 +94,7 @@ def test_review_page_is_local_escaped_and_complete(project: tuple[Path, object])
     assert parser.links, "the page links the reel, thumbnails and faces"
     for link in parser.links:
         assert not link.startswith(("/", "data:", "//")), link
-        assert (page.parent / unquote(link)).resolve().is_file(), link
+        assert (page.parent / unquote(link.split("#")[0])).resolve().is_file(), link
     assert "<script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
     assert "Review &lt;Test&gt; &amp; Co" in text
     assert {"video", "track", "table"} <= set(parser.tags)
@@ -112,3 +119,51 @@ def test_review_page_without_reel_or_metrics(project: tuple[Path, object]) -> No
     text = page.read_text(encoding="utf-8")
     assert "<video" not in text and "No reel yet" in text
     assert "Metrics" not in text
+
+
+def _parse(page: Path) -> _Links:
+    parser = _Links()
+    parser.feed(page.read_text(encoding="utf-8"))
+    parser.close()
+    return parser
+
+
+def test_each_shot_links_to_its_time_in_the_reel(project: tuple[Path, object]) -> None:
+    _, story = project
+    proj = Project.from_story(story)
+    story.shots = story.shots[:2]
+    story.shots[0].transition.type = "crossfade"  # 0.5 s overlap: the second shot starts 0.5 s early
+    result = build_reel_result(story, proj)
+    # first: 16 frames at 8 fps = 2 s; the second one starts 2 - 0.5 = 1.5 s in, lasts 24 frames = 1 s
+    assert [(s.start, s.frames) for s in result.segments] == [(0, 48), (36, 24)]
+    expected = [(0.0, "../reel.mp4#t=0.000,2.000"), (1.5, "../reel.mp4#t=1.500,2.500")]
+    page = write_review(story, proj, reel=result)
+    parser = _parse(page)
+    assert parser.seeks == expected
+    text = page.read_text(encoding="utf-8")
+    assert "0:00.00–0:02.00 in the reel" in text and "0:01.50–0:02.50 in the reel" in text
+    assert '<video id="reel"' in text and text.count("<script") == 1  # only the inline seek helper
+    # without a fresh assembly (as `storyreel eval` writes it): planned again from the clips
+    page.unlink()
+    assert _parse(write_review(story, proj)).seeks == expected
+
+
+def test_the_timeline_is_recorded_with_the_reel(project: tuple[Path, object]) -> None:
+    root, story = project
+    proj = Project.from_story(story)
+    story.shots = story.shots[:2]
+    result, page = build_outputs(story, proj)
+    assert page == proj.review_path and result.path == root / "reel.mp4"
+    expected = [(0.0, "../reel.mp4#t=0.000,2.000"), (2.0, "../reel.mp4#t=2.000,3.000")]
+    assert _parse(page).seeks == expected
+    (root / "renders" / "second.mp4").unlink()  # the clips cannot tell any more; the record can
+    assert _parse(write_review(story, proj)).seeks == expected
+    (root / "reel.mp4").write_bytes(b"")  # a different file: its timeline is unknown
+    assert _parse(write_review(story, proj)).seeks == []
+
+
+def test_no_seek_links_without_a_reel(project: tuple[Path, object]) -> None:
+    _, story = project
+    parser = _parse(write_review(story, Project.from_story(story)))
+    assert parser.seeks == [] and "script" not in parser.tags
+    assert parser.sections == ["shot-first", "shot-second", "shot-third"]
