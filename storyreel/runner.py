@@ -16,8 +16,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import signal
 import socket
@@ -44,7 +42,7 @@ from storyreel import __version__
 from storyreel.errors import StoryreelError
 from storyreel.fsutil import PARTIAL_SUFFIX, atomic_path, atomic_write_json, partial_path
 from storyreel.locking import DEFAULT_LEASE_SECONDS, Claim, ClaimBoard, ProjectLock
-from storyreel.plan import RenderJob, job_status, plan_story, read_clip_meta
+from storyreel.plan import RenderJob, job_status, plan_story
 
 if TYPE_CHECKING:
     from storyreel.engines.base import Engine
@@ -175,55 +173,13 @@ def remove_partials(project: Project) -> list[Path]:
     return removed
 
 
-def _sha256_file(path: Path) -> str | None:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None
+def build_outputs(story: Story, project: Project) -> tuple[Path, Path | None]:
+    """Assemble the reel and the review page with the story's own settings, and record them
+    (E's ``storyreel.reel.build_outputs``, shared with ``storyreel reel``)."""
+    from storyreel.reel import build_outputs as build_and_record
 
-
-def reel_inputs(story: Story, project: Project) -> dict[str, Any]:
-    """Everything the reel and review page are built from: story file, clip keys, music, eval results."""
-    keys = {}
-    for shot in story.shots:
-        meta = read_clip_meta(project, shot.id)
-        keys[shot.id] = meta.get("key") if meta else None
-    return {
-        "story": _sha256_file(project.story_path),
-        "clips": keys,
-        "music": _sha256_file(Path(story.music.file)) if story.music else None,
-        "eval": _sha256_file(project.renders_dir / "eval.json"),
-        "storyreel": __version__,
-    }
-
-
-def _reel_record(project: Project) -> Path:
-    return project.state_dir / "reel.json"
-
-
-def reel_up_to_date(story: Story, project: Project) -> bool:
-    """True when the reel and review page exist and were built from exactly the current inputs."""
-    try:
-        recorded = json.loads(_reel_record(project).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return (
-        project.reel_path.is_file()
-        and project.review_path.is_file()
-        and recorded.get("inputs") == reel_inputs(story, project)
-    )
-
-
-def build_outputs(story: Story, project: Project) -> tuple[Path, Path]:
-    """Assemble the reel (E's ``build_reel``) and the review page (E's ``write_review``), and record it."""
-    from storyreel.reel import build_reel
-    from storyreel.review import write_review
-
-    inputs = reel_inputs(story, project)
-    reel = build_reel(story, project)
-    review = write_review(story, project, reel=reel)
-    atomic_write_json(_reel_record(project), {"inputs": inputs, "built": time.time()})
-    return reel, review
+    result, review = build_and_record(story, project)
+    return result.path, review
 
 
 def clip_record(
@@ -392,7 +348,10 @@ class Runner:
             self.say(f"[green]✓[/] {work.project.root.name}/{job.shot_id} ({seconds:.1f} s)")
 
     def finish(self, work: _StoryWork) -> None:
-        """Build the reel and review page once every shot has a current clip."""
+        """Build the reel and review page once every shot has a current clip, unless the last assembly
+        (by a render or by `storyreel reel`) used exactly these clips and the story's own settings."""
+        from storyreel.reel import reel_is_current
+
         report, story, project = work.report, work.story, work.project
         missing = [job.shot_id for job in self.plan_all(work) if job_status(job, project) != "done"]
         if missing:
@@ -407,7 +366,7 @@ class Runner:
                 report.reel_note = "another worker is building the reel"
                 return
         try:
-            if reel_up_to_date(story, project):
+            if reel_is_current(story, project):
                 report.reel, report.review = project.reel_path, project.review_path
                 report.reel_note = "reel up to date"
                 return

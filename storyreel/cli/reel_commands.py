@@ -25,10 +25,14 @@ def reel(
     ),
     review: bool = typer.Option(True, "--review/--no-review", help="also write renders/index.html"),
 ) -> None:
-    """Assemble the reel from the clips in renders/ (run `storyreel render` first to make them)."""
+    """Assemble the reel from the clips in renders/ (run `storyreel render` first to make them).
+
+    The options here are for this assembly only: story.yaml stays the source of truth, so the next
+    `storyreel render` re-assembles the reel with the story's own settings when this one used other
+    options (change output.captions / output.file in story.yaml to make a choice stick).
+    """
     from storyreel.project import Project
-    from storyreel.reel import ReelWarning, build_reel_result
-    from storyreel.review import write_review
+    from storyreel.reel import ReelWarning, build_outputs
     from storyreel.story import load_story
 
     loaded = load_story(Project.find(story).story_path)
@@ -41,7 +45,7 @@ def reel(
         options["output"] = project.reel_path.with_suffix(f".{video_format}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ReelWarning)
-        result = build_reel_result(loaded, project, **options)
+        result, page = build_outputs(loaded, project, review=review, **options)
     for warning in caught:
         console_err.print(f"[yellow]warning:[/] {warning.message}", highlight=False)
     how = "stream copy (clips already match)" if result.fast_path else "re-encoded"
@@ -53,6 +57,5 @@ def reel(
     )
     if result.subtitles:
         console.print(f"[green]captions:[/] {result.subtitles}", highlight=False)
-    if review:
-        page = write_review(loaded, project, reel=result.path)
+    if page is not None:
         console.print(f"[green]review page:[/] {page}", highlight=False)

@@ -161,3 +161,33 @@ def test_workers_skip_live_claims_and_take_over_dead_ones(project: Path) -> None
     (claims / "s1.json").unlink()
     (last,) = _render([project], worker=True)
     assert last.rendered == ["s1"] and last.reel is not None
+
+
+def test_render_and_the_reel_command_share_one_record(tmp_path_factory, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from storyreel.cli.app import app
+
+    story = make_project(tmp_path_factory, tmp_path / "rec", shots=2, captions="both")
+    root = story.parent
+    record = root / ".storyreel" / "reel.json"
+    (first,) = _render([story])
+    assert first.reel == root / "reel.mp4" and probe_video(root / "reel.mp4").subtitle_streams == 1
+    assert json.loads(record.read_text())["options"]["captions"] == "both"
+
+    manual = CliRunner().invoke(app, ["reel", str(story), "--captions", "none"])
+    assert manual.exit_code == 0, manual.output
+    assert probe_video(root / "reel.mp4").subtitle_streams == 0
+    recorded = json.loads(record.read_text())
+    assert recorded["options"]["captions"] == "none" and recorded["review"] is True
+    assert [seg["shot_id"] for seg in recorded["segments"]] == ["s1", "s2"]
+
+    (again,) = _render([story])  # the story says captions: both — the one-off choice is not kept
+    assert again.rendered == [] and again.reel_note == "" and again.reel == root / "reel.mp4"
+    assert probe_video(root / "reel.mp4").subtitle_streams == 1
+    assert json.loads(record.read_text())["options"]["captions"] == "both"
+
+    same = CliRunner().invoke(app, ["reel", str(story)])  # the story's own options: render agrees
+    assert same.exit_code == 0, same.output
+    (last,) = _render([story])
+    assert last.reel_note == "reel up to date"
