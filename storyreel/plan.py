@@ -1,8 +1,9 @@
 """Story → one fully resolved :class:`RenderJob` per shot, and the job key that decides what to re-render.
 
 A job holds everything its engine needs to produce the pixels: the final prompt ({name} → description),
-the cast left to right with their photos' hashes and chosen faces, seed, frame count, fps, size, sampler
-settings, engine and model revision. Fields an engine ignores are left ``None`` so that changing them
+the cast left to right with their photos' hashes and chosen faces (and, for the model, how each person's
+photos are combined into one identity), seed, frame count, fps, size, sampler settings, engine and model
+revision. Fields an engine ignores are left ``None`` so that changing them
 does not invalidate its clips (the preview ignores steps and guidance; the model ignores captions).
 The **key** is the sha256 of the job's canonical JSON: same key, same clip.
 """
@@ -38,6 +39,7 @@ class RenderJob(BaseModel):
     cast: list[str]
     photo_hashes: dict[str, list[str]]
     faces: dict[str, list[str]]
+    combine: dict[str, str] | None = None
     caption: str | None = None
     seed: int
     frames: int
@@ -56,6 +58,8 @@ class RenderJob(BaseModel):
     def compute_key(self) -> str:
         """sha256 of the canonical JSON of every field but ``key``."""
         payload = self.model_dump(exclude={"key"})
+        if payload["combine"] is None:  # engines without identities: keys as before the field existed
+            del payload["combine"]
         payload["key_version"] = KEY_VERSION
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
@@ -139,6 +143,8 @@ def plan_shot(
         cast=cast,
         photo_hashes={name: [file_sha256(p) for p in story.cast[name].photos] for name in cast},
         faces={name: face_choices(story.cast[name]) for name in cast},
+        # only the model builds identities from all photos; the preview shows the first photo's face
+        combine={name: story.cast[name].combine for name in cast} if model else None,
         caption=shot.caption if spec.uses_caption and story.output.captions not in BURNED else None,
         seed=shot.seed if shot.seed is not None else derive_seed(defaults.seed, shot.id),
         # explicit `frames` are model frames (8 fps); other engines use the seconds they stand for

@@ -206,6 +206,11 @@ class CastMember(_Model):
     face: int | None = Field(
         None, ge=1, le=64, description="Which face to use when a photo shows several (1-based, left to right)"
     )
+    combine: Literal["mean", "best", "first"] = Field(
+        "mean",
+        description="How several photos make one identity: mean (average face features), "
+        "best (sharpest, largest face only) or first (first photo only)",
+    )
 
 
 class Shot(_Model):
@@ -785,7 +790,7 @@ def _pydantic_problem(doc: _Document, error: dict[str, Any]) -> Problem | None:
         expected = str(ctx.get("expected", ""))
         choices = re.findall(r"'([^']*)'", expected)
         message = f"expected {expected}, got {_show(value)}"
-        hint = _did_you_mean(str(value), choices).strip() or None
+        hint = (_did_you_mean(str(value), choices) + "allowed: " + ", ".join(choices)) if choices else None
     elif kind == "string_pattern_mismatch" and key:
         message = f"bad cast name {_show(value)}: use lower-case letters, digits, - and _"
         hint = "start with a letter; the name is used as {name} in prompts and as the folder cast/<name>/"

@@ -1,6 +1,7 @@
 """The ``ingredients`` engine: the full IngredientsPipeline from a model folder, loaded once per process.
 
-* identities from the project's identity cache (``IdentityCache``), built by the folder's face encoder;
+* identities from the project's identity cache (``IdentityCache``), built by the folder's face encoder,
+  each person's photos combined as the job says (``combine: mean | best | first`` in story.yaml);
 * prompt embeddings cached per prompt in memory and on disk (:mod:`storyreel.engines.text_cache`); with
   :meth:`IngredientsEngine.prepare` every prompt of a batch is encoded first and, on a GPU with an
   offloading memory mode, the T5 encoder is then freed;
@@ -27,6 +28,7 @@ from storyreel.errors import StoryreelError
 if TYPE_CHECKING:
     import torch
 
+    from ingredients_model.faces import IdentityEmbedding
     from storyreel.plan import RenderJob
     from storyreel.project import Project
     from storyreel.story import Story
@@ -167,6 +169,27 @@ class IngredientsEngine:
         if self.device.type == "cuda" and self.memory != "none" and self.pipe.text_encoder is not None:
             self.pipe.free_text_encoder()
 
+    # ------------------------------------------------------------------------------------ identities
+
+    def identities(
+        self, job: RenderJob, story: Story, project: Project
+    ) -> tuple[list[IdentityEmbedding], dict[str, int]]:
+        """The job's people, left to right, from the identity cache (each combined as ``job.combine``
+        says), and the cache's hit and miss counts."""
+        from storyreel.identity_cache import IdentityCache
+
+        self.load()
+        modes = job.combine or {name: story.cast[name].combine for name in job.cast}
+        caches = {
+            mode: IdentityCache(project.identity_cache_dir, combine=mode) for mode in set(modes.values())
+        }
+        people = [caches[modes[name]].get(story.cast[name], self.encoder) for name in job.cast]
+        stats = {
+            "identity_cache_hits": sum(cache.hits for cache in caches.values()),
+            "identity_cache_misses": sum(cache.misses for cache in caches.values()),
+        }
+        return people, stats
+
     # ---------------------------------------------------------------------------------------- render
 
     def render(
@@ -174,13 +197,10 @@ class IngredientsEngine:
     ) -> RenderResult:
         import torch
 
-        from storyreel.identity_cache import IdentityCache
-
         self.load()
         assert self.pipe is not None and self.device is not None
         started = time.perf_counter()
-        cache = IdentityCache(project.identity_cache_dir)
-        identities = [cache.get(story.cast[name], self.encoder) for name in job.cast]
+        identities, cache_stats = self.identities(job, story, project)
         prompt_embeds, negative_embeds = self.text_embeddings(job, project)
         prepared = time.perf_counter()
         if self.device.type == "cuda":
@@ -232,5 +252,5 @@ class IngredientsEngine:
                 "denoise_and_decode": generated - prepared,
                 "encode": done - generated,
             },
-            details={"identity_cache_hits": cache.hits, "identity_cache_misses": cache.misses},
+            details=cache_stats,
         )

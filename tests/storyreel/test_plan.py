@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -65,6 +66,7 @@ def test_jobs_are_fully_resolved(story_path: Path) -> None:
     assert first.model_revision == "rev-a" and first.caption is None
     assert len(first.photo_hashes["nora"][0]) == 64
     assert first.faces == {"nora": ["auto"], "sam": ["auto"]}
+    assert first.combine == {"nora": "mean", "sam": "mean"}
     preview = plan_story(story, PREVIEW)[0]
     assert (preview.fps, preview.width, preview.height, preview.frames) == (12, 160, 96, 12)
     assert preview.steps is None and preview.guidance is None and preview.model_revision is None
@@ -90,7 +92,10 @@ def _edit(path: Path, old: str, new: str) -> None:
         (MODEL, "steps: 2", "steps: 3", {"s1", "s2", "s3"}),
         (MODEL, "orange flight suit", "blue flight suit", {"s2"}),  # eileen: shot 2 only
         (MODEL, "caption: Caption 2", "caption: Other", set()),  # the model never sees captions
+        (MODEL, "cast/sam/1.jpg]", "cast/sam/1.jpg], combine: first", {"s1", "s3"}),
+        (MODEL, "cast/eileen/1.jpg]", "cast/eileen/1.jpg], combine: best", {"s2"}),
         (PREVIEW, "steps: 2", "steps: 3", set()),  # the preview ignores steps
+        (PREVIEW, "cast/sam/1.jpg]", "cast/sam/1.jpg], combine: first", set()),  # it shows one photo
         (PREVIEW, "caption: Caption 2", "caption: Other", {"s2"}),
         (PREVIEW, "size: 160x96", "size: 320x192", {"s1", "s2", "s3"}),
         (PREVIEW, "title: Test Reel", "title: Other", set()),
@@ -116,6 +121,14 @@ def test_key_follows_photo_bytes_model_revision_and_engine_version(story_path: P
     assert set(_keys(story_path, other).values()).isdisjoint(after.values())
     newer = EngineSpec(**{**PREVIEW.__dict__, "version": "2"})
     assert set(_keys(story_path, newer).values()).isdisjoint(_keys(story_path, PREVIEW).values())
+
+
+def test_preview_keys_do_not_include_the_combine_field(story_path: Path) -> None:
+    job = plan_story(load_story(story_path), PREVIEW)[0]
+    assert job.combine is None
+    payload = {**job.model_dump(exclude={"key", "combine"}), "key_version": 1}
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert job.key == hashlib.sha256(canonical.encode()).hexdigest()  # same keys as before the field
 
 
 def test_only_selects_shots_and_rejects_unknown_ids(story_path: Path) -> None:

@@ -57,7 +57,7 @@ defaults:
   transition: {type: crossfade, seconds: 0.25}
 cast:
   alice: {photos: [cast/alice/1.jpg], description: a woman with short black hair}
-  bob: {photos: [./cast/bob/../bob/1.jpg], description: a tall man, face: 2}
+  bob: {photos: [./cast/bob/../bob/1.jpg], description: a tall man, face: 2, combine: first}
 shots:
   - id: opening
     prompt: "{bob} and {alice} laugh at a {{cafe}} table"
@@ -87,6 +87,7 @@ def test_valid_story_resolves_defaults_paths_and_cast_order(tmp_path: Path) -> N
     assert story.cast["alice"].photos == [root / "cast" / "alice" / "1.jpg"]
     assert story.cast["bob"].photos == [root / "cast" / "bob" / "1.jpg"]  # normalised, absolute
     assert story.cast["bob"].face == 2
+    assert (story.cast["alice"].combine, story.cast["bob"].combine) == ("mean", "first")
     assert story.defaults.model == str(root / "models" / "tiny")
     assert story.model_dir == root / "models" / "tiny"
     opening, close_up, wide = story.shots

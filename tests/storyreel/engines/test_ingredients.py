@@ -7,9 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from storyreel.engines.ingredients import IngredientsEngine, model_spec
 from storyreel.ffmpeg_tools import ffmpeg_exe, probe_video
+from storyreel.identity_cache import IdentityCache
 from storyreel.plan import plan_story
 from storyreel.project import Project
 from storyreel.story import load_story
@@ -57,3 +59,30 @@ def test_renders_through_the_real_pipeline_deterministically(
     engine.render(jobs[1], tmp_path / "c.mp4", lambda d, t: None, story=story, project=project)
     assert not np.array_equal(first, _frames(tmp_path / "c.mp4", 96, 64))
     assert engine.versions()["face_encoder"].startswith("tiny-")
+
+
+def test_each_member_is_combined_as_the_story_says(
+    tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    path = make_project(tmp_path_factory, tmp_path / "p", shots=2, engine="ingredients")
+    text = path.read_text()
+    two_photos = "{photos: [cast/nora/1.jpg, cast/eileen/1.jpg]"
+    path.write_text(text.replace("{photos: [cast/nora/1.jpg]", two_photos + ", combine: first"))
+    engine = IngredientsEngine(tiny_model_dir, memory="none")
+    story = load_story(path)
+    project = Project.from_story(story)
+    job = plan_story(story, engine.spec())[0]
+    assert job.cast == ["nora", "sam"] and job.combine == {"nora": "first", "sam": "mean"}
+    (nora, sam), stats = engine.identities(job, story, project)
+    assert stats == {"identity_cache_hits": 0, "identity_cache_misses": 3}
+    first = IdentityCache(project.identity_cache_dir, combine="first").get(story.cast["nora"], engine.encoder)
+    assert torch.equal(nora.id_cond, first.id_cond)
+
+    path.write_text(text.replace("{photos: [cast/nora/1.jpg]", two_photos))  # default: mean
+    story = load_story(path)
+    mean_job = plan_story(story, engine.spec())[0]
+    assert mean_job.combine == {"nora": "mean", "sam": "mean"} and mean_job.key != job.key
+    (nora_mean, sam_again), stats = engine.identities(mean_job, story, project)
+    assert stats == {"identity_cache_hits": 3, "identity_cache_misses": 0}  # entries are per photo
+    assert not torch.allclose(nora_mean.id_cond, nora.id_cond)
+    assert torch.equal(sam_again.id_cond, sam.id_cond)
