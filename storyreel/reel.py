@@ -722,10 +722,11 @@ def build_reel_result(story: Story, project: Project, **options: Any) -> ReelRes
 
 # ------------------------------------------------------------------ the record of the last assembly
 #
-# ``.storyreel/reel.json`` says what the reel was last assembled from (story, clip keys, music, eval
-# results: ``inputs``) and how (the effective assembly ``options``), and where each shot sits in it
-# (``segments``). ``storyreel render`` and ``storyreel reel`` both assemble through
-# :func:`build_outputs`, so the record always describes the reel on disk.
+# ``.storyreel/reel.json`` says what the reel was last assembled from (story, clip keys, music:
+# ``inputs``) and how (the effective assembly ``options``), where each shot sits in it (``segments``),
+# and which eval results the review page shows (``review_eval``). ``storyreel render`` and
+# ``storyreel reel`` both assemble through :func:`build_outputs`, and ``storyreel eval`` refreshes the
+# page through :func:`refresh_review`, so the record always describes the files on disk.
 
 
 def reel_record_path(project: Project) -> Path:
@@ -741,7 +742,7 @@ def _sha256_file(path: Path) -> str | None:
 
 
 def reel_inputs(story: Story, project: Project) -> dict[str, Any]:
-    """Everything the reel and review page are built from: story file, clip keys, music, eval results."""
+    """Everything the reel is built from: story file, clip keys, music (eval results only touch the page)."""
     from storyreel import __version__
     from storyreel.plan import read_clip_meta
 
@@ -753,7 +754,6 @@ def reel_inputs(story: Story, project: Project) -> dict[str, Any]:
         "story": _sha256_file(project.story_path),
         "clips": keys,
         "music": _sha256_file(Path(story.music.file)) if story.music else None,
-        "eval": _sha256_file(project.renders_dir / "eval.json"),
         "storyreel": __version__,
     }
 
@@ -797,19 +797,45 @@ def read_reel_record(project: Project) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
-def reel_is_current(story: Story, project: Project, *, review: bool = True, **options: Any) -> bool:
-    """True when the reel (and, with ``review``, the review page) exists and was last assembled from
-    exactly the current inputs with exactly these options (``options`` as for :func:`build_reel`)."""
+def _eval_hash(project: Project) -> str | None:
+    return _sha256_file(project.renders_dir / "eval.json")
+
+
+def reel_is_current(story: Story, project: Project, **options: Any) -> bool:
+    """True when the reel exists and was last assembled from exactly the current inputs with exactly
+    these options (``options`` as for :func:`build_reel`)."""
     record = read_reel_record(project)
     if record is None:
         return False
     wanted = assembly_options(story, project, **options)
     return (
         (project.root / wanted["output"]).is_file()
-        and (not review or (record.get("review") is True and project.review_path.is_file()))
         and record.get("options") == wanted
         and record.get("inputs") == reel_inputs(story, project)
     )
+
+
+def review_is_current(project: Project) -> bool:
+    """True when the review page was written with the last assembly and shows the current eval results."""
+    record = read_reel_record(project)
+    return (
+        record is not None
+        and record.get("review") is True
+        and project.review_path.is_file()
+        and record.get("review_eval") == _eval_hash(project)
+    )
+
+
+def refresh_review(story: Story, project: Project) -> Path:
+    """Write the review page for the reel on disk (no assembly) and note it in the record."""
+    from storyreel.review import write_review
+
+    page = write_review(story, project)
+    record = read_reel_record(project)
+    if record is not None:
+        record.update(review=True, review_eval=_eval_hash(project))
+        atomic_write_json(reel_record_path(project), record)
+    return page
 
 
 def build_outputs(
@@ -829,6 +855,7 @@ def build_outputs(
         "inputs": inputs,
         "options": wanted,
         "review": page is not None,
+        "review_eval": _eval_hash(project),
         "built": time.time(),
         "reel": {"path": wanted["output"], "stat": _stat(result.path)},
         "fps": result.fps,

@@ -350,7 +350,7 @@ class Runner:
     def finish(self, work: _StoryWork) -> None:
         """Build the reel and review page once every shot has a current clip, unless the last assembly
         (by a render or by `storyreel reel`) used exactly these clips and the story's own settings."""
-        from storyreel.reel import reel_is_current
+        from storyreel.reel import reel_is_current, refresh_review, review_is_current
 
         report, story, project = work.report, work.story, work.project
         missing = [job.shot_id for job in self.plan_all(work) if job_status(job, project) != "done"]
@@ -369,6 +369,8 @@ class Runner:
             if reel_is_current(story, project):
                 report.reel, report.review = project.reel_path, project.review_path
                 report.reel_note = "reel up to date"
+                if not review_is_current(project):
+                    report.review = refresh_review(story, project)
                 return
             with claim.keep_alive() if claim else contextlib.nullcontext():
                 report.reel, report.review = build_outputs(story, project)

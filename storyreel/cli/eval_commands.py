@@ -96,7 +96,7 @@ def eval_command(
     """Check every character in every rendered shot; writes renders/eval.json and the review page."""
     from storyreel.evaluate import evaluate_story, write_eval
     from storyreel.project import Project
-    from storyreel.review import write_review
+    from storyreel.reel import refresh_review
 
     project = Project.find(story)
     loaded = project.load_story()
@@ -113,7 +113,7 @@ def eval_command(
             progress=lambda message: status.update(f"evaluating: {message}"),
         )
     path = write_eval(project, report)
-    review = write_review(loaded, project)
+    review = refresh_review(loaded, project)
     label = report["backend_label"]
     if report["offline_fallback"]:
         console.print(f"[yellow]offline backend:[/] {label}", highlight=False)

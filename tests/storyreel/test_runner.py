@@ -191,3 +191,16 @@ def test_render_and_the_reel_command_share_one_record(tmp_path_factory, tmp_path
     assert same.exit_code == 0, same.output
     (last,) = _render([story])
     assert last.reel_note == "reel up to date"
+
+
+def test_new_eval_results_refresh_the_review_page_without_reassembling(project: Path) -> None:
+    root = project.parent
+    _render([project])
+    reel_before = snapshot(root, "reel.mp4")
+    (root / "renders" / "eval.json").write_text(json.dumps({"shots": {"s2": {"face_sim_probe": 0.8125}}}))
+    (again,) = _render([project])
+    assert again.reel_note == "reel up to date" and snapshot(root, "reel.mp4") == reel_before
+    assert "face_sim_probe" in (root / "renders" / "index.html").read_text()
+    (last,) = _render([project])  # the page now shows these results: nothing to do
+    assert last.reel_note == "reel up to date"
+    assert json.loads((root / ".storyreel" / "reel.json").read_text())["review_eval"]
