@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ingredients_model.errors import IngredientsError
+from ingredients_model.errors import IngredientsError, MissingWeightsError
+from ingredients_model.released import REPO_ID
 from ingredients_model.tiny import write_tiny_model_folder
 
 if TYPE_CHECKING:
@@ -42,9 +43,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_REPO_ID = "feizhengcong/Ingredients"
+DEFAULT_REPO_ID = REPO_ID
 MEMORY_MODES = ("auto", "none", "model_offload", "group_offload")
-DOWNLOAD_COMMAND = "storyreel models download DIR"
 
 # component folder -> (config file, single-file weights, sharded-weights index)
 _WEIGHT_COMPONENTS = {
@@ -116,18 +116,18 @@ def require_complete(model_dir: Path) -> None:
     """Raise IngredientsError naming every missing file of the model folder and how to get them."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
-        raise IngredientsError(
+        raise MissingWeightsError(
             f"Model folder {model_dir} does not exist.",
-            hint=f"Download the weights with `{DOWNLOAD_COMMAND}` (about 25 GB; needs network access to "
-            f"huggingface.co), or write a tiny test model with `storyreel models tiny DIR`.",
+            model_dir,
+            also="or write a tiny random model folder for tests with write_tiny_model_folder",
         )
     missing = missing_files(model_dir)
     if missing:
         listing = "\n".join(f"  - {name}" for name in missing)
-        raise IngredientsError(
+        raise MissingWeightsError(
             f"Model folder {model_dir} is incomplete; {len(missing)} file(s) missing:\n{listing}",
-            hint=f"Run `{DOWNLOAD_COMMAND.replace('DIR', str(model_dir))}` (it resumes partial downloads) "
-            f"or copy the files from a complete copy of {DEFAULT_REPO_ID}.",
+            model_dir,
+            also=f"or copy the files from a complete copy of {DEFAULT_REPO_ID}",
         )
 
 
@@ -257,10 +257,10 @@ def load_pipeline(
             scheduler=CogVideoXDPMScheduler.from_pretrained(model_dir / "scheduler"),
         )
     except (OSError, ValueError, RuntimeError) as exc:
-        raise IngredientsError(
-            f"Cannot load the model in {model_dir}: {exc}",
-            hint=f"The folder looks complete but a file is damaged or from another model; run "
-            f"`{DOWNLOAD_COMMAND.replace('DIR', str(model_dir))}` to repair it.",
+        raise MissingWeightsError(
+            f"Cannot load the model in {model_dir} (the folder looks complete, but a file is damaged or "
+            f"from another model): {exc}",
+            model_dir,
         ) from exc
     _configure_memory(pipe, device, mode)
     return pipe

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ingredients_model.errors import IngredientsError
+from ingredients_model.errors import IngredientsError, MissingWeightsError
 from ingredients_model.photos import resize_long_side
 
 __all__ = [
@@ -272,8 +272,8 @@ class ArcFaceEmbedder:
         providers, ctx_id = _onnx_runtime(torch.device(device))
         self.model = insightface.model_zoo.get_model(str(onnx_path), providers=providers)
         if self.model is None or not hasattr(self.model, "get_feat"):
-            raise IngredientsError(
-                f"{onnx_path} is not an ArcFace recognition model", _download_hint(onnx_path)
+            raise MissingWeightsError(
+                f"{onnx_path} is not an ArcFace recognition model", _model_dir(onnx_path)
             )
         self.model.prepare(ctx_id=ctx_id)
 
@@ -294,9 +294,9 @@ def missing_face_encoder_files(folder: Path) -> list[str]:
     return [name for name in RELEASED_FACE_ENCODER_FILES if not (Path(folder) / name).is_file()]
 
 
-def _download_hint(folder: Path) -> str:
-    model_dir = Path(folder).parent if Path(folder).name == "face_encoder" else Path(folder)
-    return f"storyreel models download {model_dir}"
+def _model_dir(folder: Path) -> Path:
+    """The model folder a ``face_encoder/`` folder belongs to."""
+    return Path(folder).parent if Path(folder).name == "face_encoder" else Path(folder)
 
 
 def _require_released(folder: Path) -> None:
@@ -306,14 +306,11 @@ def _require_released(folder: Path) -> None:
         return
     problems = [f"missing file {Path(folder) / f}" for f in files]
     problems += [f"missing Python package {m}" for m in modules]
-    hints = []
+    message = "the released face encoder cannot load:\n  " + "\n  ".join(problems)
+    install = f"install {', '.join(modules)} (the GPU extra, on a CUDA machine)" if modules else None
     if files:
-        hints.append(f"get the weights with `{_download_hint(folder)}`")
-    if modules:
-        hints.append("install the GPU extra: pip install 'storyreel[gpu]' (on a CUDA machine)")
-    raise IngredientsError(
-        "the released face encoder cannot load:\n  " + "\n  ".join(problems), "; ".join(hints)
-    )
+        raise MissingWeightsError(message, _model_dir(folder), also=install)
+    raise IngredientsError(message, install)
 
 
 def _partial_file_hash(path: Path, chunk: int = 1 << 20) -> str:
@@ -464,8 +461,8 @@ def load_face_encoder(
         try:
             kind = json.loads(config.read_text()).get("type")
         except (json.JSONDecodeError, AttributeError) as err:
-            raise IngredientsError(
-                f"unreadable face encoder config {config}: {err}", _download_hint(folder)
+            raise MissingWeightsError(
+                f"unreadable face encoder config {config}: {err}", _model_dir(folder)
             ) from err
         if kind == "tiny_random":
             return TinyFaceEncoder(folder, device=device, dtype=dtype)

@@ -22,12 +22,13 @@ from diffusers.schedulers import CogVideoXDPMScheduler
 from diffusers.utils import BaseOutput
 from transformers import T5EncoderModel, T5Tokenizer
 
+from ingredients_model import released
 from ingredients_model.errors import IngredientsError
 from ingredients_model.transformer import IngredientsTransformer3DModel
 
 __all__ = ["DEFAULT_FPS", "IngredientsPipeline", "IngredientsPipelineOutput"]
 
-DEFAULT_FPS = 8
+DEFAULT_FPS = released.FPS
 """Frame rate the released model was trained at (49 frames = 6 s)."""
 
 
@@ -181,8 +182,8 @@ class IngredientsPipeline(ConsisIDPipeline):
         height: int | None = None,
         width: int | None = None,
         num_frames: int | None = None,
-        num_inference_steps: int = 50,
-        guidance_scale: float = 6.0,
+        num_inference_steps: int = released.STEPS,
+        guidance_scale: float = released.GUIDANCE,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
         prompt_embeds: torch.Tensor | None = None,

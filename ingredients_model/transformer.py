@@ -30,6 +30,7 @@ from diffusers.models.transformers.consisid_transformer_3d import (
 from diffusers.utils import BaseOutput, apply_lora_scale
 from torch import nn
 
+from ingredients_model import released
 from ingredients_model.errors import IngredientsError
 from ingredients_model.identity import IdentityFeatures
 from ingredients_model.router import (
@@ -173,7 +174,7 @@ class IngredientsTransformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, Pef
         attention_bias: bool = True,
         sample_width: int = 90,
         sample_height: int = 60,
-        sample_frames: int = 49,
+        sample_frames: int = released.MAX_FRAMES,
         patch_size: int = 2,
         temporal_compression_ratio: int = 4,
         max_text_seq_length: int = 226,
@@ -530,7 +531,6 @@ class IngredientsTransformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, Pef
                 f"The transformer weights in {pretrained_model_name_or_path} do not match the Ingredients "
                 "layout "
                 f"({details or info.get('error_msgs')}).",
-                hint="Re-download the model folder (`storyreel models download DIR`) "
-                "or check its transformer/config.json.",
+                hint="Download the model folder again, or check its transformer/config.json.",
             )
         return (model, info) if want_info else model

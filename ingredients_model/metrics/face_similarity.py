@@ -36,7 +36,7 @@ CURRICULARFACE_FILE = "glint360k_curricular_face_r101_backbone.bin"
 ANTELOPEV2_SUBDIRS = ("models/antelopev2", "antelopev2", ".")
 BACKENDS = ("auto", "arcface", "curricularface", "dlib")
 GET_WEIGHTS_HINT = (
-    "Download the model folder with `storyreel models download DIR` (it includes face_encoder/), or put the "
+    "Download the released model folder (it includes face_encoder/), or put the "
     "insightface antelopev2 files in <model>/face_encoder/models/antelopev2/. Use --backend dlib to evaluate "
     "offline with dlib (numbers not comparable with the paper's)."
 )

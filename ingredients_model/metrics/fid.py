@@ -126,7 +126,7 @@ def inception_extractor(weights: Path, device: str = "cpu") -> TorchFeatureExtra
     except ImportError as err:
         raise IngredientsError(
             f"the FID Inception network needs torch-fidelity (and torchvision): {err}",
-            "pip install 'storyreel[gpu]' torch-fidelity  (on a machine where torchvision works)",
+            "pip install torch-fidelity torchvision  (on a machine where torchvision works)",
         ) from err
     module = FeatureExtractorInceptionV3(
         "inception-v3-compat", ["2048"], feature_extractor_weights_path=str(weights)

@@ -15,6 +15,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ingredients_model import released
 from ingredients_model.errors import IngredientsError
 
 
@@ -40,7 +41,7 @@ class PrepareConfig(_Strict):
         None  # min cosine similarity to link faces (None: 0.3 insightface, 0.9 dlib)
     )
     min_people: int = 2
-    max_people: int = 2  # the released weights were trained with two people
+    max_people: int = released.TRAINED_PEOPLE  # the released weights were trained with two people
     min_track_fraction: float = 0.5  # a person must be detected in at least this fraction of sampled frames
     num_frames: int | None = None  # None: the transformer's sample_frames (49 released)
     height: int | None = None  # None: native size sample_height * 8 (480 released)

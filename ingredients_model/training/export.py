@@ -18,15 +18,18 @@ from safetensors.torch import load_file
 
 from ingredients_model.errors import IngredientsError
 from ingredients_model.training.config import TrainConfig
-from ingredients_model.training.model import load_trainable_state, load_transformer, setup_trainable
+from ingredients_model.training.model import (
+    TRAINABLE_FILE,
+    load_trainable_state,
+    load_transformer,
+    setup_trainable,
+)
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
 def merged_transformer(config: TrainConfig, checkpoint: Path):
     """The base transformer with the checkpoint's trainable weights loaded and its LoRA merged away."""
-    from ingredients_model.training.loop import TRAINABLE_FILE
-
     weights = Path(checkpoint) / TRAINABLE_FILE
     if not weights.is_file():
         raise IngredientsError(f"{weights} is missing", "pass a checkpoint-<step> folder written by training")

@@ -24,6 +24,7 @@ from ingredients_model.errors import IngredientsError
 from ingredients_model.training.config import TrainConfig
 from ingredients_model.training.data import PreparedDataset, ResumableSampler, collate
 from ingredients_model.training.model import (
+    TRAINABLE_FILE,
     load_trainable_state,
     load_transformer,
     rotary_embeddings,
@@ -34,7 +35,6 @@ from ingredients_model.training.model import (
 
 log = logging.getLogger(__name__)
 
-TRAINABLE_FILE = "trainable.safetensors"
 LossFn = Callable[["StepContext", dict], dict[str, torch.Tensor]]
 
 

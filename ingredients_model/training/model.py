@@ -16,6 +16,9 @@ from ingredients_model.training.config import LoraOptions, TrainConfig
 
 _WEIGHT_DTYPES = {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
+TRAINABLE_FILE = "trainable.safetensors"
+"""The trainable weights inside a ``checkpoint-<step>`` folder (see :func:`trainable_state`)."""
+
 
 def weight_dtype(config: TrainConfig) -> torch.dtype:
     """dtype of the frozen weights (trainable ones stay float32)."""

@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from ingredients_model.errors import IngredientsError
+from ingredients_model.errors import IngredientsError, download_hint
 from ingredients_model.training.config import PrepareConfig
 from ingredients_model.training.data import ManifestEntry, interpolate_boxes, read_manifest
 from ingredients_model.training.masks import (
@@ -126,7 +126,7 @@ class InsightfaceDetector:
         if missing:
             raise IngredientsError(
                 f"insightface detector files missing: {', '.join(missing)}",
-                f"run `storyreel models download {Path(face_encoder_dir).parent}` or set detector: dlib",
+                download_hint(Path(face_encoder_dir).parent) + ", or set detector: dlib",
             )
         cuda = device.type == "cuda"
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
@@ -296,9 +296,7 @@ class Encoders:
         folder = config.model_dir
         for sub in ("vae", "text_encoder", "tokenizer", "transformer", "face_encoder"):
             if not (folder / sub).is_dir():
-                raise IngredientsError(
-                    f"{folder / sub} is missing", f"run `storyreel models download {folder}`"
-                )
+                raise IngredientsError(f"{folder / sub} is missing", download_hint(folder))
         self.vae = AutoencoderKLCogVideoX.from_pretrained(folder / "vae", torch_dtype=dtype).to(device).eval()
         if device.type == "cuda":
             self.vae.enable_tiling()

@@ -20,7 +20,7 @@ from ingredients_model.checkpoint import (
     require_complete,
     write_tiny_model_folder,
 )
-from ingredients_model.errors import IngredientsError
+from ingredients_model.errors import IngredientsError, MissingWeightsError
 from ingredients_model.faces import RELEASED_FACE_ENCODER_FILES
 from ingredients_model.pipeline import IngredientsPipeline
 from ingredients_model.transformer import IngredientsTransformer3DModel
@@ -117,7 +117,11 @@ def test_missing_files_names_each_missing_file(copy_of):
     with pytest.raises(IngredientsError) as info:
         require_complete(model)
     assert all(name in str(info.value) for name in missing)
-    assert "storyreel models download" in info.value.hint
+    assert isinstance(info.value, MissingWeightsError) and info.value.model_dir == model
+    assert (
+        f"download the released weights (feizhengcong/Ingredients, about 25 GB) into {model}"
+        in info.value.hint
+    )
     with pytest.raises(IngredientsError, match="incomplete"):
         load_pipeline(model)
 
@@ -147,7 +151,7 @@ def test_sharded_weights_and_released_face_encoder(copy_of):
 def test_require_complete_on_a_missing_folder(tmp_path: Path):
     with pytest.raises(IngredientsError, match="does not exist") as info:
         require_complete(tmp_path / "nowhere")
-    assert "storyreel models download" in info.value.hint
+    assert "download the released weights" in info.value.hint and "storyreel" not in info.value.hint
 
 
 def test_model_revision_is_stable_and_tracks_weights_and_configs(copy_of, tiny_model_dir):
@@ -216,7 +220,7 @@ def test_load_pipeline_reports_damaged_weights(copy_of):
     (model / "vae" / "diffusion_pytorch_model.safetensors").write_bytes(b"garbage")
     with pytest.raises(IngredientsError, match="Cannot load the model") as info:
         load_pipeline(model, dtype=torch.float32)
-    assert "storyreel models download" in info.value.hint
+    assert isinstance(info.value, MissingWeightsError) and info.value.model_dir == model
 
 
 def test_download_model_arguments(tmp_path: Path, tiny_model_dir: Path, monkeypatch):

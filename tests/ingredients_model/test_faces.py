@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ingredients_model.errors import IngredientsError
+from ingredients_model.errors import IngredientsError, MissingWeightsError
 from ingredients_model.face_tools import load_photo
 from ingredients_model.faces import (
     RELEASED_FACE_ENCODER_FILES,
@@ -127,7 +127,8 @@ def test_released_encoder_reports_every_missing_file(tmp_path: Path) -> None:
     message = str(info.value)
     for name in RELEASED_FACE_ENCODER_FILES:
         assert (name in message) == (name != "models/antelopev2/glintr100.onnx")
-    assert f"storyreel models download {tmp_path / 'model'}" in message
+    assert f"into {tmp_path / 'model'}" in message and "storyreel" not in message
+    assert isinstance(info.value, MissingWeightsError) and info.value.model_dir == tmp_path / "model"
     assert "facexlib" in message  # the [gpu] extra is absent from the test environment
 
 

@@ -1,0 +1,20 @@
+"""Facts of the released Ingredients checkpoint that callers plan with, importable without torch.
+
+One place for the numbers the pipeline, the transformer config, training and any application share:
+a story can be checked against them (clip length, people per clip) before a model folder is loaded.
+"""
+
+from __future__ import annotations
+
+REPO_ID = "feizhengcong/Ingredients"
+"""Hugging Face repository of the released model folder."""
+FPS = 8
+"""Frame rate the released model was trained at."""
+MAX_FRAMES = 49
+"""Frames per clip of the released model (about 6.1 s at :data:`FPS`)."""
+TRAINED_PEOPLE = 2
+"""People per clip the released weights were trained with."""
+STEPS = 50
+"""Default number of denoising steps."""
+GUIDANCE = 6.0
+"""Default classifier-free guidance scale."""
