@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from storyreel.engines import ENGINES
 from storyreel.errors import StoryreelError
 
 if TYPE_CHECKING:
     from storyreel.engines.base import Engine
     from storyreel.story import Story
 
-ENGINES = ("auto", "ingredients", "preview")
 MODEL_ENV = "STORYREEL_MODEL"
 
 

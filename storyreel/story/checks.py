@@ -1,0 +1,355 @@
+"""Cross-field checks of a story: paths on disk, cast names in shots, shot ids, timing and crowding.
+
+They run on the raw data (type-guarded, so a wrong type elsewhere never hides a problem here) and on the
+parts that validated. Problems stop the load; warnings are kept on the story (``Story.warnings``).
+A new rule that looks at several fields is one more method of :class:`Checker`, called from ``run``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from ingredients_model import released
+from storyreel.story.positions import Document
+from storyreel.story.problems import Problem, did_you_mean
+from storyreel.story.prompts import placeholders
+from storyreel.story.schema import Defaults, Shot, absolute_path, is_inside
+from storyreel.timeline import Join, joins, room
+
+__all__ = ["Checker", "is_dir", "is_file"]
+
+MAX_SHOTS = 1000
+MAX_CAST = 100
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+VIDEO_SUFFIXES = (".mp4", ".webm")
+AUDIO_SUFFIXES = (".mp3", ".wav", ".m4a", ".aac", ".ogg", ".opus", ".flac")
+
+
+def _piece(model: type[BaseModel], raw: Any, root: Path) -> Any:
+    """``raw`` validated as ``model`` or None (its errors were already reported by the full validation)."""
+    try:
+        return model.model_validate(raw if raw is not None else {}, context={"root": root})
+    except ValidationError:
+        return None
+
+
+def _as_name(value: Any) -> str | None:
+    """A raw id or name as pydantic will see it (numbers become strings), or None if it is not one."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    return str(value)
+
+
+def is_file(path: Path) -> bool:
+    """``path.is_file()``, False for paths the OS cannot even look at."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def is_dir(path: Path) -> bool:
+    """``path.is_dir()``, False for paths the OS cannot even look at."""
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
+
+
+class Checker:
+    """Semantic checks across fields, on the raw data (type-guarded) and on the parts that validated."""
+
+    def __init__(self, doc: Document, root: Path):
+        self.doc, self.root = doc, root
+        self.data = doc.data
+        self.warnings: list[Problem] = []
+        cast = self.data.get("cast")
+        self.cast: dict[str, Any] = cast if isinstance(cast, dict) else {}
+        shots = self.data.get("shots")
+        self.shots: list[Any] = shots if isinstance(shots, list) else []
+
+    def warn(self, loc: tuple[Any, ...], message: str, hint: str | None = None, *, key: bool = False) -> None:
+        self.warnings.append(self.doc.make(loc, message, hint, key=key))
+
+    def too_big(self) -> bool:
+        """Report (and say) whether the story has absurdly many shots or cast members."""
+        before = len(self.doc.problems)
+        if len(self.shots) > MAX_SHOTS:
+            message = f"{len(self.shots)} shots; at most {MAX_SHOTS} per story"
+            self.doc.problem(("shots",), message, "split the story", key=True)
+        if len(self.cast) > MAX_CAST:
+            message = f"{len(self.cast)} cast members; at most {MAX_CAST}"
+            self.doc.problem(("cast",), message, "split the story", key=True)
+        return len(self.doc.problems) > before
+
+    def run(self) -> list[Problem]:
+        """Run every cross-field check; return the warnings."""
+        self.check_paths()
+        self.check_cast()
+        self.check_shots()
+        return self.warnings
+
+    def inside(self, loc: tuple[Any, ...], value: Any, what: str, hint: str) -> Path | None:
+        """The path at ``loc`` if it is a string inside the project; report it if it escapes."""
+        if not isinstance(value, str):
+            return None
+        if not value.strip() or "\0" in value:
+            self.doc.problem(loc, f"{what} {value!r} is not a valid path", hint)
+            return None
+        if not is_inside(self.root, Path(value)):
+            self.doc.problem(loc, f"{what} {value!r} is outside the project folder", hint)
+            return None
+        return absolute_path(self.root, Path(value))
+
+    def check_paths(self) -> None:
+        output, defaults, music = (self.data.get(k) for k in ("output", "defaults", "music"))
+        if isinstance(output, dict) and isinstance(output.get("file"), str):
+            file = output["file"]
+            hint = "write the reel inside the project, e.g. reel.mp4"
+            if (
+                self.inside(("output", "file"), file, "reel file", hint)
+                and Path(file).suffix.lower() not in VIDEO_SUFFIXES
+            ):
+                self.doc.problem(("output", "file"), f"reel file {file!r} must end in .mp4 or .webm")
+        if isinstance(defaults, dict):
+            model = self.inside(
+                ("defaults", "model"),
+                defaults.get("model"),
+                "model folder",
+                "keep models inside the project (a symlink such as models/ingredients → /data/ingredients "
+                "is fine), or leave `model` out and use `storyreel render --model DIR` or $STORYREEL_MODEL",
+            )
+            if model is not None and not is_dir(model):
+                self.warn(
+                    ("defaults", "model"),
+                    f"model folder {defaults['model']} does not exist (yet)",
+                    f"get the weights with `storyreel models download {defaults['model']}`",
+                )
+        if isinstance(music, dict):
+            path = self.inside(
+                ("music", "file"), music.get("file"), "music file", "copy the music into the project"
+            )
+            if path is not None and not is_file(path):
+                self.doc.problem(
+                    ("music", "file"), f"music file not found: {music['file']}", self.relative_hint()
+                )
+            elif path is not None and path.suffix.lower() not in AUDIO_SUFFIXES:
+                self.warn(("music", "file"), f"{music['file']!r} does not look like an audio file")
+
+    def relative_hint(self) -> str:
+        return f"paths are relative to the folder of the story file ({self.root})"
+
+    def check_cast(self) -> None:
+        for name, member in self.cast.items():
+            if not isinstance(member, dict):
+                continue
+            photos = member.get("photos")
+            if "photos" not in member or photos == []:
+                self.doc.problem(
+                    ("cast", name),
+                    f"no photos for '{name}'",
+                    f"list them under `photos:`, e.g. cast/{name}/1.jpg "
+                    f"(storyreel cast add PHOTO --name {name})",
+                    key=True,
+                )
+            if not isinstance(photos, list):
+                continue
+            for index, photo in enumerate(photos):
+                loc = ("cast", name, "photos", index)
+                path = self.inside(
+                    loc, photo, "photo", f"copy it into the project: storyreel cast add PHOTO --name {name}"
+                )
+                if path is None:
+                    continue
+                if is_dir(path):
+                    self.doc.problem(loc, f"photo {photo!r} is a folder", "list the photo files themselves")
+                elif not is_file(path):
+                    self.doc.problem(loc, f"photo not found: {photo}", self.missing_hint(path))
+                elif path.suffix.lower() not in PHOTO_SUFFIXES:
+                    self.doc.problem(
+                        loc, f"{photo!r} is not a photo", "use a " + ", ".join(PHOTO_SUFFIXES) + " file"
+                    )
+
+    def missing_hint(self, path: Path) -> str:
+        hint = self.relative_hint()
+        try:
+            siblings = [p.name for p in path.parent.iterdir()] if is_dir(path.parent) else []
+        except OSError:
+            siblings = []
+        close = difflib.get_close_matches(path.name, siblings, n=1, cutoff=0.6)
+        if close:
+            return f"did you mean '{close[0]}'? " + hint
+        return hint
+
+    def unknown_name(self, loc: tuple[Any, ...], name: str, *, mark: Any = None) -> None:
+        known = list(self.cast)
+        hint = did_you_mean(name, known) + (
+            "known: " + ", ".join(known) if known else "the story has no cast: add it under `cast:`"
+        )
+        self.doc.problems.append(self.doc.make(loc, f"unknown cast member '{name}'", hint, mark=mark))
+        self.doc.reported.add(loc)
+
+    def placeholder_mark(self, loc: tuple[Any, ...], needle: str) -> Any:
+        """The mark of ``needle`` inside the scalar at ``loc`` (falls back to the scalar's start)."""
+        found = self.doc.nodes.get(loc)
+        if found is None:
+            return None
+        node = found[1]
+        text = self.doc.text
+        pos = text.find(needle, node.start_mark.index, node.end_mark.index)
+        if pos < 0:
+            return node.start_mark
+        line_start = text.rfind("\n", 0, pos) + 1
+        return yaml.Mark("", pos, text.count("\n", 0, pos), pos - line_start, None, None)
+
+    def check_shots(self) -> None:
+        defaults = _piece(Defaults, self.data.get("defaults"), self.root)
+        parsed: list[Shot | None] = []
+        first_line: dict[str, tuple[int | None, str]] = {}
+        used: set[str] = set()
+        for index, raw in enumerate(self.shots):
+            if not isinstance(raw, dict):
+                parsed.append(None)
+                continue
+            known_keys = {k: v for k, v in raw.items() if k in Shot.model_fields}  # unknown keys: reported
+            parsed.append(_piece(Shot, known_keys, self.root))
+            shot_id = _as_name(raw.get("id"))
+            if shot_id is not None:
+                folded = shot_id.casefold()  # clip files must differ on case-insensitive disks too
+                if folded in first_line:
+                    line, first_id = first_line[folded]
+                    also = (
+                        "" if first_id == shot_id else f" as '{first_id}'; ids must differ in more than case"
+                    )
+                    self.doc.problem(
+                        ("shots", index, "id"),
+                        f"duplicate shot id '{shot_id}' (first used at line {line}{also})",
+                        "every shot needs its own id: it names the clip file",
+                    )
+                else:
+                    first_line[folded] = (self.doc.line(("shots", index, "id")), shot_id)
+            used.update(self.check_shot_cast(index, raw))
+        for name in self.cast:
+            if name not in used and self.shots:
+                self.warn(("cast", name), f"'{name}' appears in no shot", key=True)
+        if defaults is not None:
+            self.check_timing(parsed, defaults)
+
+    def check_shot_cast(self, index: int, raw: dict[str, Any]) -> list[str]:
+        prompt = raw.get("prompt")
+        names: list[str] = []
+        if isinstance(prompt, str):
+            try:
+                names = placeholders(prompt)
+            except ValueError:
+                names = []  # reported by the model validation
+        for name in names:
+            if name not in self.cast:
+                loc = ("shots", index, "prompt")
+                self.unknown_name(loc, name, mark=self.placeholder_mark(loc, "{" + name))
+        cast = raw.get("cast")
+        if not isinstance(cast, list):
+            return names
+        listed: list[str] = []
+        for position, item in enumerate(cast):
+            name = _as_name(item)
+            if name is None:
+                continue
+            if name not in self.cast:
+                self.unknown_name(("shots", index, "cast", position), name)
+            elif name in listed:
+                self.doc.problem(
+                    ("shots", index, "cast", position), f"'{name}' is listed twice", "list each once"
+                )
+            listed.append(name)
+        missing = [n for n in names if n in self.cast and n not in listed]
+        if missing:
+            self.doc.problem(
+                ("shots", index, "cast"),
+                "the prompt names "
+                + ", ".join("{" + n + "}" for n in missing)
+                + " but `cast` does not list "
+                + ("them" if len(missing) > 1 else "that person"),
+                "add them to `cast` (left to right on screen), or drop `cast` to use the prompt's order",
+            )
+        return listed
+
+    def check_timing(self, shots: list[Shot | None], defaults: Defaults) -> None:
+        """Warn about long shots and crowded shots; check that transitions fit in the shots they overlap.
+
+        Transitions follow :mod:`storyreel.timeline` (the reel's rules), in seconds. The story asks for
+        more than the reel needs: each transition must be *shorter* than the shots it touches, where the
+        reel would only shorten what does not fit.
+        """
+        limit = released.MAX_FRAMES / released.FPS
+        lengths = [
+            None
+            if shot is None
+            else shot.seconds or (shot.frames / released.FPS if shot.frames else defaults.seconds)
+            for shot in shots
+        ]
+        transitions = [
+            ("cut", 0.0) if shot is None else ((t := shot.transition or defaults.transition).type, t.seconds)
+            for shot in shots
+        ]
+        incoming = 0.0  # overlap with the previous shot's transition
+        for index, (shot, join) in enumerate(zip(shots, joins(transitions), strict=True)):
+            length = lengths[index]
+            if shot is None or length is None:
+                incoming = 0.0
+                continue
+            if length > limit + 1e-9:
+                self.warn(
+                    ("shots", index),
+                    f"{length:g} s is longer than the model's {released.MAX_FRAMES} frames at "
+                    f"{released.FPS} fps (≈{limit:.1f} s)",
+                    "the clip will be time-stretched to fill it; split long moments into several shots",
+                )
+            if shot.cast and len(shot.cast) > released.TRAINED_PEOPLE:
+                self.warn(
+                    ("shots", index, "cast"),
+                    f"{len(shot.cast)} people in one shot; the released weights were trained with "
+                    f"{released.TRAINED_PEOPLE}",
+                    "expect weaker likeness; two people per shot is the tested case",
+                )
+            if join.kind == "crossfade" and join.last and shot.transition:
+                self.warn(
+                    ("shots", index, "transition"),
+                    "a crossfade on the last shot has no next shot: it is ignored",
+                    "use fade to fade the reel out to black",
+                )
+            if join.applies:
+                self.check_transition(index, shot, join, length, None if join.last else lengths[index + 1])
+            outgoing = join.overlap
+            if incoming < length and outgoing < length and outgoing > room(length, incoming, None) + 1e-9:
+                self.doc.problem(
+                    ("shots", index),
+                    f"transitions in ({incoming:g} s) and out ({outgoing:g} s) overlap in this "
+                    f"{length:g} s shot",
+                    "shorten the transitions or lengthen the shot",
+                )
+            incoming = outgoing
+
+    def check_transition(
+        self, index: int, shot: Shot, join: Join[float], length: float, following: float | None
+    ) -> None:
+        loc = ("shots", index, "transition", "seconds") if shot.transition else ("shots", index)
+        origin = "" if shot.transition else " (from defaults.transition)"
+        what = f"{join.kind} of {join.seconds:g} s{origin}"
+        if join.seconds >= length:
+            self.doc.problem(
+                loc,
+                f"{what} is not shorter than the shot ({length:g} s)",
+                "shorten the transition or lengthen the shot",
+            )
+        elif following is not None and join.seconds >= following:
+            self.doc.problem(
+                loc,
+                f"{what} is not shorter than the next shot ({following:g} s)",
+                "shorten the transition or lengthen the next shot",
+            )

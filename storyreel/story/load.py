@@ -1,0 +1,91 @@
+"""Reading a story: file → YAML with positions → pydantic → cross-field checks, every problem at once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from storyreel.errors import StoryreelError
+from storyreel.story.checks import Checker, is_dir, is_file
+from storyreel.story.messages import pydantic_problem
+from storyreel.story.positions import compose
+from storyreel.story.problems import Problem, StoryValidationError
+from storyreel.story.schema import Story
+
+__all__ = ["MAX_FILE_BYTES", "load_story", "parse_story"]
+
+MAX_FILE_BYTES = 1_000_000
+
+
+def parse_story(text: str, path: Path) -> Story:
+    """Validate story ``text`` as if read from ``path`` (relative paths resolve against its folder)."""
+    shown = Path(path)
+    absolute = Path(os.path.normpath(shown.absolute()))
+    root = absolute.parent
+    doc = compose(text, shown)
+    checker = Checker(doc, root)
+    if checker.too_big():
+        raise StoryValidationError(doc.problems, shown)
+    story: Story | None = None
+    try:
+        story = Story.model_validate(doc.data, context={"root": root})
+    except ValidationError as err:
+        for error in err.errors(include_url=False):
+            problem = pydantic_problem(doc, error)
+            if problem is not None:
+                doc.problems.append(problem)
+    warnings = checker.run()
+    if doc.problems or story is None:
+        raise StoryValidationError(doc.problems, shown)
+    story._path = absolute
+    story._warnings = sorted(warnings, key=lambda p: (p.line or 0, p.column or 0))
+    return story
+
+
+def load_story(path: Path) -> Story:
+    """Load and validate a story file (or a project folder's ``story.yaml``).
+
+    Raises :class:`StoryValidationError` listing every problem, each at file:line:column with a hint.
+    """
+    path = Path(path)
+    if is_dir(path) and is_file(path / "story.yaml"):
+        path = path / "story.yaml"
+    return parse_story(_read_text(path, path), path)
+
+
+def _read_text(path: Path, shown: Path) -> str:
+    if is_dir(path):
+        raise StoryreelError(f"{shown} is a folder, not a story file", f"use {shown / 'story.yaml'}")
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)  # never more, whatever the file claims to be
+    except FileNotFoundError:
+        raise StoryreelError(
+            f"story file not found: {shown}", "check the path, or run `storyreel init DIR`"
+        ) from None
+    except OSError as err:
+        raise StoryreelError(f"cannot read {shown}: {err.strerror}") from None
+    if len(data) > MAX_FILE_BYTES:
+        message = f"the file is larger than {MAX_FILE_BYTES:,} bytes, the limit for a story"
+        problem = Problem(shown, None, None, "", message, "is this really a story.yaml?")
+        raise StoryValidationError([problem], shown)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise StoryValidationError(
+            [
+                Problem(
+                    shown,
+                    line,
+                    column,
+                    "",
+                    f"not UTF-8 text (byte 0x{data[err.start]:02x})",
+                    "save the file as UTF-8",
+                )
+            ],
+            shown,
+        ) from None

@@ -1,0 +1,309 @@
+"""The schema of ``story.yaml``: pydantic models, their defaults and single-field rules.
+
+Cross-field rules (paths on disk, cast names in shots, timing) live in :mod:`storyreel.story.checks`;
+a new field goes here, and a new rule that looks at several fields goes there.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from ingredients_model import released
+from ingredients_model.combine import Combine
+from storyreel.engines import EngineName
+from storyreel.errors import StoryreelError
+from storyreel.story.prompts import placeholders, prompt_tokens, resolve_prompt
+from storyreel.timeline import CaptionMode, TransitionType
+
+if TYPE_CHECKING:
+    from storyreel.story.problems import Problem
+
+MODEL_FPS = released.FPS
+"""Frame rate the Ingredients model generates at (``frames`` in a shot count at this rate)."""
+MODEL_MAX_FRAMES = released.MAX_FRAMES
+"""Frames per clip of the released model (about 6.1 s at :data:`MODEL_FPS`)."""
+
+NAME_PATTERN = r"^[a-z_][a-z0-9_-]*$"
+SHOT_ID_PATTERN = r"^[A-Za-z0-9_-]+$"
+_SHOT_ID_RE = re.compile(SHOT_ID_PATTERN)
+_SIZE_RE = re.compile(r"^\s*(\d{1,5})\s*[xX×]\s*(\d{1,5})\s*$")
+
+CastName = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=64)]
+
+
+def _invalid(message: str, hint: str | None = None, field: str | None = None) -> PydanticCustomError:
+    """A pydantic error whose message, hint and (optional) sub-field survive into :class:`Problem`."""
+    return PydanticCustomError("story", "{message}", {"message": message, "hint": hint, "field": field})
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, coerce_numbers_to_str=True)
+
+
+class Transition(_Model):
+    """How a shot passes into the next one (on the last shot: into the end of the reel)."""
+
+    type: TransitionType = Field("cut", description="cut, crossfade or fade (through black)")
+    seconds: float = Field(0.5, ge=0, le=10, description="Length of the transition in seconds")
+
+
+class Output(_Model):
+    """Settings of the finished reel."""
+
+    size: str = Field("720x480", description="Reel size WIDTHxHEIGHT in pixels, e.g. 720x480 (even numbers)")
+    fps: int = Field(24, ge=1, le=120, description="Frame rate of the reel")
+    file: str = Field("reel.mp4", description="Reel file, relative to the project folder (.mp4 or .webm)")
+    captions: CaptionMode = Field(
+        "both", description="burn captions into the picture, add a subtitle track, both, or none"
+    )
+    title_card: bool = Field(True, description="Open the reel with a title card showing the story title")
+
+    @field_validator("size")
+    @classmethod
+    def _check_size(cls, value: str) -> str:
+        match = _SIZE_RE.match(value)
+        if not match:
+            raise _invalid(f"bad size {value!r}: expected WIDTHxHEIGHT", "write it like 720x480")
+        width, height = int(match.group(1)), int(match.group(2))
+        if not (16 <= width <= 7680 and 16 <= height <= 4320) or width % 2 or height % 2:
+            raise _invalid(
+                f"bad size {value!r}: width and height must be even numbers from 16 to 7680x4320",
+                "the model renders 720x480; common reel sizes are 720x480, 1280x720, 1920x1080",
+            )
+        return f"{width}x{height}"
+
+    @property
+    def width(self) -> int:
+        """Reel width in pixels."""
+        return int(self.size.split("x")[0])
+
+    @property
+    def height(self) -> int:
+        """Reel height in pixels."""
+        return int(self.size.split("x")[1])
+
+
+class Defaults(_Model):
+    """Values every shot uses unless it sets its own."""
+
+    engine: EngineName = Field(
+        "auto", description="auto (ingredients when a model and a GPU are present, else preview)"
+    )
+    model: str | None = Field(
+        None, description="Model folder, relative to the project folder (after loading: absolute)"
+    )
+    steps: int = Field(released.STEPS, ge=1, le=1000, description="Denoising steps")
+    guidance: float = Field(released.GUIDANCE, ge=0, le=50, description="Classifier-free guidance scale")
+    seed: int = Field(2025, ge=0, le=2**32 - 1, description="Story seed; shot seeds are derived from it")
+    negative_prompt: str | None = Field(None, description="Negative prompt for every shot")
+    seconds: float = Field(6.0, gt=0, le=600, description="Length of a shot in the reel, in seconds")
+    router: Literal["soft", "hard"] = Field("soft", description="ID routing: soft (as released) or hard")
+    transition: Transition = Field(default_factory=Transition, description="Default transition between shots")
+
+
+class CastMember(_Model):
+    """One person: their photos (inside the project) and the words that replace ``{name}`` in prompts."""
+
+    photos: list[Path] = Field(
+        default_factory=list,
+        description="Photos of this person, relative to the project folder (after loading: absolute)",
+    )
+    description: str = Field(
+        ...,
+        min_length=1,
+        max_length=500,
+        description="Replaces {name} in prompts, e.g. 'a woman with short hair'",
+    )
+    face: int | None = Field(
+        None, ge=1, le=64, description="Which face to use when a photo shows several (1-based, left to right)"
+    )
+    combine: Combine = Field(
+        "mean",
+        description="How several photos make one identity: mean (average face features), "
+        "best (sharpest, largest face only) or first (first photo only)",
+    )
+
+
+class Shot(_Model):
+    """One clip of the reel."""
+
+    id: str = Field(..., description="Unique id, used as the clip's file name: letters, digits, - and _")
+    prompt: str = Field(..., min_length=1, max_length=4000, description="What happens; {name} names a person")
+    cast: list[str] | None = Field(
+        None, description="People on screen, left to right (default: the order of {name} in the prompt)"
+    )
+    seconds: float | None = Field(
+        None, gt=0, le=600, description="Length in the reel (default: defaults.seconds); not with frames"
+    )
+    frames: int | None = Field(
+        None, gt=0, le=10_000, description=f"Frames the model generates at {MODEL_FPS} fps; not with seconds"
+    )
+    seed: int | None = Field(
+        None, ge=0, le=2**32 - 1, description="Seed (default: derived from the story seed)"
+    )
+    steps: int | None = Field(None, ge=1, le=1000, description="Denoising steps (default: defaults.steps)")
+    guidance: float | None = Field(
+        None, ge=0, le=50, description="Guidance scale (default: defaults.guidance)"
+    )
+    negative_prompt: str | None = Field(
+        None, description="Negative prompt (default: defaults.negative_prompt)"
+    )
+    transition: Transition | None = Field(
+        None, description="How this shot passes into the next (default: defaults.transition)"
+    )
+    caption: str | None = Field(None, max_length=500, description="Caption shown over this shot")
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, value: str) -> str:
+        if not _SHOT_ID_RE.match(value) or len(value) > 64:
+            raise _invalid(
+                f"bad shot id {value!r}: it names the clip file, so use only letters, digits, - and _ "
+                "(at most 64)",
+                f"for example id: {re.sub(r'[^A-Za-z0-9_-]+', '-', value).strip('-')[:64] or 'shot-1'}",
+            )
+        return value
+
+    @field_validator("prompt")
+    @classmethod
+    def _check_prompt(cls, value: str) -> str:
+        try:
+            prompt_tokens(value)
+        except ValueError as err:
+            raise _invalid(
+                f"bad placeholder in prompt: {err}",
+                "write {name} for a cast member, and {{ or }} for a literal brace",
+            ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _resolve(self) -> Shot:
+        if self.seconds is not None and self.frames is not None:
+            raise _invalid("give either seconds or frames, not both", "remove one of them", field="frames")
+        if self.cast is None:
+            self.cast = placeholders(self.prompt)
+        return self
+
+    def resolved_prompt(self, story: Story) -> str:
+        """The prompt with each ``{name}`` replaced by that person's description, ``{{``/``}}`` unescaped."""
+        return resolve_prompt(self.prompt, lambda name: story.cast[name].description)
+
+
+class Music(_Model):
+    """Background music for the reel."""
+
+    file: Path = Field(..., description="Audio file, relative to the project folder")
+    volume: float = Field(1.0, ge=0, le=4, description="Volume factor")
+    fade_in: float = Field(1.0, ge=0, le=60, description="Fade-in seconds")
+    fade_out: float = Field(2.0, ge=0, le=60, description="Fade-out seconds")
+
+
+def _none_to_empty(value: Any) -> Any:
+    return {} if value is None else value
+
+
+class _OrEmpty:
+    """``_OrEmpty[T]``: a section that may be empty in YAML (``cast:`` with every entry commented out)."""
+
+    def __class_getitem__(cls, item: Any) -> Any:
+        return Annotated[item, BeforeValidator(_none_to_empty, json_schema_input_type=item | None)]
+
+
+class Story(_Model):
+    """A validated ``story.yaml``. Load it with :func:`load_story` (which sets :attr:`path` and checks files).
+
+    After loading: photo, music and model paths are absolute; every shot has ``seconds``, ``cast`` and
+    ``transition`` filled in (from ``frames``, the prompt's ``{name}`` order and ``defaults``).
+    """
+
+    title: str = Field(..., min_length=1, max_length=200, description="Title of the reel")
+    output: _OrEmpty[Output] = Field(default_factory=Output, description="Reel settings")
+    defaults: _OrEmpty[Defaults] = Field(
+        default_factory=Defaults, description="Values shots use unless they set their own"
+    )
+    cast: _OrEmpty[dict[CastName, CastMember]] = Field(
+        default_factory=dict, description="People, by name (letters, digits, - and _)"
+    )
+    shots: list[Shot] = Field(..., min_length=1, description="The shots, in reel order")
+    music: Music | None = Field(None, description="Optional background music")
+    credits: str | None = Field(None, max_length=2000, description="Text of the end card")
+
+    _path: Path | None = PrivateAttr(default=None)
+    _warnings: list[Problem] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="after")
+    def _fill(self, info: ValidationInfo) -> Story:
+        root = (info.context or {}).get("root") if info else None
+        for shot in self.shots:
+            if shot.seconds is None:
+                shot.seconds = shot.frames / MODEL_FPS if shot.frames else self.defaults.seconds
+            if shot.transition is None:
+                shot.transition = self.defaults.transition.model_copy()
+        if root is not None:
+            root = Path(root)
+            for member in self.cast.values():
+                member.photos = [absolute_path(root, p) for p in member.photos]
+            if self.music is not None:
+                self.music.file = absolute_path(root, self.music.file)
+            if self.defaults.model is not None:
+                self.defaults.model = str(absolute_path(root, Path(self.defaults.model)))
+        return self
+
+    @property
+    def path(self) -> Path:
+        """The story file (absolute)."""
+        if self._path is None:
+            raise StoryreelError(
+                "this story was not loaded from a file", "use storyreel.story.load_story(path)"
+            )
+        return self._path
+
+    @property
+    def root(self) -> Path:
+        """The project folder (the story file's folder)."""
+        return self.path.parent
+
+    @property
+    def warnings(self) -> list[Problem]:
+        """Things that will work but may not look as intended (long shots, many people per shot, …)."""
+        return self._warnings
+
+    @property
+    def model_dir(self) -> Path | None:
+        """``defaults.model`` as a path, or None."""
+        return Path(self.defaults.model) if self.defaults.model else None
+
+
+def story_json_schema() -> dict[str, Any]:
+    """JSON Schema of ``story.yaml`` (for editor autocompletion)."""
+    schema = Story.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "storyreel story.yaml"
+    return schema
+
+
+def absolute_path(root: Path, path: Path) -> Path:
+    """``path`` relative to the project folder ``root`` (or absolute), normalised."""
+    return Path(os.path.normpath(root / path))
+
+
+def is_inside(root: Path, path: Path) -> bool:
+    """Whether ``path`` (relative to ``root``, or absolute) stays inside ``root`` (lexically: symlinks ok)."""
+    full = absolute_path(root, path)
+    return full == root or Path(os.path.normpath(root)) in full.parents
