@@ -7,14 +7,15 @@ Layout of one member (written only by ``storyreel cast add``; ``story.yaml`` is 
     cast/<name>/crops/<stem>.png   the aligned 512x512 face crop of each photo
 
 Face boxes are in the coordinates of the loaded photo (EXIF-upright, long side at most 1024 px).
-Which face of a photo is used (:func:`resolve_face`): ``face:`` in story.yaml when set, else the
-face recorded in ``faces.json``, else the only face, else the clearly largest face (twice the area of
-the next one); otherwise the user has to choose and gets the numbered list.
+Which face of a photo is used is decided once, by :func:`choose_face` (a :class:`FaceChoice`): the box
+recorded in ``faces.json`` for these exact bytes when ``face:`` in story.yaml is unset or names the same
+face, else face ``K`` from story.yaml, else ``auto``: the only face, or the clearly largest (twice the area
+of the next one); otherwise the user has to choose and gets the numbered list. Jobs and the identity
+cache key on the choice's :attr:`FaceChoice.token`; :func:`resolve_face` applies it to the photo.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import re
@@ -39,19 +40,23 @@ from ingredients_model.face_tools import (
     load_photo,
 )
 from storyreel.errors import StoryreelError
-from storyreel.fsutil import atomic_path, atomic_write_bytes, atomic_write_json
+from storyreel.fsutil import atomic_path, atomic_write_bytes, atomic_write_json, file_sha256
 
 __all__ = [
     "CROP_SIZE",
     "FACES_FILE",
     "AddResult",
+    "CastPhotos",
     "CastSummary",
+    "FaceChoice",
     "PhotoFace",
     "ResolvedFace",
     "add_cast_member",
+    "cast_photos",
+    "choose_face",
     "face_crop",
-    "file_sha256",
     "list_cast",
+    "photo_face_crop",
     "read_faces",
     "recorded_face",
     "remove_cast_member",
@@ -90,15 +95,6 @@ def validate_name(name: str) -> str:
             "use lower-case letters, digits, '_' and '-', starting with a letter (e.g. ana, old_tom)",
         )
     return name
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file's bytes (hex)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass
@@ -165,6 +161,76 @@ def recorded_face(photo: Path) -> PhotoFace | None:
 # ------------------------------------------------------------------------------------- choosing faces
 
 
+@dataclass(frozen=True)
+class FaceChoice:
+    """Which face of one photo is used: the ``box`` ``cast add`` recorded, else face ``face`` (1-based, left
+    to right), else (both None) ``auto``. :attr:`token` is its one spelling in job keys and cache keys."""
+
+    face: int | None = None
+    box: FaceBox | None = None
+
+    @property
+    def token(self) -> str:
+        """``box=LEFT,TOP,RIGHT,BOTTOM``, ``face=K`` or ``auto``."""
+        if self.box is not None:
+            box = self.box
+            return f"box={box.left},{box.top},{box.right},{box.bottom}"
+        return f"face={self.face}" if self.face is not None else "auto"
+
+    @classmethod
+    def parse(cls, token: str) -> FaceChoice:
+        """The choice spelled ``token`` (see :attr:`token`)."""
+        kind, _, value = token.partition("=")
+        try:
+            if kind == "box":
+                left, top, right, bottom = (int(v) for v in value.split(","))
+                return cls(box=FaceBox(left, top, right, bottom))
+            if kind == "face":
+                return cls(face=int(value))
+        except ValueError:
+            pass
+        if token == "auto":
+            return cls()
+        raise ValueError(f"not a face choice: {token!r}")
+
+    def same_box(self, box: FaceBox) -> bool:
+        """Whether ``box`` is this choice's recorded box (the detector score aside)."""
+        mine = self.box
+        return mine is not None and (mine.left, mine.top, mine.right, mine.bottom) == (
+            box.left,
+            box.top,
+            box.right,
+            box.bottom,
+        )
+
+
+def choose_face(photo: Path, face: int | None = None) -> FaceChoice:
+    """The face of ``photo`` to use, given ``face:`` from story.yaml (see the module docstring)."""
+    entry = recorded_face(photo)
+    if entry is not None and face in (None, entry.face):
+        return FaceChoice(box=entry.box)
+    return FaceChoice(face=face)
+
+
+@dataclass(frozen=True)
+class CastPhotos:
+    """A cast member's photos as render jobs use them: paths, content hashes and the face chosen in each."""
+
+    paths: tuple[Path, ...]
+    hashes: tuple[str, ...]
+    faces: tuple[FaceChoice, ...]
+
+
+def cast_photos(member: MemberLike) -> CastPhotos:
+    """Hash each photo of ``member`` and choose its face (reads ``faces.json`` next to the photos)."""
+    paths = tuple(Path(photo) for photo in member.photos)
+    return CastPhotos(
+        paths=paths,
+        hashes=tuple(file_sha256(path) for path in paths),
+        faces=tuple(choose_face(path, member.face) for path in paths),
+    )
+
+
 def _faces_listing(boxes: list[FaceBox]) -> str:
     return "\n".join(
         f"  {i}: box left={b.left} top={b.top} right={b.right} bottom={b.bottom} ({b.size} px)"
@@ -216,25 +282,28 @@ class ResolvedFace:
 
 
 def resolve_face(
-    photo: Path, face: int | None = None, *, preview_dir: Path | None = None, use_record: bool = True
+    photo: Path, face: int | FaceChoice | None = None, *, preview_dir: Path | None = None
 ) -> ResolvedFace:
-    """Load ``photo`` and choose its face (see the module docstring for the order of the rules).
+    """Load ``photo`` and apply a face choice to it: ``face`` is a :class:`FaceChoice`, or ``face:`` from
+    story.yaml (1-based, left to right; None: unset), which :func:`choose_face` turns into one.
 
-    ``face`` is 1-based, left to right. Uses the ``faces.json`` record next to the photo (no detection
-    needed) when it matches the photo bytes and ``face``. Errors are :class:`StoryreelError` naming the photo.
+    A recorded box needs no detection. ``FaceChoice(face=K)`` detects even when a record exists (``cast
+    add`` uses that). Errors are :class:`StoryreelError` naming the photo; a ``preview_dir`` gets a
+    numbered picture of the faces when the user has to choose.
     """
     photo = Path(photo)
+    choice = face if isinstance(face, FaceChoice) else choose_face(photo, face)
     try:
         image = load_photo(photo)
     except IngredientsError as err:
-        raise StoryreelError(err.message, err.hint) from err
-    entry = recorded_face(photo) if use_record else None
-    if entry is not None and (face is None or face == entry.face) and entry.image_size == image.size:
+        raise StoryreelError.from_error(err) from err
+    entry = recorded_face(photo) if choice.box is not None else None
+    if entry is not None and choice.same_box(entry.box) and entry.image_size == image.size:
         return ResolvedFace(
             photo, entry.sha256, image, entry.box, entry.face, entry.faces_found, entry.sharpness
         )
     boxes = detect_faces(image)
-    index = _choose(photo, image, boxes, face, preview_dir)
+    index = _choose(photo, image, boxes, choice.face, preview_dir)
     box = boxes[index]
     return ResolvedFace(
         photo, file_sha256(photo), image, box, index + 1, len(boxes), face_sharpness(image, box)
@@ -242,22 +311,26 @@ def resolve_face(
 
 
 def face_crop(project: ProjectPaths, name: str, member: MemberLike) -> Image.Image:
-    """The aligned 512x512 face crop of a member's first photo (offline, dlib): previews, reviews."""
+    """The aligned 512x512 face crop of a member's first photo (offline, dlib): reviews."""
     if not member.photos:
         raise StoryreelError(f"cast member {name} has no photos", f"storyreel cast add PHOTO --name {name}")
     photo = Path(member.photos[0])
     if not photo.is_absolute():
         photo = Path(project.root) / photo
-    entry = recorded_face(photo)
-    if entry is not None and (member.face is None or member.face == entry.face):
-        crop_path = photo.parent / entry.crop
-        if crop_path.is_file():
-            try:
-                with Image.open(crop_path) as crop:
-                    return crop.convert("RGB")
-            except OSError:
-                pass  # damaged crop: recompute below
-    resolved = resolve_face(photo, member.face, use_record=False)
+    return photo_face_crop(photo, choose_face(photo, member.face))
+
+
+def photo_face_crop(photo: Path, choice: FaceChoice) -> Image.Image:
+    """The aligned 512x512 crop of the chosen face of ``photo``: the one ``cast add`` saved for a
+    recorded box, else computed (offline, dlib)."""
+    entry = recorded_face(photo) if choice.box is not None else None
+    if entry is not None and choice.same_box(entry.box):
+        try:
+            with Image.open(Path(photo).parent / entry.crop) as crop:
+                return crop.convert("RGB")
+        except OSError:
+            pass  # missing or damaged crop: compute it
+    resolved = resolve_face(photo, choice)
     return align_face(resolved.image, resolved.box, size=CROP_SIZE)
 
 
@@ -364,7 +437,7 @@ def add_cast_member(
         if known:
             unchanged.append(known[0])
         else:
-            resolved.append(resolve_face(photo, face, preview_dir=preview_dir, use_record=False))
+            resolved.append(resolve_face(photo, FaceChoice(face=face), preview_dir=preview_dir))
 
     for item in resolved:
         same = [e for e in entries.values() if e.sha256 == item.sha256 and e.face == item.face]

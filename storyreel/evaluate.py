@@ -69,7 +69,6 @@ from storyreel.project import Project
 from storyreel.story import Story
 
 EVAL_VERSION = 1
-EVAL_FILE = "eval.json"
 DEFAULT_FRAMES = 8
 
 Progress = Callable[[str], None]
@@ -77,7 +76,7 @@ Progress = Callable[[str], None]
 
 def eval_path(project: Project) -> Path:
     """``renders/eval.json``."""
-    return project.renders_dir / EVAL_FILE
+    return project.eval_path
 
 
 def read_eval(project: Project) -> dict[str, Any] | None:

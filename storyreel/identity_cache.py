@@ -11,14 +11,9 @@ One entry per (photo bytes, face choice, encoder fingerprint)::
 Every hit is verified (metadata, both file hashes, tensor shapes and dtype); a damaged or stale entry
 is rebuilt with an :class:`IdentityCacheWarning`, never trusted. Entries are never pickles.
 
-A character with several photos gets one entry per photo; :func:`combine_embeddings` merges them:
-
-* ``"mean"`` (default): ArcFace part = mean of the L2-normalised ArcFace vectors, rescaled to their mean
-  norm; everything else (EVA-CLIP pooled part, hidden states, aligned face) from the best photo.
-* ``"best"``: everything from the best photo. ``"first"``: everything from the first photo.
-
-The best photo has the highest quality ``min(face size, 256 px) * log(1 + sharpness)`` (sharpness:
-variance of the Laplacian on the face), so larger and sharper faces win.
+A character with several photos gets one entry per photo; :func:`combine_photos` merges them as the
+cast member's ``combine`` says (``mean``, ``best`` or ``first``; the maths is
+:func:`ingredients_model.combine.combine_embeddings`), ranking photos by face size and sharpness.
 """
 
 from __future__ import annotations
@@ -28,31 +23,29 @@ import fcntl
 import functools
 import hashlib
 import json
-import math
 import platform
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
-from typing import Literal
 
 import torch
 from PIL import Image
 
+from ingredients_model.combine import COMBINE_MODES, Combine, combine_embeddings, photo_quality
 from ingredients_model.errors import IngredientsError
 from ingredients_model.face_tools import FaceBox
 from ingredients_model.faces import FaceEncoder, IdentityEmbedding
-from storyreel.cast import MemberLike, ResolvedFace, file_sha256, recorded_face, resolve_face
+from storyreel.cast import FaceChoice, MemberLike, ResolvedFace, choose_face, resolve_face
 from storyreel.errors import StoryreelError
-from storyreel.fsutil import atomic_write_bytes, atomic_write_json
+from storyreel.fsutil import atomic_write_bytes, atomic_write_json, file_sha256
 
-__all__ = ["CACHE_FORMAT", "CachedIdentity", "IdentityCache", "IdentityCacheWarning", "combine_embeddings"]
+__all__ = ["CACHE_FORMAT", "CachedIdentity", "IdentityCache", "IdentityCacheWarning", "combine_photos"]
 
 CACHE_FORMAT = 1
 """Bumped when the entry layout or the photo → encoder-input preparation changes."""
 
-Combine = Literal["mean", "best", "first"]
 CROP_MARGIN = 1.0
 """Context kept around a chosen face in a several-face photo, in face widths on each side."""
 
@@ -63,7 +56,7 @@ class IdentityCacheWarning(UserWarning):
 
 @dataclass
 class CachedIdentity:
-    """One photo's embedding plus what :func:`combine_embeddings` needs to rank photos."""
+    """One photo's embedding plus what :func:`combine_photos` needs to rank photos."""
 
     embedding: IdentityEmbedding
     photo_sha256: str
@@ -74,30 +67,19 @@ class CachedIdentity:
 
     @property
     def quality(self) -> float:
-        return min(self.face_size, 256) * math.log1p(max(self.sharpness, 0.0))
+        """:func:`~ingredients_model.combine.photo_quality`: larger and sharper faces rank higher."""
+        return photo_quality(self.face_size, self.sharpness)
 
 
-def combine_embeddings(items: list[CachedIdentity], combine: Combine = "mean") -> IdentityEmbedding:
-    """Merge several photos of one person into one embedding (see the module docstring)."""
+def combine_photos(items: Sequence[CachedIdentity], combine: Combine = "mean") -> IdentityEmbedding:
+    """Merge several photos of one person into one embedding (``mean``, ``best`` or ``first``)."""
     if not items:
         raise ValueError("nothing to combine")
-    if combine == "first":
-        return items[0].embedding
-    best = max(items, key=lambda item: item.quality).embedding
-    if combine == "best" or len(items) == 1:
-        return best
-    if combine != "mean":
-        raise ValueError(f"combine must be 'mean', 'best' or 'first', not {combine!r}")
-    n = items[0].arcface_dim
-    arcs = torch.stack([item.embedding.id_cond[:n].float() for item in items])
-    norms = arcs.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    mean = (arcs / norms).mean(dim=0)
-    arc = mean / mean.norm().clamp_min(1e-12) * norms.mean()
-    return IdentityEmbedding(
-        id_cond=torch.cat([arc, best.id_cond[n:].float()]),
-        id_vit_hidden=best.id_vit_hidden,
-        aligned_face=best.aligned_face,
-        face_box=best.face_box,
+    return combine_embeddings(
+        [item.embedding for item in items],
+        combine,
+        quality=[item.quality for item in items],
+        arcface_dim=items[0].arcface_dim,
     )
 
 
@@ -143,7 +125,7 @@ class IdentityCache:
     """
 
     def __init__(self, directory: Path, *, combine: Combine = "mean", dtype: torch.dtype = torch.float32):
-        if combine not in ("mean", "best", "first"):
+        if combine not in COMBINE_MODES:
             raise ValueError(f"combine must be 'mean', 'best' or 'first', not {combine!r}")
         if dtype not in (torch.float32, torch.bfloat16, torch.float16):
             raise ValueError(f"unsupported storage dtype {dtype}")
@@ -157,21 +139,30 @@ class IdentityCache:
 
     def get(self, member: MemberLike, encoder: FaceEncoder) -> IdentityEmbedding:
         """The member's identity: each photo from the cache (built on a miss), combined."""
-        if not member.photos:
+        return self.get_person(member.photos, [member.face] * len(member.photos), encoder)
+
+    def get_person(
+        self, photos: Sequence[Path], faces: Sequence[int | FaceChoice | None], encoder: FaceEncoder
+    ) -> IdentityEmbedding:
+        """One person's identity from their ``photos`` and the face chosen in each, combined."""
+        if not photos:
             raise StoryreelError(
                 "a cast member without photos has no identity", "add photos with storyreel cast add"
             )
-        return combine_embeddings(
-            [self.get_photo(Path(p), encoder, member.face) for p in member.photos], self.combine
-        )
+        items = [self.get_photo(photo, encoder, face) for photo, face in zip(photos, faces, strict=True)]
+        return combine_photos(items, self.combine)
 
-    def get_photo(self, photo: Path, encoder: FaceEncoder, face: int | None = None) -> CachedIdentity:
-        """One photo's identity (``face``: 1-based, left to right; ``None``: recorded/only/dominant face)."""
+    def get_photo(
+        self, photo: Path, encoder: FaceEncoder, face: int | FaceChoice | None = None
+    ) -> CachedIdentity:
+        """One photo's identity; ``face``: a :class:`~storyreel.cast.FaceChoice`, or ``face:`` from
+        story.yaml (1-based, left to right; ``None``: the recorded, only or clearly largest face)."""
         photo = Path(photo)
         if not photo.is_file():
             raise StoryreelError(f"photo not found: {photo}", "check the photos: list in story.yaml")
         photo_sha = file_sha256(photo)
-        key = self.key(photo_sha, self._choice(photo, face), encoder.fingerprint)
+        choice = face if isinstance(face, FaceChoice) else choose_face(photo, face)
+        key = self.key(photo_sha, choice.token, encoder.fingerprint)
         existed = self._paths(key)[2].is_file()
         cached = self._load(key)
         if cached is None:
@@ -180,7 +171,7 @@ class IdentityCache:
                     cached = self._load(key)  # built by another process while we waited
                 if cached is None:
                     self.misses += 1
-                    return self._build(key, photo, photo_sha, face, encoder)
+                    return self._build(key, photo, photo_sha, choice, encoder)
         self.hits += 1
         return cached
 
@@ -204,15 +195,6 @@ class IdentityCache:
         return _sha256(f"{CACHE_FORMAT}\0{photo_sha256}\0{choice}\0{fingerprint}".encode())
 
     # ------------------------------------------------------------------------------------ internals
-
-    @staticmethod
-    def _choice(photo: Path, face: int | None) -> str:
-        """Which face, as part of the key: the box recorded by ``cast add`` when it applies, else the rule."""
-        entry = recorded_face(photo)
-        if entry is not None and (face is None or face == entry.face):
-            box = entry.box
-            return f"box:{box.left},{box.top},{box.right},{box.bottom}"
-        return f"face:{face}" if face is not None else "auto"
 
     def _paths(self, key: str) -> tuple[Path, Path, Path]:
         base = self.directory / key[:2] / key
@@ -291,16 +273,16 @@ class IdentityCache:
         )
 
     def _build(
-        self, key: str, photo: Path, photo_sha: str, face: int | None, encoder: FaceEncoder
+        self, key: str, photo: Path, photo_sha: str, choice: FaceChoice, encoder: FaceEncoder
     ) -> CachedIdentity:
         from safetensors.torch import save as save_tensors
 
-        resolved = resolve_face(photo, face)
+        resolved = resolve_face(photo, choice)
         image, (dx, dy) = _encoder_input(resolved)
         try:
             embedding = encoder.encode(image)
         except IngredientsError as err:
-            raise StoryreelError(f"{photo}: {err.message}", err.hint) from err
+            raise StoryreelError.from_error(err, f"{photo}: ") from err
         if embedding.face_box is not None:
             x0, y0, x1, y1 = embedding.face_box
             embedding.face_box = (x0 + dx, y0 + dy, x1 + dx, y1 + dy)

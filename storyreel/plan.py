@@ -1,31 +1,68 @@
 """Story → one fully resolved :class:`RenderJob` per shot, and the job key that decides what to re-render.
 
-A job holds everything its engine needs to produce the pixels: the final prompt ({name} → description),
-the cast left to right with their photos' hashes and chosen faces (and, for the model, how each person's
-photos are combined into one identity), seed, frame count, fps, size, sampler settings, engine and model
-revision. Fields an engine ignores are left ``None`` so that changing them
-does not invalidate its clips (the preview ignores steps and guidance; the model ignores captions).
-The **key** is the sha256 of the job's canonical JSON: same key, same clip.
+A job holds everything its engine needs, so an engine never looks at the story: the final prompt
+({name} → description), the cast left to right with their photos (paths, hashes, chosen faces) and
+descriptions (and, for the model, how each person's photos are combined into one identity), seed, frame
+count, fps, size, sampler settings, engine and model revision. Fields an engine ignores are left ``None``
+so that changing them does not invalidate its clips (the preview ignores steps and guidance; the model
+ignores captions). The **key** is the sha256 of the job's canonical JSON without the fields that do not
+change pixels (:data:`NOT_IN_KEY`): same key, same clip.
+
+An engine describes itself to the planner with an :class:`EngineSpec` (no weights loaded). Planning reads
+the cast once per story (:func:`storyreel.cast.cast_photos`: each photo hashed through the one cached
+helper, :func:`storyreel.fsutil.file_sha256`, and its face chosen); planning a shot touches no disk.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from storyreel.cast import CastPhotos, FaceChoice, cast_photos
+from storyreel.errors import StoryreelError
+from storyreel.timeline import BURNED_CAPTIONS
+
 if TYPE_CHECKING:
-    from storyreel.engines.base import EngineSpec
     from storyreel.project import Project
-    from storyreel.story import CastMember, Shot, Story
+    from storyreel.story import Shot, Story
 
 Status = Literal["done", "stale", "todo"]
 KEY_VERSION = 1  # bump if the meaning of a job field changes
-BURNED = ("burn", "both")  # output.captions values for which the reel burns captions into the picture
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """What the planner needs to know about an engine without loading any weights.
+
+    ``fps``/``width``/``height`` None mean "the story's reel fps / size". Frame counts are clipped to
+    ``max_frames`` and, when ``frame_multiple`` > 1, rounded to ``k * frame_multiple + 1`` (CogVideoX's
+    temporal compression). ``uses_caption``: the engine draws the shot caption (unless the reel burns it
+    in); ``generative``: a diffusion model, so negative prompts, steps, guidance, router mode and cache
+    threshold matter.
+    """
+
+    name: str
+    version: str
+    fps: int | None = None
+    width: int | None = None
+    height: int | None = None
+    max_frames: int | None = None
+    frame_multiple: int = 1
+    model_revision: str | None = None
+    uses_caption: bool = False
+    generative: bool = False
+    min_cast: int = 0
+
+
+NOT_IN_KEY = frozenset({"key", "photos", "descriptions"})
+"""Job fields that do not change the pixels on their own: where the photos are (their bytes are in
+``photo_hashes``) and the people's descriptions (the prompt the engine uses already contains them)."""
 
 
 class RenderJob(BaseModel):
@@ -37,6 +74,8 @@ class RenderJob(BaseModel):
     prompt: str
     negative_prompt: str | None = None
     cast: list[str]
+    photos: dict[str, list[Path]] = {}
+    descriptions: dict[str, str] = {}
     photo_hashes: dict[str, list[str]]
     faces: dict[str, list[str]]
     combine: dict[str, str] | None = None
@@ -56,8 +95,8 @@ class RenderJob(BaseModel):
     key: str = ""
 
     def compute_key(self) -> str:
-        """sha256 of the canonical JSON of every field but ``key``."""
-        payload = self.model_dump(exclude={"key"})
+        """sha256 of the canonical JSON of every field but those in :data:`NOT_IN_KEY`."""
+        payload = self.model_dump(exclude=set(NOT_IN_KEY))
         if payload["combine"] is None:  # engines without identities: keys as before the field existed
             del payload["combine"]
         payload["key_version"] = KEY_VERSION
@@ -72,6 +111,10 @@ class RenderJob(BaseModel):
     def seconds(self) -> float:
         """Length of the rendered clip."""
         return self.frames / self.fps
+
+    def face_choices(self, name: str) -> list[FaceChoice]:
+        """The face chosen in each of ``name``'s photos (in the order of ``photos[name]``)."""
+        return [FaceChoice.parse(token) for token in self.faces[name]]
 
 
 def derive_seed(story_seed: int, shot_id: str) -> int:
@@ -95,42 +138,16 @@ def frame_count(seconds: float, frames: int | None, spec: EngineSpec, fps: int) 
     return count
 
 
-_hash_cache: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file's bytes (memoised on path, size and mtime)."""
-    stat = path.stat()
-    memo = (str(path), stat.st_size, stat.st_mtime_ns)
-    if memo not in _hash_cache:
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        _hash_cache[memo] = digest.hexdigest()
-    return _hash_cache[memo]
-
-
-def face_choices(member: CastMember) -> list[str]:
-    """Which face of each photo is used: ``face=K`` from story.yaml, the box ``cast add`` recorded, or
-    ``auto`` (the only / clearly largest face, decided by the photo bytes themselves)."""
-    from storyreel.cast import recorded_face
-
-    choices = []
-    for photo in member.photos:
-        entry = recorded_face(photo)
-        if entry is not None and member.face in (None, entry.face):
-            box = entry.box
-            choices.append(f"box={box.left},{box.top},{box.right},{box.bottom}")
-        else:
-            choices.append(f"face={member.face}" if member.face is not None else "auto")
-    return choices
-
-
 def plan_shot(
-    story: Story, shot: Shot, spec: EngineSpec, *, cache_threshold: float | None = None
+    story: Story,
+    shot: Shot,
+    spec: EngineSpec,
+    photos: Mapping[str, CastPhotos],
+    *,
+    cache_threshold: float | None = None,
 ) -> RenderJob:
-    """The job for one shot of ``story`` on the engine described by ``spec``."""
+    """The job for one shot of ``story`` on the engine described by ``spec`` (``photos``: from
+    :func:`~storyreel.cast.cast_photos` for everyone in the shot; nothing is read from disk here)."""
     defaults = story.defaults
     cast = list(shot.cast or [])
     fps = spec.fps or story.output.fps
@@ -141,11 +158,13 @@ def plan_shot(
         prompt=shot.resolved_prompt(story),
         negative_prompt=negative if model else None,
         cast=cast,
-        photo_hashes={name: [file_sha256(p) for p in story.cast[name].photos] for name in cast},
-        faces={name: face_choices(story.cast[name]) for name in cast},
+        photos={name: list(photos[name].paths) for name in cast},
+        descriptions={name: story.cast[name].description for name in cast},
+        photo_hashes={name: list(photos[name].hashes) for name in cast},
+        faces={name: [choice.token for choice in photos[name].faces] for name in cast},
         # only the model builds identities from all photos; the preview shows the first photo's face
         combine={name: story.cast[name].combine for name in cast} if model else None,
-        caption=shot.caption if spec.uses_caption and story.output.captions not in BURNED else None,
+        caption=shot.caption if spec.uses_caption and story.output.captions not in BURNED_CAPTIONS else None,
         seed=shot.seed if shot.seed is not None else derive_seed(defaults.seed, shot.id),
         # explicit `frames` are model frames (8 fps); other engines use the seconds they stand for
         frames=frame_count(shot.seconds or defaults.seconds, shot.frames if model else None, spec, fps),
@@ -167,8 +186,6 @@ def plan_story(
     story: Story, spec: EngineSpec, *, only: Iterable[str] | None = None, cache_threshold: float | None = None
 ) -> list[RenderJob]:
     """Jobs for the story's shots in reel order (only the ids in ``only`` when given)."""
-    from storyreel.errors import StoryreelError
-
     shots = story.shots
     if only:
         wanted = list(dict.fromkeys(only))
@@ -188,7 +205,9 @@ def plan_story(
             hint="name someone with {name} in the prompt or list them under `cast:`, "
             "or render these shots with --engine preview",
         )
-    return [plan_shot(story, shot, spec, cache_threshold=cache_threshold) for shot in shots]
+    names = dict.fromkeys(name for shot in shots for name in shot.cast or [])
+    photos = {name: cast_photos(story.cast[name]) for name in names}
+    return [plan_shot(story, shot, spec, photos, cache_threshold=cache_threshold) for shot in shots]
 
 
 def read_clip_meta(project: Project, shot_id: str) -> dict | None:

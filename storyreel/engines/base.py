@@ -9,37 +9,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from storyreel.plan import EngineSpec, RenderJob
+
 if TYPE_CHECKING:
-    from storyreel.plan import RenderJob
     from storyreel.project import Project
-    from storyreel.story import Story
+
+__all__ = ["Engine", "RenderResult", "StepProgress", "rss_peak_bytes"]
 
 StepProgress = Callable[[int, int], None]
 """``progress(done, total)``: called as denoising steps (or frames) complete."""
-
-
-@dataclass(frozen=True)
-class EngineSpec:
-    """What the planner needs to know about an engine without loading any weights.
-
-    ``fps``/``width``/``height`` None mean "the story's reel fps / size". Frame counts are clipped to
-    ``max_frames`` and, when ``frame_multiple`` > 1, rounded to ``k * frame_multiple + 1`` (CogVideoX's
-    temporal compression). ``uses_caption``: the engine draws the shot caption (unless the reel burns it
-    in); ``generative``: a diffusion model, so negative prompts, steps, guidance, router mode and cache
-    threshold matter.
-    """
-
-    name: str
-    version: str
-    fps: int | None = None
-    width: int | None = None
-    height: int | None = None
-    max_frames: int | None = None
-    frame_multiple: int = 1
-    model_revision: str | None = None
-    uses_caption: bool = False
-    generative: bool = False
-    min_cast: int = 0
 
 
 @dataclass
@@ -75,9 +53,11 @@ class Engine(Protocol):
         ...
 
     def render(
-        self, job: RenderJob, output: Path, progress: StepProgress, *, story: Story, project: Project
+        self, job: RenderJob, output: Path, progress: StepProgress, *, project: Project
     ) -> RenderResult:
-        """Render ``job`` to the mp4 ``output`` (a ``.partial`` path the runner renames on success)."""
+        """Render ``job`` to the mp4 ``output`` (a ``.partial`` path the runner renames on success).
+
+        Everything about the shot comes from ``job``; ``project`` only gives the cache folders."""
         ...
 
 

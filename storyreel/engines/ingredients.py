@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from storyreel.engines.base import EngineSpec, RenderResult, StepProgress, rss_peak_bytes
+from storyreel.engines.base import RenderResult, StepProgress, rss_peak_bytes
 from storyreel.engines.text_cache import Embeddings, TextEmbeddingCache
 from storyreel.engines.video import FrameWriter
 from storyreel.errors import StoryreelError
+from storyreel.plan import EngineSpec
 
 if TYPE_CHECKING:
     import torch
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
     from ingredients_model.faces import IdentityEmbedding
     from storyreel.plan import RenderJob
     from storyreel.project import Project
-    from storyreel.story import Story
 
 ENGINE_VERSION = "1"  # bump when this engine's use of the pipeline changes the pixels
 
@@ -48,9 +48,15 @@ def _read_config(path: Path) -> dict:
 
 def model_spec(model_dir: Path) -> EngineSpec:
     """Native size, frame limits and revision of a model folder, from its configs (no weights loaded)."""
+    from ingredients_model import released
     from ingredients_model.checkpoint import model_revision, require_complete
-    from ingredients_model.pipeline import DEFAULT_FPS
 
+    if not Path(model_dir).is_dir():
+        raise StoryreelError(
+            f"model folder {model_dir} does not exist",
+            hint=f"get the weights with `storyreel models download {model_dir}` (about 25 GB), "
+            f"or a tiny random test model with `storyreel models tiny {model_dir}`",
+        )
     require_complete(model_dir)
     transformer = _read_config(model_dir / "transformer" / "config.json")
     vae = _read_config(model_dir / "vae" / "config.json")
@@ -58,10 +64,10 @@ def model_spec(model_dir: Path) -> EngineSpec:
     return EngineSpec(
         name="ingredients",
         version=ENGINE_VERSION,
-        fps=DEFAULT_FPS,
+        fps=released.FPS,
         width=transformer["sample_width"] * spatial,
         height=transformer["sample_height"] * spatial,
-        max_frames=transformer.get("sample_frames", 49),
+        max_frames=transformer.get("sample_frames", released.MAX_FRAMES),
         # odd latent counts only: 2k latents decode to 8k frames (IngredientsPipeline.frame_multiple)
         frame_multiple=2 * vae.get("temporal_compression_ratio", 4),
         model_revision=model_revision(model_dir),
@@ -171,19 +177,20 @@ class IngredientsEngine:
 
     # ------------------------------------------------------------------------------------ identities
 
-    def identities(
-        self, job: RenderJob, story: Story, project: Project
-    ) -> tuple[list[IdentityEmbedding], dict[str, int]]:
+    def identities(self, job: RenderJob, project: Project) -> tuple[list[IdentityEmbedding], dict[str, int]]:
         """The job's people, left to right, from the identity cache (each combined as ``job.combine``
         says), and the cache's hit and miss counts."""
         from storyreel.identity_cache import IdentityCache
 
         self.load()
-        modes = job.combine or {name: story.cast[name].combine for name in job.cast}
+        modes = job.combine or dict.fromkeys(job.cast, "mean")
         caches = {
             mode: IdentityCache(project.identity_cache_dir, combine=mode) for mode in set(modes.values())
         }
-        people = [caches[modes[name]].get(story.cast[name], self.encoder) for name in job.cast]
+        people = [
+            caches[modes[name]].get_person(job.photos[name], job.face_choices(name), self.encoder)
+            for name in job.cast
+        ]
         stats = {
             "identity_cache_hits": sum(cache.hits for cache in caches.values()),
             "identity_cache_misses": sum(cache.misses for cache in caches.values()),
@@ -193,22 +200,23 @@ class IngredientsEngine:
     # ---------------------------------------------------------------------------------------- render
 
     def render(
-        self, job: RenderJob, output: Path, progress: StepProgress, *, story: Story, project: Project
+        self, job: RenderJob, output: Path, progress: StepProgress, *, project: Project
     ) -> RenderResult:
         import torch
 
         self.load()
         assert self.pipe is not None and self.device is not None
         started = time.perf_counter()
-        identities, cache_stats = self.identities(job, story, project)
+        identities, cache_stats = self.identities(job, project)
         prompt_embeds, negative_embeds = self.text_embeddings(job, project)
         prepared = time.perf_counter()
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        steps = job.steps or 50
+        # unset sampler settings (never for planned model jobs) fall back to the pipeline's defaults
+        sampler = {"num_inference_steps": job.steps, "guidance_scale": job.guidance}
 
         def on_step(pipe, step: int, timestep, tensors: dict) -> dict:
-            progress(step + 1, steps)
+            progress(step + 1, pipe.num_timesteps)
             return tensors
 
         result = self.pipe(
@@ -216,8 +224,7 @@ class IngredientsEngine:
             height=job.height,
             width=job.width,
             num_frames=job.frames,
-            num_inference_steps=steps,
-            guidance_scale=job.guidance if job.guidance is not None else 6.0,
+            **{name: value for name, value in sampler.items() if value is not None},
             generator=torch.Generator("cpu").manual_seed(job.seed),
             prompt_embeds=prompt_embeds.to(self.device),
             negative_prompt_embeds=negative_embeds.to(self.device),

@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
-from storyreel.engines.base import EngineSpec, RenderResult, StepProgress, rss_peak_bytes
+from storyreel.engines.base import RenderResult, StepProgress, rss_peak_bytes
 from storyreel.engines.video import FrameWriter
+from storyreel.plan import EngineSpec
 
 if TYPE_CHECKING:
     from storyreel.plan import RenderJob
     from storyreel.project import Project
-    from storyreel.story import Story
 
 PREVIEW_VERSION = "2"  # bump whenever the drawing changes: it is part of every preview job key
 OVERSCAN = 1.12  # layers are drawn this much larger than the frame, room for the camera to move
@@ -279,6 +279,16 @@ class Animatic:
         return image
 
 
+def first_face(job: RenderJob, name: str) -> Image.Image:
+    """The aligned face crop of ``name``'s first photo, as chosen in the job."""
+    from storyreel.cast import photo_face_crop
+    from storyreel.errors import StoryreelError
+
+    if not job.photos.get(name):
+        raise StoryreelError(f"cast member {name} has no photos", f"storyreel cast add PHOTO --name {name}")
+    return photo_face_crop(job.photos[name][0], job.face_choices(name)[0])
+
+
 class PreviewEngine:
     """CPU animatic engine (see module docstring); renders at the story's fps and size."""
 
@@ -296,12 +306,10 @@ class PreviewEngine:
         """Nothing to load: the preview needs no weights."""
 
     def render(
-        self, job: RenderJob, output: Path, progress: StepProgress, *, story: Story, project: Project
+        self, job: RenderJob, output: Path, progress: StepProgress, *, project: Project
     ) -> RenderResult:
-        from storyreel.cast import face_crop
-
         started = time.perf_counter()
-        faces = [(name, face_crop(project, name, story.cast[name])) for name in job.cast]
+        faces = [(name, first_face(job, name)) for name in job.cast]
         animatic = Animatic(job, faces)
         prepared = time.perf_counter()
         every = max(1, job.frames // 24)

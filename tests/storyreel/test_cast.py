@@ -13,7 +13,6 @@ from storyreel.cast import (
     CROP_SIZE,
     add_cast_member,
     face_crop,
-    file_sha256,
     list_cast,
     read_faces,
     remove_cast_member,
@@ -22,6 +21,7 @@ from storyreel.cast import (
     write_cast_sheet,
 )
 from storyreel.errors import StoryreelError
+from storyreel.fsutil import file_sha256
 from storyreel.project import Project
 from storyreel.story import CastMember
 

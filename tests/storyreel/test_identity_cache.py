@@ -15,7 +15,7 @@ from PIL import Image, ImageOps
 from ingredients_model.faces import TinyFaceEncoder, load_face_encoder, write_tiny_face_encoder
 from storyreel.cast import add_cast_member
 from storyreel.errors import StoryreelError
-from storyreel.identity_cache import IdentityCache, IdentityCacheWarning, combine_embeddings
+from storyreel.identity_cache import IdentityCache, IdentityCacheWarning, combine_photos
 from storyreel.project import Project
 from storyreel.story import CastMember
 
@@ -189,13 +189,13 @@ def test_several_photos_are_combined(encoder: TinyFaceEncoder, astronaut_png: Pa
     items = [cache.get_photo(small, encoder), cache.get_photo(big, encoder)]
     assert items[1].quality > items[0].quality  # larger face
     n = encoder.arcface_dim
-    mean = combine_embeddings(items, "mean")
+    mean = combine_photos(items, "mean")
     arcs = torch.stack([torch.nn.functional.normalize(i.embedding.id_cond[:n], dim=0) for i in items]).mean(0)
     assert torch.allclose(mean.id_cond[:n], arcs / arcs.norm(), atol=1e-6)
     assert torch.equal(mean.id_cond[n:], items[1].embedding.id_cond[n:])
     assert mean.id_vit_hidden is items[1].embedding.id_vit_hidden
-    assert combine_embeddings(items, "best") is items[1].embedding
-    assert combine_embeddings(items, "first") is items[0].embedding
+    assert combine_photos(items, "best") is items[1].embedding
+    assert combine_photos(items, "first") is items[0].embedding
     member = CastMember(photos=[small, big], description="an astronaut")
     assert torch.equal(IdentityCache(tmp_path / "ids").get(member, encoder).id_cond, mean.id_cond)
     best = IdentityCache(tmp_path / "ids", combine="best").get(member, encoder)

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from storyreel.engines.base import EngineSpec
 from storyreel.errors import StoryreelError
-from storyreel.plan import RenderJob, derive_seed, frame_count, job_status, plan_story
+from storyreel.plan import NOT_IN_KEY, EngineSpec, RenderJob, derive_seed, frame_count, job_status, plan_story
 from storyreel.project import Project
 from storyreel.story import load_story
-from tests.storyreel.engines.projects import make_project
+from tests.helpers.projects import make_project
 
 PREVIEW = EngineSpec(name="preview", version="1", uses_caption=True)
 MODEL = EngineSpec(
@@ -126,9 +125,39 @@ def test_key_follows_photo_bytes_model_revision_and_engine_version(story_path: P
 def test_preview_keys_do_not_include_the_combine_field(story_path: Path) -> None:
     job = plan_story(load_story(story_path), PREVIEW)[0]
     assert job.combine is None
-    payload = {**job.model_dump(exclude={"key", "combine"}), "key_version": 1}
+    payload = {**job.model_dump(exclude={*NOT_IN_KEY, "combine"}), "key_version": 1}
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     assert job.key == hashlib.sha256(canonical.encode()).hexdigest()  # same keys as before the field
+
+
+def test_keys_of_known_jobs_are_pinned() -> None:
+    """Changing how keys are computed would make every user's clips stale: these keys are fixed."""
+    common = dict(
+        shot_id="s1", prompt="a woman with short hair waves", cast=["ana"],
+        photo_hashes={"ana": ["ab" * 32]}, faces={"ana": ["box=10,20,110,140"]}, seed=1143802014,
+        frames=49, fps=8, width=720, height=480, engine="ingredients", engine_version="1",
+    )  # fmt: skip
+    model = RenderJob(
+        **common, negative_prompt="blurry", combine={"ana": "mean"}, steps=50, guidance=6.0,
+        router_mode="soft", model_revision="rev-a",
+    ).with_key()  # fmt: skip
+    assert model.key == "d0f2f89f940e308d77817c4ec17751380b15fae150f0f91ad43de69ebfffef7c"
+    preview = RenderJob(
+        **{**common, "faces": {"ana": ["auto"]}, "engine": "preview", "engine_version": "2", "fps": 24,
+           "frames": 144},
+        caption="Hello",
+    ).with_key()  # fmt: skip
+    assert preview.key == "0fe1d29fb816478ae067a8f0a0a123fdc44e18ff34bde52381183f880586898e"
+    where = {"photos": {"ana": [Path("/elsewhere/ana.jpg")]}, "descriptions": {"ana": "a woman"}}
+    assert model.model_copy(update=where).compute_key() == model.key  # paths and descriptions: not pixels
+
+
+def test_jobs_carry_what_the_engine_needs(story_path: Path) -> None:
+    story = load_story(story_path)
+    job = plan_story(story, MODEL)[0]
+    assert job.photos == {name: story.cast[name].photos for name in ("nora", "sam")}
+    assert job.descriptions["sam"] == story.cast["sam"].description
+    assert [choice.token for choice in job.face_choices("nora")] == ["auto"]
 
 
 def test_only_selects_shots_and_rejects_unknown_ids(story_path: Path) -> None:

@@ -15,7 +15,7 @@ from storyreel.identity_cache import IdentityCache
 from storyreel.plan import plan_story
 from storyreel.project import Project
 from storyreel.story import load_story
-from tests.storyreel.engines.projects import make_project
+from tests.helpers.projects import make_project
 
 
 def _frames(path: Path, width: int, height: int) -> np.ndarray:
@@ -46,17 +46,16 @@ def test_renders_through_the_real_pipeline_deterministically(
     engine.prepare([(job, project) for job in jobs])
     assert len(list(project.text_cache_dir.glob("*.safetensors"))) == 2  # both prompts encoded up front
     steps: list[tuple[int, int]] = []
-    result = engine.render(jobs[0], tmp_path / "a.mp4", lambda d, t: steps.append((d, t)), story=story,
-                           project=project)  # fmt: skip
+    result = engine.render(jobs[0], tmp_path / "a.mp4", lambda d, t: steps.append((d, t)), project=project)
     assert steps == [(1, 2), (2, 2)]
     info = probe_video(tmp_path / "a.mp4")
     assert (info.width, info.height, info.fps, info.frames) == (96, 64, 8, 9)
     assert result.peak_memory_bytes and result.details["identity_cache_misses"] == 2
-    again = engine.render(jobs[0], tmp_path / "b.mp4", lambda d, t: None, story=story, project=project)
+    again = engine.render(jobs[0], tmp_path / "b.mp4", lambda d, t: None, project=project)
     assert again.details["identity_cache_hits"] == 2
     first, second = _frames(tmp_path / "a.mp4", 96, 64), _frames(tmp_path / "b.mp4", 96, 64)
     assert np.array_equal(first, second)  # same job, same hardware → same frames
-    engine.render(jobs[1], tmp_path / "c.mp4", lambda d, t: None, story=story, project=project)
+    engine.render(jobs[1], tmp_path / "c.mp4", lambda d, t: None, project=project)
     assert not np.array_equal(first, _frames(tmp_path / "c.mp4", 96, 64))
     assert engine.versions()["face_encoder"].startswith("tiny-")
 
@@ -73,7 +72,7 @@ def test_each_member_is_combined_as_the_story_says(
     project = Project.from_story(story)
     job = plan_story(story, engine.spec())[0]
     assert job.cast == ["nora", "sam"] and job.combine == {"nora": "first", "sam": "mean"}
-    (nora, sam), stats = engine.identities(job, story, project)
+    (nora, sam), stats = engine.identities(job, project)
     assert stats == {"identity_cache_hits": 0, "identity_cache_misses": 3}
     first = IdentityCache(project.identity_cache_dir, combine="first").get(story.cast["nora"], engine.encoder)
     assert torch.equal(nora.id_cond, first.id_cond)
@@ -82,7 +81,7 @@ def test_each_member_is_combined_as_the_story_says(
     story = load_story(path)
     mean_job = plan_story(story, engine.spec())[0]
     assert mean_job.combine == {"nora": "mean", "sam": "mean"} and mean_job.key != job.key
-    (nora_mean, sam_again), stats = engine.identities(mean_job, story, project)
+    (nora_mean, sam_again), stats = engine.identities(mean_job, project)
     assert stats == {"identity_cache_hits": 3, "identity_cache_misses": 0}  # entries are per photo
     assert not torch.allclose(nora_mean.id_cond, nora.id_cond)
     assert torch.equal(sam_again.id_cond, sam.id_cond)

@@ -15,7 +15,7 @@ from storyreel.ffmpeg_tools import probe_video
 from storyreel.plan import plan_story
 from storyreel.project import Project
 from storyreel.story import load_story
-from tests.storyreel.engines.projects import make_project
+from tests.helpers.projects import make_project
 
 
 def _job(path: Path, index: int = 0):
@@ -59,10 +59,11 @@ def test_animatic_frames_are_deterministic_and_move(tmp_path_factory, tmp_path: 
 
 
 def test_render_writes_the_shot_at_the_reel_fps_and_size(tmp_path_factory, tmp_path: Path) -> None:
-    story, project, job = _job(make_project(tmp_path_factory, tmp_path / "p", shots=2, seconds=1.5), 1)
+    _, project, job = _job(make_project(tmp_path_factory, tmp_path / "p", shots=2, seconds=1.5), 1)
     steps: list[tuple[int, int]] = []
-    result = PreviewEngine().render(job, tmp_path / "s2.mp4", lambda d, t: steps.append((d, t)), story=story,
-                                    project=project)  # fmt: skip
+    result = PreviewEngine().render(
+        job, tmp_path / "s2.mp4", lambda d, t: steps.append((d, t)), project=project
+    )
     info = probe_video(tmp_path / "s2.mp4")
     assert (info.width, info.height, info.fps, info.frames) == (160, 96, 12, 18)
     assert info.codec == "h264" and result.frames == 18 and result.peak_memory_kind == "rss"
@@ -72,11 +73,11 @@ def test_render_writes_the_shot_at_the_reel_fps_and_size(tmp_path_factory, tmp_p
 @pytest.mark.slow
 def test_a_six_second_720x480_shot_takes_about_a_second(tmp_path_factory, tmp_path: Path) -> None:
     path = make_project(tmp_path_factory, tmp_path / "p", shots=1, seconds=6.0, size="720x480", fps=24)
-    story, project, job = _job(path)
+    _, project, job = _job(path)
     engine = PreviewEngine()
-    engine.render(job, tmp_path / "warm.mp4", lambda d, t: None, story=story, project=project)
+    engine.render(job, tmp_path / "warm.mp4", lambda d, t: None, project=project)
     started = time.perf_counter()
-    engine.render(job, tmp_path / "s1.mp4", lambda d, t: None, story=story, project=project)
+    engine.render(job, tmp_path / "s1.mp4", lambda d, t: None, project=project)
     seconds = time.perf_counter() - started
     assert probe_video(tmp_path / "s1.mp4").frames == 144
     assert seconds < 6.0, f"{seconds:.1f} s for 144 frames (about 1-1.5 s on an idle 2-core machine)"
