@@ -29,6 +29,9 @@ from pathlib import Path
 from storyreel.errors import StoryreelError
 
 DEFAULT_LEASE_SECONDS = 120.0
+"""How long a worker's claim on a shot lasts without renewal."""
+DEFAULT_WAIT_SECONDS = 10.0
+"""How long a render waits for another holder of the project lock before refusing."""
 
 
 def _host() -> str:
@@ -84,7 +87,7 @@ class ProjectLock:
 
     path: Path
     shared: bool = False
-    wait: float = 10.0
+    wait: float = DEFAULT_WAIT_SECONDS
     poll: float = 0.2
     on_wait: Callable[[str], None] | None = None
     _fd: int | None = field(default=None, init=False, repr=False)

@@ -109,6 +109,16 @@ class Project:
         """``renders/index.html``: the review page."""
         return self.renders_dir / "index.html"
 
+    @property
+    def eval_path(self) -> Path:
+        """``renders/eval.json``: the last ``storyreel eval`` (shown on the review page)."""
+        return self.renders_dir / "eval.json"
+
+    @property
+    def reel_record_path(self) -> Path:
+        """``.storyreel/reel.json``: what the reel was last assembled from (:mod:`storyreel.reel_record`)."""
+        return self.state_dir / "reel.json"
+
     def clip_path(self, shot_id: str) -> Path:
         """``renders/<id>.mp4``."""
         return self.renders_dir / f"{_checked_id(shot_id)}.mp4"

@@ -1,23 +1,22 @@
 """Assembling finished clips into one reel with ffmpeg: transitions, retiming, captions, cards, music.
 
-Transition semantics: a shot's transition describes how it passes INTO THE NEXT shot. ``cut`` joins
-the clips; ``crossfade`` (xfade ``fade``) and ``fade`` (xfade ``fadeblack``, through black) overlap the
-two clips by the transition's length. The last shot's transition is ignored, except ``fade``, which
-fades the reel out to black (without changing its length). So the reel's length, in frames at the reel
+Transitions follow :mod:`storyreel.timeline` (a shot's transition is how it passes INTO THE NEXT shot):
+``crossfade`` is xfade ``fade``, ``fade`` is xfade ``fadeblack`` (through black), and the last shot's fade
+fades the reel out to black without changing its length. So the reel's length, in frames at the reel
 fps, is the sum of the retimed shot lengths minus the overlaps (plus the title and end cards).
+
+This module only assembles; what the reel was last built from lives in :mod:`storyreel.reel_record`, and
+:mod:`storyreel.outputs` builds the reel, the review page and the record together.
 """
 
 from __future__ import annotations
 
-import hashlib
-import inspect
-import json
 import os
 import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -25,15 +24,14 @@ import ffmpeg
 
 from storyreel.errors import StoryreelError
 from storyreel.ffmpeg_tools import VideoInfo, find_font, probe_video, run_ffmpeg, wrap_text
-from storyreel.fsutil import atomic_path, atomic_write_json, atomic_write_text
+from storyreel.fsutil import atomic_path, atomic_write_text
+from storyreel.timeline import BURNED_CAPTIONS, CAPTION_MODES, TRANSITIONS, joins, room
 
 if TYPE_CHECKING:
     from storyreel.project import Project
     from storyreel.story import Story
 
-TRANSITIONS = ("cut", "crossfade", "fade")
 RETIME_MODES = ("duplicate", "interpolate")
-CAPTION_MODES = ("burn", "subtitles", "both", "none")
 VIDEO_FORMATS = ("mp4", "webm")
 TITLE_SECONDS = 3.0
 END_SECONDS = 4.0
@@ -156,28 +154,26 @@ def _plan(
 ) -> _Plan:
     lengths = [max(1, round(info.frames * fps / info.fps)) for info in infos]
     overlaps: list[int] = []
-    for i, clip in enumerate(clips[:-1]):
-        wanted = 0 if clip.transition == "cut" else round(clip.transition_seconds * fps)
-        available = lengths[i] - (overlaps[-1] if overlaps else 0)
-        limit = max(0, min(available, lengths[i + 1]))
-        if wanted > limit:
-            warn(
-                f"shot '{clip.shot_id}': {clip.transition} of {clip.transition_seconds:g} s is longer than "
-                f"a neighbouring clip allows; shortened to {limit / fps:g} s"
-            )
-            wanted = limit
-        overlaps.append(wanted)
-    last = clips[-1]
     fade_out = 0
-    if last.transition == "fade":
-        fade_out = round(last.transition_seconds * fps)
-        limit = lengths[-1] - (overlaps[-1] if overlaps else 0)
-        if fade_out > limit:
-            warn(
-                f"shot '{last.shot_id}': the closing fade is longer than the clip; "
-                f"shortened to {limit / fps:g} s"
+    incoming = 0
+    plan = joins([(clip.transition, round(clip.transition_seconds * fps)) for clip in clips])
+    for i, (clip, join) in enumerate(zip(clips, plan, strict=True)):
+        wanted = join.fade_out if join.last else join.overlap
+        limit = max(0, room(lengths[i], incoming, None if join.last else lengths[i + 1]))
+        if wanted > limit:
+            what = (
+                "the closing fade is longer than the clip"
+                if join.last
+                else f"{clip.transition} of {clip.transition_seconds:g} s is longer than "
+                "a neighbouring clip allows"
             )
-            fade_out = limit
+            warn(f"shot '{clip.shot_id}': {what}; shortened to {limit / fps:g} s")
+            wanted = limit
+        if join.last:
+            fade_out = wanted
+        else:
+            overlaps.append(wanted)
+            incoming = wanted
     segments = []
     start = title_frames
     for i, clip in enumerate(clips):
@@ -214,7 +210,7 @@ def _layout(
     infos = probe_clips(clips)
     has_captions = any(c.caption for c in clips)
     font = None
-    if (has_captions and captions in ("burn", "both")) or title or credits:
+    if (has_captions and captions in BURNED_CAPTIONS) or title or credits:
         font = find_font()
         if font is None:
             warn(
@@ -223,7 +219,7 @@ def _layout(
             )
     title = title if font else None
     credits = credits if font else None
-    burn = bool(font) and has_captions and captions in ("burn", "both")
+    burn = bool(font) and has_captions and captions in BURNED_CAPTIONS
     title_frames = round(TITLE_SECONDS * fps) if title else 0
     end_frames = round(END_SECONDS * fps) if credits else 0
     return _plan(clips, infos, fps, title_frames, end_frames, warn), font, burn, title, credits
@@ -720,178 +716,12 @@ def build_reel_result(story: Story, project: Project, **options: Any) -> ReelRes
     return assemble_reel(clips, output, **settings)
 
 
-# ------------------------------------------------------------------ the record of the last assembly
-#
-# ``.storyreel/reel.json`` says what the reel was last assembled from (story, clip keys, music:
-# ``inputs``) and how (the effective assembly ``options``), where each shot sits in it (``segments``),
-# and which eval results the review page shows (``review_eval``). ``storyreel render`` and
-# ``storyreel reel`` both assemble through :func:`build_outputs`, and ``storyreel eval`` refreshes the
-# page through :func:`refresh_review`, so the record always describes the files on disk.
-
-
-def reel_record_path(project: Project) -> Path:
-    """Where the record of the last assembly lives (``.storyreel/reel.json``)."""
-    return project.state_dir / "reel.json"
-
-
-def _sha256_file(path: Path) -> str | None:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None
-
-
-def reel_inputs(story: Story, project: Project) -> dict[str, Any]:
-    """Everything the reel is built from: story file, clip keys, music (eval results only touch the page)."""
-    from storyreel import __version__
-    from storyreel.plan import read_clip_meta
-
-    keys = {}
-    for shot in story.shots:
-        meta = read_clip_meta(project, shot.id)
-        keys[shot.id] = meta.get("key") if meta else None
-    return {
-        "story": _sha256_file(project.story_path),
-        "clips": keys,
-        "music": _sha256_file(Path(story.music.file)) if story.music else None,
-        "storyreel": __version__,
-    }
-
-
-def _jsonable(value: Any) -> Any:
-    return asdict(value) if is_dataclass(value) and not isinstance(value, type) else str(value)
-
-
-def assembly_options(story: Story, project: Project, **options: Any) -> dict[str, Any]:
-    """The effective assembly options for ``options`` (defaults filled in), as stored in the record."""
-    _, output, settings = reel_settings(story, project, **options)
-    defaults = {
-        name: param.default
-        for name, param in inspect.signature(assemble_reel).parameters.items()
-        if param.kind is inspect.Parameter.KEYWORD_ONLY
-    }
-    merged = {**defaults, **settings}
-    merged["video_format"] = merged["video_format"] or _format_for(output)
-    merged["output"] = os.path.relpath(output, project.root)
-    return json.loads(json.dumps(merged, default=_jsonable, sort_keys=True))
-
-
-def _format_for(output: Path) -> str:
-    return "webm" if output.suffix.lower() == ".webm" else "mp4"
-
-
-def _stat(path: Path) -> list[int] | None:
-    try:
-        info = path.stat()
-    except OSError:
-        return None
-    return [info.st_size, info.st_mtime_ns]
-
-
-def read_reel_record(project: Project) -> dict[str, Any] | None:
-    """The record of the last assembly, or None when there is none (or it is unreadable)."""
-    try:
-        record = json.loads(reel_record_path(project).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
-
-
-def _eval_hash(project: Project) -> str | None:
-    return _sha256_file(project.renders_dir / "eval.json")
-
-
-def reel_is_current(story: Story, project: Project, **options: Any) -> bool:
-    """True when the reel exists and was last assembled from exactly the current inputs with exactly
-    these options (``options`` as for :func:`build_reel`)."""
-    record = read_reel_record(project)
-    if record is None:
-        return False
-    wanted = assembly_options(story, project, **options)
-    return (
-        (project.root / wanted["output"]).is_file()
-        and record.get("options") == wanted
-        and record.get("inputs") == reel_inputs(story, project)
-    )
-
-
-def review_is_current(project: Project) -> bool:
-    """True when the review page was written with the last assembly and shows the current eval results."""
-    record = read_reel_record(project)
-    return (
-        record is not None
-        and record.get("review") is True
-        and project.review_path.is_file()
-        and record.get("review_eval") == _eval_hash(project)
-    )
-
-
-def refresh_review(story: Story, project: Project) -> Path:
-    """Write the review page for the reel on disk (no assembly) and note it in the record."""
-    from storyreel.review import write_review
-
-    page = write_review(story, project)
-    record = read_reel_record(project)
-    if record is not None:
-        record.update(review=True, review_eval=_eval_hash(project))
-        atomic_write_json(reel_record_path(project), record)
-    return page
-
-
-def build_outputs(
-    story: Story, project: Project, *, review: bool = True, **options: Any
-) -> tuple[ReelResult, Path | None]:
-    """Assemble the reel, write the review page (unless ``review`` is False) and record both.
-
-    The one way the CLI and the runner assemble a project's reel; returns (result, review page).
-    """
-    from storyreel.review import write_review
-
-    inputs = reel_inputs(story, project)  # before assembling: a clip changing meanwhile makes it stale
-    wanted = assembly_options(story, project, **options)
-    result = build_reel_result(story, project, **options)
-    page = write_review(story, project, reel=result) if review else None
-    record = {
-        "inputs": inputs,
-        "options": wanted,
-        "review": page is not None,
-        "review_eval": _eval_hash(project),
-        "built": time.time(),
-        "reel": {"path": wanted["output"], "stat": _stat(result.path)},
-        "fps": result.fps,
-        "segments": [asdict(seg) for seg in result.segments],
-    }
-    atomic_write_json(reel_record_path(project), record)
-    return result, page
-
-
-def recorded_reel(project: Project) -> Path | None:
-    """The reel file the last assembly wrote, if it still exists."""
-    record = read_reel_record(project)
-    try:
-        path = project.root / record["reel"]["path"]
-    except (TypeError, KeyError):
-        return None
-    return path if path.is_file() else None
-
-
-def reel_timeline(story: Story, project: Project, reel: Path) -> tuple[int, list[Segment]] | None:
-    """Where each shot sits in ``reel``: (fps, segments), or None when it cannot be known.
-
-    Taken from the record when it describes this very file; otherwise planned again (cheaply: probing,
-    no encoding) from the current clips with the story's settings, if the reel and every clip exist.
-    """
-    reel = Path(reel)
-    record = read_reel_record(project)
-    if record is not None:
-        try:
-            same = (project.root / record["reel"]["path"]).resolve() == reel.resolve()
-            if same and record["reel"]["stat"] == _stat(reel):
-                return int(record["fps"]), [Segment(**seg) for seg in record["segments"]]
-        except (TypeError, KeyError, ValueError):
-            pass
+def planned_timeline(story: Story, project: Project) -> tuple[int, list[Segment]] | None:
+    """Where each shot would sit in a reel assembled now from the current clips with the story's own
+    settings: (fps, segments), planned by probing only (no encoding); None unless every clip exists
+    and is readable."""
     clips, _, settings = reel_settings(story, project)
-    if not reel.is_file() or not clips or not all(c.path.is_file() for c in clips):
+    if not clips or not all(c.path.is_file() for c in clips):
         return None
     fps = settings["fps"]
     try:

@@ -23,7 +23,8 @@ from PIL import Image, ImageDraw, ImageFont
 from storyreel.errors import StoryreelError
 from storyreel.ffmpeg_tools import ffmpeg_exe, find_font, probe_video, stderr_tail
 from storyreel.fsutil import atomic_path, atomic_write_text
-from storyreel.reel import ReelResult, Segment, recorded_reel, reel_timeline
+from storyreel.reel import ReelResult, Segment
+from storyreel.reel_record import recorded_reel, reel_timeline
 
 if TYPE_CHECKING:
     from storyreel.project import Project
@@ -33,7 +34,6 @@ THUMBS_PER_CLIP = 4
 THUMB_WIDTH = 192
 FACE_SIZE = 96
 CONTACT_SHEET = "contact_sheet.png"
-EVAL_FILE = "eval.json"
 CAPTIONS_VTT = "review-captions.vtt"
 
 
@@ -186,7 +186,7 @@ def collect_reviews(story: Story, project: Project) -> list[ShotReview]:
     """Gather thumbnails (written to renders/thumbs/), faces, clip metadata and metrics for every shot."""
     renders = Path(project.renders_dir)
     thumbs_dir = renders / "thumbs"
-    evaluation, eval_problem = _read_json(renders / EVAL_FILE)
+    evaluation, eval_problem = _read_json(project.eval_path)
     faces = _face_images(story, project, thumbs_dir)
     reviews = []
     for shot in story.shots:

@@ -37,11 +37,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ingredients_model.errors import IngredientsError
 from storyreel import __version__
-from storyreel.errors import StoryreelError
+from storyreel.errors import HintedError, StoryreelError
 from storyreel.fsutil import PARTIAL_SUFFIX, atomic_path, atomic_write_json, partial_path
-from storyreel.locking import DEFAULT_LEASE_SECONDS, Claim, ClaimBoard, ProjectLock
+from storyreel.locking import DEFAULT_LEASE_SECONDS, DEFAULT_WAIT_SECONDS, Claim, ClaimBoard, ProjectLock
 from storyreel.plan import RenderJob, job_status, plan_story
 
 if TYPE_CHECKING:
@@ -64,7 +63,7 @@ class RenderOptions:
     memory: str = "auto"
     cache_threshold: float | None = None
     reel: bool = True
-    wait: float = 10.0
+    wait: float = DEFAULT_WAIT_SECONDS
     worker: bool = False
     lease: float = DEFAULT_LEASE_SECONDS
 
@@ -171,15 +170,6 @@ def remove_partials(project: Project) -> list[Path]:
                 path.unlink(missing_ok=True)
                 removed.append(path)
     return removed
-
-
-def build_outputs(story: Story, project: Project) -> tuple[Path, Path | None]:
-    """Assemble the reel and the review page with the story's own settings, and record them
-    (E's ``storyreel.reel.build_outputs``, shared with ``storyreel reel``)."""
-    from storyreel.reel import build_outputs as build_and_record
-
-    result, review = build_and_record(story, project)
-    return result.path, review
 
 
 def clip_record(
@@ -313,10 +303,9 @@ class Runner:
         partial_path(clip).unlink(missing_ok=True)
         try:
             with atomic_path(clip) as tmp:
-                result = work.engine.render(job, tmp, on_step, story=work.story, project=project)
-        except (StoryreelError, IngredientsError) as err:
-            where = getattr(err, "location", None)
-            raise StoryreelError(f"shot {job.shot_id}: {err.message}", err.hint, location=where) from err
+                result = work.engine.render(job, tmp, on_step, project=project)
+        except HintedError as err:
+            raise StoryreelError.from_error(err, f"shot {job.shot_id}: ") from err
         atomic_write_json(meta, clip_record(job, work.engine, result, self.processes, started))
         return result.seconds
 
@@ -350,7 +339,8 @@ class Runner:
     def finish(self, work: _StoryWork) -> None:
         """Build the reel and review page once every shot has a current clip, unless the last assembly
         (by a render or by `storyreel reel`) used exactly these clips and the story's own settings."""
-        from storyreel.reel import reel_is_current, refresh_review, review_is_current
+        from storyreel.outputs import build_outputs, refresh_review
+        from storyreel.reel_record import reel_is_current, review_is_current
 
         report, story, project = work.report, work.story, work.project
         missing = [job.shot_id for job in self.plan_all(work) if job_status(job, project) != "done"]
@@ -373,7 +363,8 @@ class Runner:
                     report.review = refresh_review(story, project)
                 return
             with claim.keep_alive() if claim else contextlib.nullcontext():
-                report.reel, report.review = build_outputs(story, project)
+                result, report.review = build_outputs(story, project)
+                report.reel = result.path
         finally:
             if claim is not None:
                 claim.release()

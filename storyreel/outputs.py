@@ -1,0 +1,43 @@
+"""Building a project's outputs: the reel, its review page, and the record of both.
+
+The one way ``storyreel render``, ``storyreel reel`` and ``storyreel eval`` write them, so the record
+(:mod:`storyreel.reel_record`) always describes the files on disk. Imports run one way:
+outputs → review → reel_record → reel.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from storyreel.reel import ReelResult, build_reel_result
+from storyreel.reel_record import assembly_options, reel_inputs, write_reel_record, write_review_note
+from storyreel.review import write_review
+
+if TYPE_CHECKING:
+    from storyreel.project import Project
+    from storyreel.story import Story
+
+__all__ = ["build_outputs", "refresh_review"]
+
+
+def build_outputs(
+    story: Story, project: Project, *, review: bool = True, **options: Any
+) -> tuple[ReelResult, Path | None]:
+    """Assemble the reel, write the review page (unless ``review`` is False) and record both.
+
+    ``options`` are :func:`storyreel.reel.build_reel`'s; returns (result, review page or None).
+    """
+    inputs = reel_inputs(story, project)  # before assembling: a clip changing meanwhile makes it stale
+    wanted = assembly_options(story, project, **options)
+    result = build_reel_result(story, project, **options)
+    page = write_review(story, project, reel=result) if review else None
+    write_reel_record(project, result, inputs=inputs, options=wanted, review=page is not None)
+    return result, page
+
+
+def refresh_review(story: Story, project: Project) -> Path:
+    """Write the review page for the reel on disk (no assembly) and note it in the record."""
+    page = write_review(story, project)
+    write_review_note(project)
+    return page
