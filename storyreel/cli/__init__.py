@@ -18,25 +18,23 @@ from storyreel.cli import (  # noqa: F401  (imported for their @app.command regi
     story_commands,
 )
 from storyreel.cli.app import app, console_err, state
-from storyreel.errors import StoryreelError
+from storyreel.errors import HintedError, user_hint
 
 __all__ = ["app", "main"]
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `storyreel` console script."""
-    from ingredients_model.errors import IngredientsError
-
     try:
         app(args=argv, prog_name="storyreel")
-    except (StoryreelError, IngredientsError) as err:
+    except HintedError as err:  # storyreel's and the model package's errors
         if state.debug:
             raise
         location = getattr(err, "location", None)
         prefix = f"{location}: " if location else ""
         console_err.print(f"[bold red]error:[/] {escape(prefix + err.message)}", highlight=False)
-        if err.hint:
-            console_err.print(f"[yellow]hint:[/] {escape(err.hint)}", highlight=False)
+        if hint := user_hint(err):
+            console_err.print(f"[yellow]hint:[/] {escape(hint)}", highlight=False)
         sys.exit(1)
     except KeyboardInterrupt:
         if state.debug:

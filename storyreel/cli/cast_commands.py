@@ -5,18 +5,18 @@ from __future__ import annotations
 import time
 import warnings
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from ingredients_model.errors import IngredientsError
 from storyreel.cli.app import app, console, console_err
-from storyreel.errors import StoryreelError
+from storyreel.cli.options import CastNameArgument, ModelOption, ProjectOption
+from storyreel.errors import StoryreelError, user_hint
 
 cast_app = typer.Typer(no_args_is_help=True, help="Add, list, show and remove the people of a project.")
 app.add_typer(cast_app, name="cast")
-
-_PROJECT = typer.Option(Path("."), "--project", "-p", help="Project folder (or its story.yaml).")
 
 
 def _project(path: Path):  # -> storyreel.project.Project
@@ -25,13 +25,16 @@ def _project(path: Path):  # -> storyreel.project.Project
     return Project.find(path)
 
 
-def _story_model(project) -> Path | None:
-    """``defaults.model`` of the project's story, if it loads and names a model folder."""
+def _default_model(project) -> Path | None:
+    """The model folder ``--model`` defaults to: the story's ``defaults.model`` (if the story loads), else
+    ``$STORYREEL_MODEL``."""
+    from storyreel.engines.select import resolve_model_dir
+
     try:
-        model = project.load_story().defaults.model
+        story = project.load_story()
     except StoryreelError:
-        return None
-    return Path(model) if model else None
+        story = None
+    return resolve_model_dir(None, story)[0]
 
 
 def _story_cast(project) -> set[str] | None:
@@ -63,23 +66,22 @@ def _encode_now(project, result, model: Path) -> None:
 
 @cast_app.command("add")
 def add(
-    photos: list[Path] = typer.Argument(..., help="Photo(s) of one person.", metavar="PHOTO"),
-    name: str = typer.Option(..., "--name", "-n", help="Cast name: lower-case letters, digits, _ and -."),
-    description: str | None = typer.Option(
-        None, "--description", "-d", help="Words that replace {name} in prompts."
-    ),
-    face: int | None = typer.Option(
-        None, "--face", "-f", help="Which face (1.., left to right) in group photos."
-    ),
-    project_dir: Path = _PROJECT,
-    model: Path | None = typer.Option(
-        None,
-        "--model",
-        "-m",
-        help="Also encode the identity now with this model folder (default: the story's).",
-    ),
+    photos: Annotated[list[Path], typer.Argument(help="Photo(s) of one person.", metavar="PHOTO")],
+    name: Annotated[
+        str, typer.Option("--name", "-n", help="Cast name: lower-case letters, digits, _ and -.")
+    ],
+    description: Annotated[
+        str | None, typer.Option("--description", "-d", help="Words that replace {name} in prompts.")
+    ] = None,
+    face: Annotated[
+        int | None, typer.Option("--face", "-f", help="Which face (1.., left to right) in group photos.")
+    ] = None,
+    project_dir: ProjectOption = Path("."),
+    model: ModelOption = None,
 ) -> None:
-    """Copy photos into cast/NAME/, record the chosen face and print the story.yaml snippet."""
+    """Copy photos into cast/NAME/, record the chosen face and print the story.yaml snippet.
+
+    With a model folder that has a face encoder, the identities are encoded right away."""
     from storyreel.cast import add_cast_member
 
     project = _project(project_dir)
@@ -98,19 +100,19 @@ def add(
         console_err.print(f"[yellow]warning:[/] {message}", highlight=False)
     if model is not None:
         _encode_now(project, result, model)
-    elif (story_model := _story_model(project)) is not None and (story_model / "face_encoder").is_dir():
+    elif (default := _default_model(project)) is not None and (default / "face_encoder").is_dir():
         try:
-            _encode_now(project, result, story_model)
+            _encode_now(project, result, default)
         except IngredientsError as err:  # the photos are added; the identity is built at render time
             console_err.print(f"[yellow]note:[/] identity not encoded now: {err.message}", highlight=False)
-            if err.hint:
-                console_err.print(f"[yellow]hint:[/] {err.hint}", highlight=False)
+            if hint := user_hint(err):
+                console_err.print(f"[yellow]hint:[/] {hint}", highlight=False)
     console.print("\nPaste into story.yaml (storyreel never edits it):", highlight=False)
     console.print(result.snippet, highlight=False, markup=False, soft_wrap=True)
 
 
 @cast_app.command("list")
-def list_(project_dir: Path = _PROJECT) -> None:
+def list_(project_dir: ProjectOption = Path(".")) -> None:
     """Show the cast: photos, smallest face size, whether identities are cached."""
     from storyreel.cast import list_cast
     from storyreel.identity_cache import IdentityCache
@@ -136,9 +138,11 @@ def list_(project_dir: Path = _PROJECT) -> None:
 
 @cast_app.command("show")
 def show(
-    name: str = typer.Argument(..., help="Cast name."),
-    project_dir: Path = _PROJECT,
-    open_: bool = typer.Option(False, "--open", help="Open the sheet in the default image viewer."),
+    name: CastNameArgument,
+    project_dir: ProjectOption = Path("."),
+    open_: Annotated[
+        bool, typer.Option("--open", help="Open the sheet in the default image viewer.")
+    ] = False,
 ) -> None:
     """Write a sheet image of a member's face crops and print its path."""
     from storyreel.cast import write_cast_sheet
@@ -151,9 +155,9 @@ def show(
 
 @cast_app.command("remove")
 def remove(
-    name: str = typer.Argument(..., help="Cast name."),
-    project_dir: Path = _PROJECT,
-    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    name: CastNameArgument,
+    project_dir: ProjectOption = Path("."),
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete cast/NAME/ (its photo copies, faces.json and crops)."""
     from storyreel.cast import remove_cast_member, validate_name

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from storyreel.cli.app import app, console, console_err
+from storyreel.cli.options import ModelOption, StoryArgument
+from storyreel.evaluate import DEFAULT_FRAMES
 
 
 def _num(value: float | None, scale: float = 1.0, digits: int = 2) -> str:
@@ -74,29 +76,31 @@ def consistency_table(report: dict[str, Any]) -> Table:
 
 @app.command("eval")
 def eval_command(
-    story: Path = typer.Argument(Path("story.yaml"), help="The story file (or its project folder)."),
-    backend: str = typer.Option(
-        "auto",
-        "--backend",
-        help="Face backend: auto (ArcFace if its weights are there, else dlib), arcface, "
-        "curricularface or dlib (offline, numbers not comparable with ArcFace).",
-    ),
-    model: Path | None = typer.Option(
-        None, "--model", help="Model folder with face_encoder/ (default: defaults.model, $STORYREEL_MODEL)."
-    ),
-    clip: Path | None = typer.Option(
-        None, "--clip", envvar="STORYREEL_CLIP", help="Local CLIP ViT-B/32 folder, for CLIPScore."
-    ),
-    frames: int = typer.Option(8, "--frames", min=1, help="Frames sampled per shot."),
-    threshold: float | None = typer.Option(
-        None, "--threshold", help="Same-person similarity threshold (default: the backend's)."
-    ),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda (ArcFace / CLIP)."),
+    story: StoryArgument = Path("story.yaml"),
+    backend: Annotated[
+        str,
+        typer.Option(
+            "--backend",
+            help="Face backend: auto (ArcFace if its weights are there, else dlib), arcface, "
+            "curricularface or dlib (offline, numbers not comparable with ArcFace).",
+        ),
+    ] = "auto",
+    model: ModelOption = None,
+    clip: Annotated[
+        Path | None,
+        typer.Option("--clip", envvar="STORYREEL_CLIP", help="Local CLIP ViT-B/32 folder, for CLIPScore."),
+    ] = None,
+    frames: Annotated[int, typer.Option("--frames", min=1, help="Frames sampled per shot.")] = DEFAULT_FRAMES,
+    threshold: Annotated[
+        float | None,
+        typer.Option("--threshold", help="Same-person similarity threshold (default: the backend's)."),
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda (ArcFace / CLIP).")] = "cpu",
 ) -> None:
     """Check every character in every rendered shot; writes renders/eval.json and the review page."""
     from storyreel.evaluate import evaluate_story, write_eval
+    from storyreel.outputs import refresh_review
     from storyreel.project import Project
-    from storyreel.reel import refresh_review
 
     project = Project.find(story)
     loaded = project.load_story()

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from storyreel.cli.app import app, console
+from storyreel.cli.options import ModelOption
 
 models_app = typer.Typer(help="Get model folders: the released weights, or a tiny random model for tests.")
 app.add_typer(models_app, name="models")
@@ -19,8 +20,10 @@ DEFAULT_DOWNLOAD_DIR = Path("models/ingredients")
 
 @models_app.command("tiny")
 def models_tiny(
-    directory: Path = typer.Argument(..., help="Folder to write (replaced if present).", show_default=False),
-    seed: int = typer.Option(0, "--seed", help="Seed of the random weights."),
+    directory: Annotated[
+        Path, typer.Argument(help="Folder to write (replaced if present).", show_default=False)
+    ],
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random weights.")] = 0,
 ) -> None:
     """Write a tiny random model folder (released layout) to smoke-test the real engine on a CPU."""
     from ingredients_model.checkpoint import model_revision, write_tiny_model_folder
@@ -36,16 +39,24 @@ def models_tiny(
 
 @models_app.command("download")
 def models_download(
-    directory: Path = typer.Argument(
-        None, help=f"Target (default: $STORYREEL_MODEL, else {DEFAULT_DOWNLOAD_DIR}).", show_default=False
-    ),
-    revision: str = typer.Option(None, "--revision", help="A branch, tag or commit of the model repository."),
-    repo: str = typer.Option(None, "--repo", help="Model repository (default: feizhengcong/Ingredients)."),
+    directory: Annotated[
+        Path | None,
+        typer.Argument(
+            help=f"Target (default: $STORYREEL_MODEL, else {DEFAULT_DOWNLOAD_DIR}).", show_default=False
+        ),
+    ] = None,
+    revision: Annotated[
+        str | None, typer.Option("--revision", help="A branch, tag or commit of the model repository.")
+    ] = None,
+    repo: Annotated[
+        str | None, typer.Option("--repo", help="Model repository (default: feizhengcong/Ingredients).")
+    ] = None,
 ) -> None:
     """Download the released weights with huggingface_hub (resumable; about 30 GB)."""
     from ingredients_model.checkpoint import DEFAULT_REPO_ID, download_model, model_revision
+    from storyreel.engines.select import resolve_model_dir
 
-    target = directory or Path(os.environ.get("STORYREEL_MODEL") or DEFAULT_DOWNLOAD_DIR)
+    target = directory or resolve_model_dir(None, None)[0] or DEFAULT_DOWNLOAD_DIR
     console.print(f"downloading {repo or DEFAULT_REPO_ID} into {escape(str(target))} …", highlight=False)
     path = download_model(target, repo_id=repo or DEFAULT_REPO_ID, revision=revision)
     shown = escape(str(path))
@@ -54,9 +65,7 @@ def models_download(
 
 
 @app.command()
-def doctor(
-    model: Path = typer.Option(None, "--model", help="Model folder to check (default: $STORYREEL_MODEL)."),
-) -> None:
+def doctor(model: ModelOption = None) -> None:
     """Check ffmpeg, torch/CUDA, GPU memory, the model folder and the [gpu] extra; say how to fix each."""
     from storyreel.doctor import FAIL, OK, run_checks
     from storyreel.engines.select import resolve_model_dir

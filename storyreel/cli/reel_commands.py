@@ -3,27 +3,37 @@
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
 from storyreel.cli.app import app, console, console_err
+from storyreel.cli.options import StoryArgument
 
 
 @app.command("reel")
 def reel(
-    story: Path = typer.Argument(..., help="story.yaml, or the project folder that holds it"),
-    captions: str | None = typer.Option(
-        None, help="burn | subtitles | both | none (default: the story's output.captions)"
-    ),
-    retime: str = typer.Option(
-        "duplicate", help="duplicate frames to reach the reel fps, or interpolate (motion, slower)"
-    ),
-    video_format: str | None = typer.Option(
-        None, "--format", help="mp4 (H.264) or webm (VP9); default from the story's output.file"
-    ),
-    review: bool = typer.Option(True, "--review/--no-review", help="also write renders/index.html"),
+    story: StoryArgument,
+    captions: Annotated[
+        str | None,
+        typer.Option(
+            "--captions", help="burn | subtitles | both | none (default: the story's output.captions)"
+        ),
+    ] = None,
+    retime: Annotated[
+        str | None,
+        typer.Option(
+            "--retime",
+            help="duplicate frames to reach the reel fps (default), or interpolate (motion, slower)",
+        ),
+    ] = None,
+    video_format: Annotated[
+        str | None,
+        typer.Option("--format", help="mp4 (H.264) or webm (VP9); default from the story's output.file"),
+    ] = None,
+    review: Annotated[
+        bool, typer.Option("--review/--no-review", help="also write renders/index.html")
+    ] = True,
 ) -> None:
     """Assemble the reel from the clips in renders/ (run `storyreel render` first to make them).
 
@@ -31,13 +41,16 @@ def reel(
     `storyreel render` re-assembles the reel with the story's own settings when this one used other
     options (change output.captions / output.file in story.yaml to make a choice stick).
     """
+    from storyreel.outputs import build_outputs
     from storyreel.project import Project
-    from storyreel.reel import ReelWarning, build_outputs
+    from storyreel.reel import ReelWarning
     from storyreel.story import load_story
 
     loaded = load_story(Project.find(story).story_path)
     project = Project.from_story(loaded)
-    options: dict[str, Any] = {"retime": retime}
+    options: dict[str, Any] = {}
+    if retime is not None:
+        options["retime"] = retime
     if captions is not None:
         options["captions"] = captions
     if video_format is not None:

@@ -8,13 +8,19 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from storyreel.cli.app import app, console, state
+from storyreel.cli.options import CacheThresholdOption, EngineOption, ModelOption, StoryArgument
 from storyreel.errors import StoryreelError
+from storyreel.locking import DEFAULT_LEASE_SECONDS, DEFAULT_WAIT_SECONDS
+
+if TYPE_CHECKING:
+    from storyreel.runner import RenderOptions
 
 _GLOB_CHARS = set("*?[")
 
@@ -73,74 +79,72 @@ def accelerate_command(processes: int, render_args: list[str], gpus_visible: int
     return [*launch, "-m", "storyreel", *(["--debug"] if state.debug else []), "render", *render_args]
 
 
-def _render_args(
-    stories: list[str], engine, model, force, only, memory, cache_threshold, no_reel, wait, worker, lease
-) -> list[str]:
+def render_args(stories: list[str], options: RenderOptions) -> list[str]:
+    """The ``storyreel render`` arguments that ask each launched process for exactly ``options``."""
     args = [*stories]
-    if engine:
-        args += ["--engine", engine]
-    if model:
-        args += ["--model", str(Path(model).absolute())]
-    args += ["--force"] if force else []
-    for shot_id in only or []:
+    if options.engine:
+        args += ["--engine", options.engine]
+    if options.model:
+        args += ["--model", str(Path(options.model).absolute())]
+    args += ["--force"] if options.force else []
+    for shot_id in options.only or []:
         args += ["--only", shot_id]
-    args += ["--memory", memory, "--wait", str(wait), "--lease", str(lease)]
-    if cache_threshold is not None:
-        args += ["--cache-threshold", str(cache_threshold)]
-    args += ["--no-reel"] if no_reel else []
-    args += ["--worker"] if worker else []
+    args += ["--memory", options.memory, "--wait", str(options.wait), "--lease", str(options.lease)]
+    if options.cache_threshold is not None:
+        args += ["--cache-threshold", str(options.cache_threshold)]
+    args += ["--no-reel"] if not options.reel else []
+    args += ["--worker"] if options.worker else []
     return args
 
 
 @app.command()
 def render(
-    stories: list[str] = typer.Argument(
-        None, help="Story files or project folders; globs like 'stories/*/story.yaml'.", show_default=False
-    ),
-    engine: str = typer.Option(
-        None, "--engine", help="auto | ingredients | preview (default: the story's defaults.engine)."
-    ),
-    model: Path = typer.Option(
-        None, "--model", help="Model folder (default: defaults.model, else $STORYREEL_MODEL)."
-    ),
-    force: bool = typer.Option(False, "--force", help="Render every shot again, even current ones."),
-    only: list[str] = typer.Option(None, "--only", help="Render only these shot ids (repeat or a,b,c)."),
-    gpus: int = typer.Option(
-        None, "--gpus", help="Run N processes with accelerate launch, one per GPU; shots are split."
-    ),
-    memory: str = typer.Option("auto", "--memory", help="auto | none | model_offload | group_offload."),
-    cache_threshold: float = typer.Option(
-        None, "--cache-threshold", min=0.0, help="First-block cache threshold (e.g. 0.05; off by default)."
-    ),
-    no_reel: bool = typer.Option(False, "--no-reel", help="Render clips only; do not assemble the reel."),
-    wait: float = typer.Option(10.0, "--wait", help="Seconds to wait for another render of the project."),
-    worker: bool = typer.Option(
-        False, "--worker", help="Share the project with other workers (any machine): claim shots one by one."
-    ),
-    lease: float = typer.Option(120.0, "--lease", help="Seconds a worker's claim lasts without renewal."),
+    stories: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Story files or project folders; globs like 'stories/*/story.yaml'.", show_default=False
+        ),
+    ] = None,
+    engine: EngineOption = None,
+    model: ModelOption = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Render every shot again, even current ones.")
+    ] = False,
+    only: Annotated[
+        list[str] | None, typer.Option("--only", help="Render only these shot ids (repeat or a,b,c).")
+    ] = None,
+    gpus: Annotated[
+        int | None,
+        typer.Option("--gpus", help="Run N processes with accelerate launch, one per GPU; shots are split."),
+    ] = None,
+    memory: Annotated[
+        str, typer.Option("--memory", help="auto | none | model_offload | group_offload.")
+    ] = "auto",
+    cache_threshold: CacheThresholdOption = None,
+    no_reel: Annotated[
+        bool, typer.Option("--no-reel", help="Render clips only; do not assemble the reel.")
+    ] = False,
+    wait: Annotated[
+        float, typer.Option("--wait", help="Seconds to wait for another render of the project.")
+    ] = DEFAULT_WAIT_SECONDS,
+    worker: Annotated[
+        bool,
+        typer.Option(
+            "--worker", help="Share the project with other workers (any machine): claim shots one by one."
+        ),
+    ] = False,
+    lease: Annotated[
+        float, typer.Option("--lease", help="Seconds a worker's claim lasts without renewal.")
+    ] = DEFAULT_LEASE_SECONDS,
 ) -> None:
     """Render stories: every shot without a current clip, then the reel and the review page."""
     from storyreel.runner import RenderOptions, render_stories
 
-    only_ids = split_ids(only)
-    if gpus is not None and int(os.environ.get("WORLD_SIZE", "1")) <= 1 and gpus > 1:
-        import torch
-
-        visible = torch.cuda.device_count()
-        args = _render_args(
-            stories or [], engine, model, force, only_ids, memory, cache_threshold, no_reel, wait, worker,
-            lease,
-        )  # fmt: skip
-        command = accelerate_command(gpus, args, visible)
-        if visible == 0:
-            console.print(f"no CUDA GPU: running {gpus} CPU processes instead", highlight=False)
-        console.print("[dim]" + escape(" ".join(command[1:])) + "[/]", highlight=False)
-        raise typer.Exit(subprocess.call(command))
     options = RenderOptions(
         engine=engine,
         model=model,
         force=force,
-        only=only_ids,
+        only=split_ids(only),
         memory=memory,
         cache_threshold=cache_threshold,
         reel=not no_reel,
@@ -148,6 +152,15 @@ def render(
         worker=worker,
         lease=lease,
     )
+    if gpus is not None and int(os.environ.get("WORLD_SIZE", "1")) <= 1 and gpus > 1:
+        import torch
+
+        visible = torch.cuda.device_count()
+        command = accelerate_command(gpus, render_args(stories or [], options), visible)
+        if visible == 0:
+            console.print(f"no CUDA GPU: running {gpus} CPU processes instead", highlight=False)
+        console.print("[dim]" + escape(" ".join(command[1:])) + "[/]", highlight=False)
+        raise typer.Exit(subprocess.call(command))
     reports = render_stories(expand_stories(stories), options, console)
     for report in reports:
         if not report.main_process:
@@ -166,12 +179,10 @@ def render(
 
 @app.command()
 def plan(
-    story: Path = typer.Argument(
-        Path("story.yaml"), help="A story.yaml, or a project folder containing one."
-    ),
-    engine: str = typer.Option(None, "--engine", help="auto | ingredients | preview (default: the story's)."),
-    model: Path = typer.Option(None, "--model", help="Model folder (default: as for render)."),
-    cache_threshold: float = typer.Option(None, "--cache-threshold", help="As for render."),
+    story: StoryArgument = Path("story.yaml"),
+    engine: EngineOption = None,
+    model: ModelOption = None,
+    cache_threshold: CacheThresholdOption = None,
 ) -> None:
     """Show the render jobs of a story and which are done, stale or still to do."""
     from storyreel.engines.select import choose_engine, make_engine, resolve_model_dir

@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from storyreel.cli.app import app, console, console_err
+from storyreel.cli.options import StoryArgument
 
 _MAX_SHOWN = 50  # problems listed by `validate`
-_STORY = typer.Argument(..., help="A story.yaml, or a project folder containing one.", show_default=False)
 
 
 def _shown(path: Path) -> str:
@@ -27,12 +28,13 @@ def _shown(path: Path) -> str:
 
 @app.command()
 def init(
-    directory: Path = typer.Argument(..., help="Folder to create the project in.", show_default=False),
-    example: bool = typer.Option(
-        False,
-        "--example",
-        help="Create the example project (3 people, 4 shots) instead of an empty template.",
-    ),
+    directory: Annotated[Path, typer.Argument(help="Folder to create the project in.", show_default=False)],
+    example: Annotated[
+        bool,
+        typer.Option(
+            "--example", help="Create the example project (3 people, 4 shots) instead of an empty template."
+        ),
+    ] = False,
 ) -> None:
     """Create a project: a commented story.yaml, cast/ and renders/."""
     from storyreel.project import init_project
@@ -55,7 +57,7 @@ def init(
 
 
 @app.command()
-def validate(story: Path = _STORY) -> None:
+def validate(story: StoryArgument) -> None:
     """Check a story: print its cast and shots, warnings in yellow; exit 1 listing every problem."""
     from storyreel.project import Project
     from storyreel.story import StoryValidationError, load_story
@@ -123,7 +125,9 @@ def validate(story: Path = _STORY) -> None:
 
 @app.command()
 def schema(
-    output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
+    ] = None,
 ) -> None:
     """Print the JSON Schema of story.yaml (for editor autocompletion)."""
     from storyreel.fsutil import atomic_write_text

@@ -9,7 +9,7 @@ import pytest
 
 from ingredients_model.checkpoint import missing_files
 from storyreel.doctor import FAIL, OK, check_model, run_checks
-from tests.storyreel.engines.projects import storyreel
+from tests.helpers.projects import storyreel
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ import pytest
 from storyreel.cli.render_commands import accelerate_command, expand_stories, split_ids
 from storyreel.errors import StoryreelError
 from storyreel.ffmpeg_tools import probe_video
-from tests.storyreel.engines.projects import make_project, storyreel
+from tests.helpers.projects import make_project, storyreel
 
 
 @pytest.mark.slow
