@@ -9,7 +9,7 @@ player instead.
 from __future__ import annotations
 
 import datetime as dt
-import html
+import functools
 import json
 import os
 import subprocess
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+import jinja2
 from PIL import Image, ImageDraw, ImageFont
 
 from storyreel.errors import StoryreelError
@@ -35,6 +36,7 @@ THUMB_WIDTH = 192
 FACE_SIZE = 96
 CONTACT_SHEET = "contact_sheet.png"
 CAPTIONS_VTT = "review-captions.vtt"
+REVIEW_TEMPLATE = "review.html.j2"
 
 
 @dataclass
@@ -261,64 +263,29 @@ def _captions_track(reel: Path, renders: Path) -> str | None:
     return CAPTIONS_VTT
 
 
-_CSS = """
-:root{--bg:#111318;--card:#1a1d24;--line:#2a2e38;--text:#e8e9ee;--muted:#9aa0ad;--accent:#7cc4ff;--warn:#ffb86b}
-*{box-sizing:border-box}body{margin:0;background:var(--bg);color:var(--text);
-font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif}
-header,main,footer{max-width:1100px;margin:0 auto;padding:20px}
-h1{margin:0 0 4px;font-size:28px}.muted{color:var(--muted)}a{color:var(--accent)}
-.player{background:#000;border-radius:12px;overflow:hidden;box-shadow:0 6px 30px #0008}
-.player video{display:block;width:100%;max-height:70vh;background:#000}
-.shot{background:var(--card);border:1px solid var(--line);border-radius:12px;margin:18px 0;padding:16px}
-.shot h2{margin:0;font-size:18px}.shot h2 .n{color:var(--muted);font-weight:400;margin-right:6px}
-.caption{color:var(--muted);font-style:italic;margin:2px 0 10px}
-.strip{display:flex;gap:6px;overflow-x:auto;padding-bottom:4px}
-.strip img{border-radius:6px;height:108px;width:auto;display:block}
-.grid{display:grid;grid-template-columns:3fr 2fr;gap:18px;margin-top:12px}
-@media (max-width:760px){.grid{grid-template-columns:1fr}}
-.prompt{background:#0d0f13;border-radius:8px;padding:10px 12px;white-space:pre-wrap}
-.faces{display:flex;gap:10px;margin-top:10px;flex-wrap:wrap}
-.face{text-align:center;font-size:12px;color:var(--muted)}
-.face img,.face .none{width:64px;height:64px;border-radius:50%;display:block;margin:0 auto 4px;
-object-fit:cover}
-.face .none{background:var(--line)}
-table{border-collapse:collapse;width:100%;font-size:13px}
-td{padding:3px 6px;border-bottom:1px solid var(--line);vertical-align:top}
-td:first-child{color:var(--muted);white-space:nowrap}td.v{word-break:break-all}
-h3{font-size:13px;text-transform:uppercase;letter-spacing:.06em;color:var(--muted);margin:12px 0 4px}
-.problem{color:var(--warn);margin:6px 0 0}
-.when{margin:2px 0 10px}.seek{display:inline-block;padding:2px 10px;border:1px solid var(--accent);
-border-radius:14px;text-decoration:none;margin-right:8px}
-"""
-
-# Seek the page's player instead of opening the reel file (the link's own target, used without JS).
-_SEEK_JS = """document.addEventListener("click",function(e){
-var a=e.target.closest&&e.target.closest("a[data-seek]"),v=document.getElementById("reel");
-if(!a||!v)return;e.preventDefault();v.currentTime=parseFloat(a.getAttribute("data-seek"));
-v.scrollIntoView({block:"center"});var p=v.play();if(p&&p.catch)p.catch(function(){});});"""
-
-
 def _clock(seconds: float) -> str:
     minutes, rest = divmod(max(0.0, seconds), 60)
     return f"{int(minutes)}:{rest:05.2f}"
 
 
-def _seek_link(segment: Segment, fps: int, reel_link: str) -> str:
+def _seek(segment: Segment, fps: int, reel_link: str) -> dict[str, str]:
     start, end = segment.start / fps, (segment.start + segment.frames) / fps
-    return (
-        f'<div class="when"><a class="seek" href="{html.escape(reel_link)}#t={start:.3f},{end:.3f}" '
-        f'data-seek="{start:.3f}" title="play this shot in the reel">▶ play in the reel</a>'
-        f'<span class="muted">{_clock(start)}–{_clock(end)} in the reel</span></div>'
-    )
+    return {
+        "href": f"{reel_link}#t={start:.3f},{end:.3f}",
+        "start": f"{start:.3f}",
+        "span": f"{_clock(start)}–{_clock(end)}",
+    }
 
 
-def _table(rows: list[tuple[str, str]]) -> str:
-    e = html.escape
-    return (
-        "<table>"
-        + "".join(f'<tr><td>{e(k)}</td><td class="v">{e(v)}</td></tr>' for k, v in rows)
-        + "</table>"
+@functools.cache
+def _template() -> jinja2.Template:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("storyreel", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
     )
+    return env.get_template(REVIEW_TEMPLATE)
 
 
 def render_html(
@@ -328,73 +295,54 @@ def render_html(
     reel: Path | None,
     timeline: tuple[int, list[Segment]] | None = None,
 ) -> str:
-    """The review page's HTML (every story-provided text is escaped, every link relative).
+    """The review page's HTML, from ``templates/review.html.j2`` (autoescaped: every story-provided text
+    is escaped; every link is relative to ``renders``).
 
     ``timeline`` (reel fps, segments) adds each shot's time in the reel and a link that plays it there.
     """
-    e = html.escape
     has_reel = reel is not None and reel.is_file()
     starts = {seg.shot_id: seg for seg in timeline[1]} if timeline and has_reel else {}
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{e(story.title)} — review</title><style>{_CSS}</style></head><body>",
-        f"<header><h1>{e(story.title)}</h1>",
-        f'<div class="muted">{len(reviews)} shots · {story.output.size} at {story.output.fps} fps · reviewed '
-        f"{dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}</div></header><main>",
-    ]
+    player = None
     if has_reel:
         poster = next((r.thumbs[0] for r in reviews if r.thumbs), None)
-        poster_attr = f' poster="{e(_rel(poster, renders))}"' if poster else ""
-        track = _captions_track(reel, renders)
-        track_tag = f'<track kind="captions" src="{e(track)}" srclang="en" label="Captions">' if track else ""
-        kind = "webm" if reel.suffix.lower() == ".webm" else "mp4"
-        parts.append(
-            f'<div class="player"><video id="reel" controls preload="metadata"{poster_attr}>'
-            f'<source src="{e(_rel(reel, renders))}" type="video/{kind}">{track_tag}</video></div>'
-            f'<p class="muted">Reel: <a href="{e(_rel(reel, renders))}">{e(reel.name)}</a> · '
-            f'<a href="{CONTACT_SHEET}">contact sheet</a></p>'
-        )
-    else:
-        parts.append('<p class="problem">No reel yet: run <code>storyreel reel</code> after rendering.</p>')
-    for number, r in enumerate(reviews, start=1):
-        parts.append(f'<section class="shot" id="shot-{e(r.shot_id)}"><h2><span class="n">{number}</span>'
-                     f"{e(r.shot_id)}</h2>")  # fmt: skip
-        if r.caption:
-            parts.append(f'<div class="caption">“{e(r.caption)}”</div>')
-        if r.shot_id in starts:
-            parts.append(_seek_link(starts[r.shot_id], timeline[0], _rel(reel, renders)))
-        if r.thumbs:
-            images = "".join(
-                f'<img src="{e(_rel(t, renders))}" alt="{e(r.shot_id)} frame {k}" loading="lazy">'
-                for k, t in enumerate(r.thumbs, start=1)
-            )
-            link = e(_rel(r.clip, renders)) if r.clip else ""
-            parts.append(f'<a class="strip" href="{link}" title="play the clip">{images}</a>')
-        parts.append('<div class="grid"><div>')
-        parts.append(f'<h3>Prompt</h3><div class="prompt">{e(r.prompt)}</div>')
+        player = {
+            "src": _rel(reel, renders),
+            "name": reel.name,
+            "kind": "webm" if reel.suffix.lower() == ".webm" else "mp4",
+            "poster": _rel(poster, renders) if poster else None,
+            "track": _captions_track(reel, renders),
+        }
+    shots = []
+    for r in reviews:
         job = r.meta.get("job") if isinstance(r.meta.get("job"), dict) else {}
-        if isinstance(job.get("prompt"), str) and job["prompt"] != r.prompt:
-            parts.append(f'<h3>Model prompt</h3><div class="prompt">{e(job["prompt"])}</div>')
-        if r.faces:
-            faces = "".join(
-                f'<div class="face"><img src="{e(_rel(p, renders))}" alt="{e(n)}">{e(n)}</div>'
-                if p else f'<div class="face"><span class="none"></span>{e(n)}</div>'
-                for n, p in r.faces
-            )  # fmt: skip
-            parts.append(f'<h3>Cast (left to right)</h3><div class="faces">{faces}</div>')
-        parts.append("</div><div>")
-        parts.append("<h3>Render</h3>" + _table(_meta_summary(r.meta, r.seed)))
-        if r.metrics:
-            parts.append("<h3>Metrics</h3>" + _table(r.metrics))
-        parts += [f'<p class="problem">{e(p)}</p>' for p in r.problems]
-        parts.append("</div></div></section>")
-    parts.append('</main><footer class="muted">Made with storyreel · static page, works offline</footer>')
-    if starts:
-        parts.append(f'<script id="seek-reel">{_SEEK_JS}</script>')
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+        model_prompt = job.get("prompt") if isinstance(job.get("prompt"), str) else None
+        shots.append(
+            {
+                "id": r.shot_id,
+                "caption": r.caption,
+                "seek": _seek(starts[r.shot_id], timeline[0], _rel(reel, renders))
+                if r.shot_id in starts
+                else None,
+                "thumbs": [_rel(t, renders) for t in r.thumbs],
+                "clip": _rel(r.clip, renders) if r.clip else "",
+                "prompt": r.prompt,
+                "model_prompt": model_prompt if model_prompt != r.prompt else None,
+                "faces": [(name, _rel(path, renders) if path else None) for name, path in r.faces],
+                "render": _meta_summary(r.meta, r.seed),
+                "metrics": r.metrics,
+                "problems": r.problems,
+            }
+        )
+    return _template().render(
+        title=story.title,
+        size=story.output.size,
+        fps=story.output.fps,
+        reviewed=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        reel=player,
+        contact_sheet=CONTACT_SHEET,
+        shots=shots,
+        seeks=bool(starts),
+    )
 
 
 def write_review(story: Story, project: Project, *, reel: Path | ReelResult | None = None) -> Path:
