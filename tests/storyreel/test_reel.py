@@ -11,28 +11,9 @@ import pytest
 from storyreel.errors import StoryreelError
 from storyreel.ffmpeg_tools import ffmpeg_exe, find_font, probe_video
 from storyreel.reel import ReelClip, ReelMusic, ReelWarning, assemble_reel, subtitles_text
+from tests.helpers.media import make_clip, make_tone
 
 W, H = 96, 64
-
-
-def make_clip(path: Path, frames: int, *, fps: int = 8, size: str = "72x48", source: str = "testsrc") -> Path:
-    """A small H.264 clip from one of ffmpeg's test sources (``color=c=white`` works too)."""
-    spec = f"{source}:size={size}:rate={fps}" if "=" in source else f"{source}=size={size}:rate={fps}"
-    subprocess.run(
-        [ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", spec, "-frames:v", str(frames),
-         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path)],
-        check=True,
-    )  # fmt: skip
-    return path
-
-
-def make_tone(path: Path, seconds: float) -> Path:
-    subprocess.run(
-        [ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}",
-         str(path)],
-        check=True,
-    )  # fmt: skip
-    return path
 
 
 def frame_mean(path: Path, index: int, height: int = H, width: int = W) -> float:

@@ -11,11 +11,12 @@ from urllib.parse import unquote
 import pytest
 from PIL import Image
 
+from storyreel.outputs import build_outputs
 from storyreel.project import Project
-from storyreel.reel import build_outputs, build_reel, build_reel_result
+from storyreel.reel import build_reel, build_reel_result
 from storyreel.review import write_review
 from storyreel.story import load_story
-from tests.storyreel.test_reel import make_clip
+from tests.helpers.media import make_clip
 
 STORY = """\
 title: "Review <Test> & Co"

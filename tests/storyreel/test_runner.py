@@ -14,7 +14,7 @@ from storyreel.ffmpeg_tools import probe_video
 from storyreel.locking import ProjectLock
 from storyreel.runner import RenderOptions, Runner, render_stories
 from storyreel.story import load_story
-from tests.storyreel.engines.projects import make_project, snapshot
+from tests.helpers.projects import make_project, snapshot
 
 
 def _render(paths: list[Path], **options) -> list:

@@ -17,7 +17,7 @@ import pytest
 
 from storyreel.ffmpeg_tools import probe_video
 from storyreel.locking import ProjectLock
-from tests.storyreel.engines.projects import REPO, make_project, snapshot, storyreel
+from tests.helpers.projects import REPO, make_project, snapshot, storyreel
 
 pytestmark = pytest.mark.slow
 
