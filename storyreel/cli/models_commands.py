@@ -66,7 +66,7 @@ def models_download(
 
 @app.command()
 def doctor(model: ModelOption = None) -> None:
-    """Check ffmpeg, torch/CUDA, GPU memory, the model folder and the [gpu] extra; say how to fix each."""
+    """Check ffmpeg, torch/CUDA, GPU memory, the model folder and the GPU extra; say how to fix each."""
     from storyreel.doctor import FAIL, OK, run_checks
     from storyreel.engines.select import resolve_model_dir
 

@@ -1,4 +1,5 @@
-"""Engines turn a :class:`~storyreel.plan.RenderJob` into a clip; ``auto`` picks one per story."""
+"""Render engines: one protocol (:mod:`.base`), the full Ingredients model, a CPU preview; each turns a
+:class:`~storyreel.plan.RenderJob` into a clip, and ``auto`` picks one per story (:mod:`.select`)."""
 
 from __future__ import annotations
 

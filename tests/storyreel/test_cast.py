@@ -11,7 +11,9 @@ from PIL import Image, ImageOps
 from ingredients_model.face_tools import FaceBox, detect_faces, load_photo
 from storyreel.cast import (
     CROP_SIZE,
+    FaceChoice,
     add_cast_member,
+    choose_face,
     face_crop,
     list_cast,
     read_faces,
@@ -214,3 +216,18 @@ def test_damaged_faces_json_is_reported(project: Project, t1_jpg: Path) -> None:
     (project.cast_dir / "ana" / "faces.json").write_text("{not json")
     with pytest.raises(StoryreelError, match="damaged"):
         read_faces(project.cast_dir / "ana")
+
+
+def test_the_face_choice_has_one_spelling(project: Project, t1_jpg: Path) -> None:
+    for token in ("auto", "face=3", "box=10,20,110,140"):
+        assert FaceChoice.parse(token).token == token
+    with pytest.raises(ValueError):
+        FaceChoice.parse("box:1,2,3,4")
+    photo = project.cast_dir / "ana" / "t1.jpg"
+    entry = add_cast_member(project, "ana", [t1_jpg], face=3).photos[0]
+    recorded = choose_face(photo)
+    assert recorded == choose_face(photo, 3) and recorded.same_box(entry.box)
+    assert recorded.token == f"box={entry.box.left},{entry.box.top},{entry.box.right},{entry.box.bottom}"
+    assert choose_face(photo, 2) == FaceChoice(face=2)  # another face than the recorded one
+    assert choose_face(t1_jpg, None).token == "auto"  # no record next to it
+    assert resolve_face(photo, recorded).box == entry.box

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from storyreel.cli.render_commands import accelerate_command, expand_stories, split_ids
+from storyreel.cli.render_commands import accelerate_command, expand_stories, render_args, split_ids
 from storyreel.errors import StoryreelError
 from storyreel.ffmpeg_tools import probe_video
 from tests.helpers.projects import make_project, storyreel
@@ -80,3 +80,18 @@ def test_gpus_spawns_accelerate_launch() -> None:
     assert "--gpus" not in command
     with pytest.raises(StoryreelError, match="only 2 CUDA GPU"):
         accelerate_command(4, [], gpus_visible=2)
+
+
+def test_each_launched_process_gets_the_same_options(tmp_path: Path) -> None:
+    from storyreel.runner import RenderOptions
+
+    options = RenderOptions(
+        engine="preview", model=Path("m"), only=["s1", "s2"], cache_threshold=0.05, reel=False, worker=True
+    )
+    args = render_args(["a/story.yaml"], options)
+    assert args[:3] == ["a/story.yaml", "--engine", "preview"]
+    assert args[args.index("--model") + 1] == str(Path("m").absolute())
+    assert [args[i + 1] for i, a in enumerate(args) if a == "--only"] == ["s1", "s2"]
+    assert {"--no-reel", "--worker"} <= set(args) and "--force" not in args
+    assert args[args.index("--wait") + 1] == "10.0" and args[args.index("--lease") + 1] == "120.0"
+    assert render_args([], RenderOptions()) == ["--memory", "auto", "--wait", "10.0", "--lease", "120.0"]
