@@ -52,6 +52,10 @@ class IdentityFeatures:
         """Move and/or cast every tensor (no copy when nothing changes)."""
         return self._map(lambda t: t.to(device=device, dtype=dtype))
 
+    def first(self, count: int) -> IdentityFeatures:
+        """Features of the first ``count`` samples (views, no copy)."""
+        return self._map(lambda t: t[:count])
+
     def for_batch(self, batch_size: int) -> IdentityFeatures:
         """Features for ``batch_size`` samples: sample ``i`` uses encoded sample ``i % self.batch_size``."""
         if batch_size == self.batch_size:

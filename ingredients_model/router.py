@@ -8,12 +8,12 @@ Layout (released checkpoint, ``router.{i}``; no linear layer has a bias):
 - ``to_q``: Linear(``dim`` → ``inner_dim``) for the video tokens
 - ``to_kv``: Linear(``id_dim`` → ``inner_dim``) for the merged person vector (it yields a key only)
 
-Maths (the paper's ID router with this layout; the released source of the router was not available, so the
-choices below follow the paper's equations and are documented rather than copied):
+Maths (as the released code, ``MultiIPRouter`` in ``models/local_facial_extractor.py`` of feizc/Ingredients,
+computes it; checked against it by the golden tests in ``tests/ingredients_model/test_golden.py``):
 
     g_n = to_kv(id_merge(norm1(F_n)ᵀ))          one key per person n (F_n: [id_length, id_dim])
     f_l = to_q(norm2(H_l))                       one query per video token l
-    logits[l, n] = f_l · g_n / sqrt(inner_dim)
+    logits[l, n] = f_l · g_n                     a plain dot product: no 1/sqrt(d) factor, as released
     soft: w = softmax_n(logits)   (released behaviour)      hard: w = one_hot(argmax_n logits)   (paper)
 
 The routing loss is the cross-entropy of ``logits`` against per-token person indices (``-1`` = background,
@@ -35,6 +35,17 @@ RouterMode = Literal["soft", "hard"]
 ROUTER_MODES: tuple[str, ...] = ("soft", "hard")
 BACKGROUND = -1
 
+CfgRouting = Literal["released", "per_branch"]
+CFG_ROUTINGS: tuple[str, ...] = ("released", "per_branch")
+DEFAULT_CFG_ROUTING: CfgRouting = "released"
+"""How the face injection is computed for a classifier-free-guidance batch ``[unconditional; conditional]``.
+
+- ``released``: routed and projected from the unconditional half's hidden states, and that same injection is
+  added to both halves. This is what the released code does (its router and perceiver read batch item 0 only,
+  and with one prompt item 0 is the unconditional half).
+- ``per_branch``: each half is routed and projected with its own hidden states.
+"""
+
 
 class IDRouter(nn.Module):
     """Per-block ID router (released name ``router.{i}``); see the module docstring for the maths."""
@@ -46,7 +57,6 @@ class IDRouter(nn.Module):
         self.id_merge = nn.Linear(id_length, 1, bias=False)
         self.to_q = nn.Linear(dim, inner_dim, bias=False)
         self.to_kv = nn.Linear(id_dim, inner_dim, bias=False)
-        self.scale = inner_dim**-0.5
 
     def identity_keys(self, face_tokens: torch.Tensor) -> torch.Tensor:
         """Person keys ``[..., N, inner_dim]`` from facial tokens ``[..., N, id_length, id_dim]``."""
@@ -56,7 +66,7 @@ class IDRouter(nn.Module):
     def logits(self, hidden_states: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
         """Routing logits ``[B, L, N]`` for video tokens ``[B, L, dim]``, person keys ``[B, N, inner]``."""
         query = self.to_q(self.norm2(hidden_states))
-        return (query @ keys.transpose(-1, -2)) * self.scale
+        return query @ keys.transpose(-1, -2)
 
     def forward(self, hidden_states: torch.Tensor, face_tokens: torch.Tensor) -> torch.Tensor:
         """Routing logits from raw facial tokens ``[B, N, id_length, id_dim]``."""
@@ -70,6 +80,16 @@ def check_router_mode(mode: str) -> RouterMode:
             f"Unknown router mode {mode!r}.", hint="Use 'soft' (released) or 'hard' (paper)."
         )
     return mode  # type: ignore[return-value]
+
+
+def check_cfg_routing(value: str) -> CfgRouting:
+    """Return ``value`` if it is a CFG routing, else raise IngredientsError."""
+    if value not in CFG_ROUTINGS:
+        raise IngredientsError(
+            f"Unknown cfg_routing {value!r}.",
+            hint="Use 'released' (as the released code) or 'per_branch' (each guidance half routed itself).",
+        )
+    return value  # type: ignore[return-value]
 
 
 def routing_weights(logits: torch.Tensor, mode: RouterMode) -> torch.Tensor:

@@ -36,6 +36,7 @@ from ingredients_model.identity import IdentityFeatures
 from ingredients_model.router import (
     IDRouter,
     RouterMode,
+    check_cfg_routing,
     check_router_mode,
     flatten_routing_masks,
     routing_loss,
@@ -148,9 +149,12 @@ class IngredientsTransformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, Pef
 
     Face injection follows blocks ``0, interval, 2·interval, …`` (``num_layers // cross_attn_interval``):
     ``H ← H + α · Σ_n w_n · PerceiverCrossAttention_k(F_n, H)`` with router weights ``w`` (see ``router.py``),
-    per sample. The released weights were trained with two people; more people use the same router unchanged.
-    Run-time settings: ``set_routing(mode, local_face_scale)`` or per call ``router_mode`` /
-    ``local_face_scale``.
+    per sample, or for a guidance batch from its unconditional half as released (``cfg_routing``). The
+    released weights were trained with two people; more people use the same router unchanged. Run-time
+    settings: ``set_routing(mode, local_face_scale)`` or per call ``router_mode`` / ``local_face_scale``.
+
+    ``sample_frames`` (49 released) is the frame count the learned positional embedding was trained for; for
+    any other count diffusers' patch embedding silently uses sin/cos positional embeddings instead.
     """
 
     _supports_gradient_checkpointing = True
@@ -307,6 +311,37 @@ class IngredientsTransformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, Pef
     def num_face_blocks(self) -> int:
         return len(self.router) if self.config.is_train_face else 0
 
+    @property
+    def required_text_length(self) -> int | None:
+        """Text tokens the patch embedding needs: ``max_text_seq_length`` when positional embeddings (learned,
+        or sin/cos without rotary) span text and video, as released (226); ``None`` (any) with rotary only."""
+        cfg = self.config
+        if cfg.use_learned_positional_embeddings or not cfg.use_rotary_positional_embeddings:
+            return cfg.max_text_seq_length
+        return None
+
+    def check_text_embeddings(self, embeds: torch.Tensor, name: str = "encoder_hidden_states") -> None:
+        """Raise IngredientsError unless ``embeds`` is ``[B, tokens, text_embed_dim]`` with the token count
+        this model accepts (``required_text_length``)."""
+        cfg = self.config
+        if (
+            not isinstance(embeds, torch.Tensor)
+            or embeds.dim() != 3
+            or embeds.shape[-1] != cfg.text_embed_dim
+        ):
+            shape = tuple(embeds.shape) if isinstance(embeds, torch.Tensor) else type(embeds).__name__
+            raise IngredientsError(
+                f"{name} has shape {shape}, expected [batch, tokens, {cfg.text_embed_dim}].",
+                hint="Encode the text with this model folder's text encoder (pipe.encode_prompt).",
+            )
+        length = self.required_text_length
+        if length is not None and embeds.shape[1] != length:
+            raise IngredientsError(
+                f"{name} holds {embeds.shape[1]} text tokens; this transformer takes exactly {length} "
+                "(its positional embedding spans text and video).",
+                hint=f"Encode the prompt with max_sequence_length={length}.",
+            )
+
     # ------------------------------------------------------------------ identities
 
     def _require_face_modules(self) -> None:
@@ -316,14 +351,19 @@ class IngredientsTransformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, Pef
                 hint="Use an Ingredients transformer folder (config is_train_face: true).",
             )
 
+    @apply_lora_scale("attention_kwargs")
     def encode_identities(
-        self, id_cond: list[torch.Tensor], id_vit_hidden: list[list[torch.Tensor]]
+        self,
+        id_cond: list[torch.Tensor],
+        id_vit_hidden: list[list[torch.Tensor]],
+        attention_kwargs: dict[str, Any] | None = None,
     ) -> IdentityFeatures:
         """Everything timestep-independent about N people, computed once per shot.
 
         ``id_cond``: one tensor per person, ``[B or 1, id_dim]`` (or ``[id_dim]``); ``id_vit_hidden``: per
         person a list of ``LFE_num_scale`` tensors ``[B or 1, tokens, vit_dim]`` (or ``[tokens, vit_dim]``).
         Persons given with batch 1 are shared by every sample. Runs in the model's dtype and device.
+        ``attention_kwargs``: as in ``forward`` (``{"scale": s}`` scales LoRA layers).
         """
         self._require_face_modules()
         cfg = self.config
@@ -389,22 +429,30 @@ class IngredientsTransformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, Pef
         mode: RouterMode,
         scale: float,
         need_logits: bool,
+        from_first_half: bool,
         hidden_states: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``H + α Σ_n w_n PCA_index(F_n, H)`` and the routing logits (computed when routing or asked for)."""
+        """``H + α Σ_n w_n PCA_index(F_n, H)`` and the routing logits (computed when routing or asked for).
+
+        ``from_first_half``: route and project from the first half of the batch only (``identity`` holds that
+        half's features) and add the same injection to both halves (``cfg_routing="released"``).
+        """
+        source = hidden_states[: hidden_states.shape[0] // 2] if from_first_half else hidden_states
         people = identity.num_people
         logits = None
         if people > 1 or need_logits:
-            logits = self.router[index].logits(hidden_states, identity.router_keys[index])
+            logits = self.router[index].logits(source, identity.router_keys[index])
         weights = routing_weights(logits, mode) if people > 1 else None  # one person: weight exactly 1
         out = routed_perceiver_attention(
             self.perceiver_cross_attention[index],
-            hidden_states,
+            source,
             identity.perceiver_keys[index],
             identity.perceiver_values[index],
             people,
             weights,
         )
+        if from_first_half:
+            out = torch.cat([out, out])
         return hidden_states + scale * out, logits
 
     # ------------------------------------------------------------------ forward
@@ -424,15 +472,24 @@ class IngredientsTransformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, Pef
         routing_masks: torch.Tensor | None = None,
         router_mode: str | None = None,
         local_face_scale: float | None = None,
+        cfg_routing: str | None = None,
         return_dict: bool = True,
     ) -> IngredientsTransformerOutput | tuple[torch.Tensor, ...]:
         """Denoise ``hidden_states`` ``[B, F, C, H, W]`` given text ``[B, T, text_dim]`` and N identities.
 
-        Identities come either raw (``id_cond`` / ``id_vit_hidden``, see ``encode_identities``) or
-        precomputed (``identity``); with neither, no face features are injected. ``routing_masks``
-        ``[B, F, H/p, W/p]`` (person index or -1) adds the routing loss to the output. Returns
-        ``IngredientsTransformerOutput``, or ``(sample,)`` / ``(sample, routing_loss)`` as a plain tuple.
+        Identities come either raw (``id_cond`` / ``id_vit_hidden``, see ``encode_identities``; a single
+        ``id_cond`` tensor with a list of scale tensors is one person, as diffusers' ConsisIDPipeline passes
+        them) or precomputed (``identity``); with neither, no face features are injected. ``routing_masks``
+        ``[B, F, H/p, W/p]`` (person index or -1) adds the routing loss to the output.
+
+        ``cfg_routing``: ``None``/``"per_branch"`` routes every sample with its own hidden states;
+        ``"released"`` treats the batch as a guidance batch ``[unconditional; conditional]`` and adds the
+        injection computed from the unconditional half to both halves, as the released code does (see
+        ``router.CFG_ROUTINGS``). Returns ``IngredientsTransformerOutput``, or ``(sample,)`` /
+        ``(sample, routing_loss)`` as a plain tuple.
         """
+        if isinstance(id_cond, torch.Tensor):  # diffusers ConsisID convention: one person
+            id_cond, id_vit_hidden = [id_cond], [id_vit_hidden]
         if identity is not None and (id_cond is not None or id_vit_hidden is not None):
             raise IngredientsError("Pass either identity= or id_cond/id_vit_hidden, not both.")
         if identity is None and (id_cond is not None or id_vit_hidden is not None):
@@ -441,6 +498,8 @@ class IngredientsTransformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, Pef
             identity = self.encode_identities(id_cond, id_vit_hidden)
         batch_size, num_frames, _, height, width = hidden_states.shape
         p = self.config.patch_size
+        self.check_text_embeddings(encoder_hidden_states)
+        from_first_half = cfg_routing is not None and check_cfg_routing(cfg_routing) == "released"
         if identity is not None:
             self._require_face_modules()
             if identity.num_blocks != self.num_face_blocks:
@@ -452,11 +511,25 @@ class IngredientsTransformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, Pef
             identity = identity.for_batch(batch_size).to(
                 device=hidden_states.device, dtype=hidden_states.dtype
             )
+            if from_first_half:
+                if batch_size % 2:
+                    raise IngredientsError(
+                        f"cfg_routing='released' needs a guidance batch [unconditional; conditional], "
+                        f"got an odd batch of {batch_size}.",
+                        hint="Use cfg_routing='per_branch' (or None) outside classifier-free guidance.",
+                    )
+                identity = identity.first(batch_size // 2)
         targets = None
         if routing_masks is not None:
             if identity is None:
                 raise IngredientsError(
                     "routing_masks need identities.", hint="Pass id_cond/id_vit_hidden or identity."
+                )
+            if from_first_half:
+                raise IngredientsError(
+                    "routing_masks (training) route every sample itself; they cannot be combined with "
+                    "cfg_routing='released'.",
+                    hint="Leave cfg_routing unset when training.",
                 )
             num_tokens = num_frames * (height // p) * (width // p)
             targets = flatten_routing_masks(
@@ -482,7 +555,13 @@ class IngredientsTransformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, Pef
                 and face_index < self.num_face_blocks
             ):
                 injection = functools.partial(
-                    self._face_injection, face_index, identity, mode, scale, targets is not None
+                    self._face_injection,
+                    face_index,
+                    identity,
+                    mode,
+                    scale,
+                    targets is not None,
+                    from_first_half,
                 )
                 face_index += 1
             args = (hidden_states, encoder_hidden_states, emb, image_rotary_emb, injection)

@@ -73,7 +73,7 @@ def run(model, **kwargs) -> torch.Tensor:
         return model(**kwargs).sample
 
 
-def naive_injection(self, index, identity, mode, scale, need_logits, hidden_states):
+def naive_injection(self, index, identity, mode, scale, need_logits, from_first_half, hidden_states):
     """Released-style reference: diffusers' PerceiverCrossAttention once per person, router on raw tokens."""
     attn, router = self.perceiver_cross_attention[index], self.router[index]
     outs = [attn(identity.tokens[:, n], hidden_states) for n in range(identity.num_people)]
@@ -147,7 +147,7 @@ def test_hard_routing_gives_each_token_one_person(model):
     identity = model.encode_identities(conds, vits)
     hidden = torch.randn(1, 48, 48)
     with torch.no_grad():
-        routed, logits = model._face_injection(0, identity, "hard", 1.0, True, hidden)
+        routed, logits = model._face_injection(0, identity, "hard", 1.0, True, False, hidden)
         attn = model.perceiver_cross_attention[0]
         per_person = torch.stack([attn(identity.tokens[:, n], hidden) for n in range(3)], dim=-1)
     delta = (routed - hidden).unsqueeze(-1)
