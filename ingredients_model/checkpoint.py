@@ -4,6 +4,8 @@ Layout (``feizhengcong/Ingredients``)::
 
     model_index.json
     transformer/   config.json (``_class_name: ConsisIDTransformer3DModel``), bf16 safetensors shards + index
+    transformer_ema/  optional, same layout: when present it is the transformer that is loaded, checked and
+                   fingerprinted instead of ``transformer/``, as the released inference code (infer.py) does
     vae/           config.json, diffusion_pytorch_model.safetensors      (AutoencoderKLCogVideoX)
     text_encoder/  config.json, model*.safetensors (+ index)             (T5EncoderModel)
     tokenizer/     tokenizer_config.json, spiece.model or tokenizer.json (T5 tokenizer)
@@ -38,6 +40,7 @@ __all__ = [
     "missing_files",
     "model_revision",
     "require_complete",
+    "transformer_subfolder",
     "write_tiny_model_folder",
 ]
 
@@ -60,22 +63,37 @@ _WEIGHT_COMPONENTS = {
     ),
     "text_encoder": ("config.json", "model.safetensors", "model.safetensors.index.json"),
 }
+EMA_TRANSFORMER = "transformer_ema"
 _SAMPLE_BYTES = 1 << 20  # bytes hashed at the start, middle and end of large files by model_revision
 _SMALL_FILE = 4 * _SAMPLE_BYTES
 
 
-def _missing_weights(model_dir: Path, component: str) -> list[str]:
+def transformer_subfolder(model_dir: Path) -> str:
+    """The transformer folder a model folder's weights are loaded from: ``transformer_ema`` when the folder
+    has one (the released inference code then loads it), else ``transformer``."""
+    return EMA_TRANSFORMER if (Path(model_dir) / EMA_TRANSFORMER).is_dir() else "transformer"
+
+
+def _component_folders(model_dir: Path) -> dict[str, str]:
+    """Component -> the subfolder it is loaded from (the transformer may come from ``transformer_ema``)."""
+    return {
+        component: transformer_subfolder(model_dir) if component == "transformer" else component
+        for component in _WEIGHT_COMPONENTS
+    }
+
+
+def _missing_weights(model_dir: Path, component: str, subfolder: str) -> list[str]:
     config, single, index = _WEIGHT_COMPONENTS[component]
-    folder = model_dir / component
-    missing = [] if (folder / config).is_file() else [f"{component}/{config}"]
+    folder = model_dir / subfolder
+    missing = [] if (folder / config).is_file() else [f"{subfolder}/{config}"]
     if (folder / index).is_file():
         try:
             shards = sorted(set(json.loads((folder / index).read_text())["weight_map"].values()))
         except (OSError, ValueError, KeyError, TypeError):
-            return [*missing, f"{component}/{index} (unreadable: download it again)"]
-        missing += [f"{component}/{shard}" for shard in shards if not (folder / shard).is_file()]
+            return [*missing, f"{subfolder}/{index} (unreadable: download it again)"]
+        missing += [f"{subfolder}/{shard}" for shard in shards if not (folder / shard).is_file()]
     elif not (folder / single).is_file():
-        missing.append(f"{component}/{single} (or the shards listed by {index})")
+        missing.append(f"{subfolder}/{single} (or the shards listed by {index})")
     return missing
 
 
@@ -100,8 +118,8 @@ def missing_files(model_dir: Path) -> list[str]:
     """Paths (relative to ``model_dir``) that a complete model folder needs but this one lacks."""
     model_dir = Path(model_dir)
     missing = [] if (model_dir / "model_index.json").is_file() else ["model_index.json"]
-    for component in _WEIGHT_COMPONENTS:
-        missing += _missing_weights(model_dir, component)
+    for component, subfolder in _component_folders(model_dir).items():
+        missing += _missing_weights(model_dir, component, subfolder)
     tokenizer = model_dir / "tokenizer"
     if not (tokenizer / "tokenizer_config.json").is_file():
         missing.append("tokenizer/tokenizer_config.json")
@@ -133,7 +151,8 @@ def require_complete(model_dir: Path) -> None:
 
 def _model_files(model_dir: Path) -> list[Path]:
     files = [model_dir / "model_index.json"]
-    for component in ("transformer", "vae", "text_encoder", "tokenizer", "scheduler", "face_encoder"):
+    components = (transformer_subfolder(model_dir), "vae", "text_encoder", "tokenizer", "scheduler")
+    for component in (*components, "face_encoder"):
         folder = model_dir / component
         if folder.is_dir():
             files += [
@@ -146,6 +165,8 @@ def _model_files(model_dir: Path) -> list[Path]:
 
 def model_revision(model_dir: Path) -> str:
     """Stable fingerprint of a model folder's weights and configs (16 hex digits), for job keys.
+
+    It covers the files that are loaded: ``transformer_ema/`` instead of ``transformer/`` when present.
 
     Small files (configs, tokenizer) are hashed whole; large weight files by name, size and three 1 MiB
     samples (start, middle, end), so fingerprinting a 25 GB folder takes milliseconds and survives copies.
@@ -225,6 +246,8 @@ def load_pipeline(
 ) -> IngredientsPipeline:
     """Load an IngredientsPipeline from a model folder (released or tiny) onto ``device``.
 
+    The transformer comes from ``transformer_ema/`` when the folder has one (``transformer_subfolder``).
+
     memory: ``none`` (everything on ``device``), ``model_offload`` (diffusers model CPU offload: one
     component on the GPU at a time), ``group_offload`` (block-level group offloading of every component),
     ``auto`` (picks by free GPU memory; ``none`` on CPU). Both offload modes also turn on VAE tiling and
@@ -252,7 +275,7 @@ def load_pipeline(
             text_encoder=T5EncoderModel.from_pretrained(model_dir / "text_encoder", dtype=dtype),
             vae=AutoencoderKLCogVideoX.from_pretrained(model_dir / "vae", torch_dtype=dtype),
             transformer=IngredientsTransformer3DModel.from_pretrained(
-                model_dir / "transformer", torch_dtype=dtype
+                model_dir / transformer_subfolder(model_dir), torch_dtype=dtype
             ),
             scheduler=CogVideoXDPMScheduler.from_pretrained(model_dir / "scheduler"),
         )

@@ -39,7 +39,7 @@ def copy_of(tiny_model_dir: Path, tmp_path: Path):
 def test_tiny_folder_has_the_released_layout(tiny_model_dir: Path):
     assert all((tiny_model_dir / name).is_dir() for name in LAYOUT)
     index = json.loads((tiny_model_dir / "model_index.json").read_text())
-    assert index["_class_name"] == "IngredientsPipeline"
+    assert index["_class_name"] == "ConsisIDPipeline"  # the diffusers class IngredientsPipeline extends
     assert index["transformer"][1] == "IngredientsTransformer3DModel"
     config = json.loads((tiny_model_dir / "transformer" / "config.json").read_text())
     assert config["use_learned_positional_embeddings"] and config["use_rotary_positional_embeddings"]
@@ -146,6 +146,31 @@ def test_sharded_weights_and_released_face_encoder(copy_of):
     assert "face_encoder/models/antelopev2/glintr100.onnx" in missing
     index.write_text("{not json")
     assert missing_files(model)[0].startswith("transformer/diffusion_pytorch_model.safetensors.index.json")
+
+
+def test_transformer_ema_is_checked_fingerprinted_and_loaded_instead(copy_of):
+    """As the released infer.py: a transformer_ema/ folder, when present, is the transformer that runs."""
+    model = copy_of()
+    assert checkpoint.transformer_subfolder(model) == "transformer"
+    plain = model_revision(model)
+    shutil.copytree(model / "transformer", model / "transformer_ema")
+    assert checkpoint.transformer_subfolder(model) == "transformer_ema"
+    with_ema = model_revision(model)
+    assert with_ema != plain  # the loaded folder's name is part of the fingerprint
+    weights = model / "transformer" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1] + b"!")  # transformer/ is no longer what loads
+    assert model_revision(model) == with_ema
+    weights.unlink()
+    assert missing_files(model) == []
+    ema_weights = model / "transformer_ema" / "diffusion_pytorch_model.safetensors"
+    ema = IngredientsTransformer3DModel.from_pretrained(model / "transformer_ema")
+    ema_weights.unlink()
+    assert missing_files(model)[0].startswith("transformer_ema/diffusion_pytorch_model.safetensors")
+    ema.proj_out.bias.data.fill_(0.25)
+    ema.save_pretrained(model / "transformer_ema")
+    assert model_revision(model) != with_ema
+    pipe = load_pipeline(model, dtype=torch.float32)
+    assert torch.equal(pipe.transformer.proj_out.bias, torch.full_like(pipe.transformer.proj_out.bias, 0.25))
 
 
 def test_require_complete_on_a_missing_folder(tmp_path: Path):
