@@ -1,15 +1,26 @@
 """IngredientsPipeline: prompt + N people → video frames (CogVideoX-5B-I2V + identity modules + ID router).
 
 Built on diffusers' ConsisIDPipeline (T5 prompt encoding, VAE image latents, rotary embeddings, CogVideoX DPM
-scheduler loop): the global composite of the aligned faces is the I2V image, the people's identity features
-are encoded once per call and shared by every step and both classifier-free-guidance halves.
+scheduler loop) and accepting its arguments with their meaning: the global composite of the aligned faces is
+the I2V image, the people's identity features are encoded once per call and shared by every step and both
+classifier-free-guidance halves.
+
+Saved folders name ``ConsisIDPipeline`` (the diffusers class this one extends) in ``model_index.json`` and the
+transformer as ``["ingredients_model.transformer", "IngredientsTransformer3DModel"]``, so
+``DiffusionPipeline.from_pretrained`` resolves them without ``trust_remote_code`` once that module is imported
+(it then builds diffusers' single-identity ConsisIDPipeline around our transformer);
+``IngredientsPipeline.from_pretrained`` builds this class.
 """
 
 from __future__ import annotations
 
 import gc
+import json
+import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import PIL.Image
@@ -24,9 +35,12 @@ from transformers import T5EncoderModel, T5Tokenizer
 
 from ingredients_model import released
 from ingredients_model.errors import IngredientsError
+from ingredients_model.router import DEFAULT_CFG_ROUTING, check_cfg_routing
 from ingredients_model.transformer import IngredientsTransformer3DModel
 
 __all__ = ["DEFAULT_FPS", "IngredientsPipeline", "IngredientsPipelineOutput"]
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_FPS = released.FPS
 """Frame rate the released model was trained at (49 frames = 6 s)."""
@@ -51,8 +65,9 @@ def _onload(module: torch.nn.Module) -> None:
 class IngredientsPipeline(ConsisIDPipeline):
     """Multi-identity image-to-video pipeline.
 
-    Components: tokenizer, text_encoder, vae, transformer (``IngredientsTransformer3DModel``), scheduler.
-    Identities are ``faces.IdentityEmbedding``s, one per person, left to right on screen.
+    Components: tokenizer, text_encoder (optional: without it, pass ``prompt_embeds``), vae, transformer
+    (``IngredientsTransformer3DModel``), scheduler. Identities are ``faces.IdentityEmbedding``s, one per
+    person, left to right on screen.
     """
 
     _optional_components: ClassVar[list[str]] = ["text_encoder"]
@@ -72,6 +87,31 @@ class IngredientsPipeline(ConsisIDPipeline):
             transformer=transformer,
             scheduler=scheduler,
         )
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any) -> IngredientsPipeline:
+        """diffusers ``from_pretrained``; for a local folder the transformer is always loaded as an
+        ``IngredientsTransformer3DModel`` (whatever ``model_index.json`` names), from ``transformer_ema/``
+        when the folder has one, as the released inference code does (``checkpoint.transformer_subfolder``).
+        """
+        from ingredients_model.checkpoint import transformer_subfolder
+
+        folder = Path(pretrained_model_name_or_path)
+        if "transformer" not in kwargs and folder.is_dir():
+            dtype = {key: kwargs[key] for key in ("torch_dtype", "dtype") if key in kwargs}
+            kwargs["transformer"] = IngredientsTransformer3DModel.from_pretrained(
+                folder / transformer_subfolder(folder), **dtype
+            )
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    def to_json_string(self) -> str:
+        """``model_index.json`` names ``ConsisIDPipeline``, the diffusers class this pipeline extends, so that
+        ``DiffusionPipeline.from_pretrained`` resolves the folder without ``trust_remote_code``; components
+        keep diffusers' own record (our transformer: ``ingredients_model.transformer``, resolved once that
+        module is imported)."""
+        index = json.loads(super().to_json_string())
+        index["_class_name"] = ConsisIDPipeline.__name__
+        return json.dumps(index, indent=2, sort_keys=True) + "\n"
 
     def free_text_encoder(self) -> None:
         """Drop the T5 encoder (about 9.5 GB in bf16) once every prompt is encoded; later calls need
@@ -103,8 +143,10 @@ class IngredientsPipeline(ConsisIDPipeline):
         needs_text = prompt_embeds is None or (do_classifier_free_guidance and negative_prompt_embeds is None)
         if needs_text and self.text_encoder is None:
             raise IngredientsError(
-                "The text encoder was freed, so prompts can no longer be encoded.",
-                hint="Pass prompt_embeds and negative_prompt_embeds encoded before free_text_encoder().",
+                "This pipeline has no text encoder (it was freed with free_text_encoder() or loaded without "
+                "one), so prompt text cannot be encoded.",
+                hint="Pass prompt_embeds (and negative_prompt_embeds when guidance_scale > 1), encoded by a "
+                "pipeline that has the text encoder (pipe.encode_prompt).",
             )
         return super().encode_prompt(
             prompt=prompt,
@@ -147,7 +189,46 @@ class IngredientsPipeline(ConsisIDPipeline):
         """
         return 2 * self.vae_scale_factor_temporal
 
-    def _check_size(self, height: int, width: int, num_frames: int, max_sequence_length: int) -> None:
+    def frame_count(self, num_frames: int | None) -> int:
+        """The frame count a call renders for ``num_frames`` (default: the transformer's ``sample_frames``).
+
+        Counts that are not ``frame_multiple * k + 1`` are rounded down to one that is, with a warning, as
+        diffusers' video pipelines do (at least 1). A count other than ``sample_frames`` (49 released) logs a
+        warning when the transformer has learned positional embeddings: they were trained for that count only,
+        and for any other diffusers' patch embedding uses sin/cos positional embeddings the weights never saw.
+        More than ``sample_frames`` frames raise IngredientsError, as in the released code.
+        """
+        trained = self.transformer.config.sample_frames
+        if num_frames is None:
+            return trained
+        step = self.frame_multiple
+        if (num_frames - 1) % step:
+            rounded = max(num_frames // step * step + 1, 1)
+            logger.warning(
+                "num_frames=%d is not %d*k + 1 (the VAE's time compression); rendering %d frames instead.",
+                num_frames,
+                step,
+                rounded,
+            )
+            num_frames = rounded
+        if num_frames > trained:
+            raise IngredientsError(
+                f"num_frames={num_frames} is more than the {trained} frames this transformer was trained "
+                "for.",
+                hint=f"Render {trained} frames and retime the clip to the length you need.",
+            )
+        if num_frames != trained and self.transformer.config.use_learned_positional_embeddings:
+            logger.warning(
+                "num_frames=%d differs from the %d frames the transformer's learned positional embedding was "
+                "trained for; the model then runs on sin/cos positional embeddings its weights never saw. "
+                "Render %d frames and trim the clip for the released behaviour.",
+                num_frames,
+                trained,
+                trained,
+            )
+        return num_frames
+
+    def _check_size(self, height: int, width: int) -> None:
         config = self.transformer.config
         native = (
             config.sample_height * self.vae_scale_factor_spatial,
@@ -159,18 +240,33 @@ class IngredientsPipeline(ConsisIDPipeline):
                 f"not {width}x{height}.",
                 hint=f"Render at {native[1]}x{native[0]} and resize the clip afterwards.",
             )
-        step = self.frame_multiple
-        if num_frames < 1 or (num_frames - 1) % step or num_frames > config.sample_frames:
+
+    def _check_text_inputs(
+        self,
+        prompt_embeds: torch.Tensor | None,
+        negative_prompt_embeds: torch.Tensor | None,
+        max_sequence_length: int,
+        do_cfg: bool,
+    ) -> int:
+        """Validate the text the transformer will receive; return the token count to encode prompts with.
+
+        Embeddings actually given decide; ``max_sequence_length`` only applies to text this call encodes."""
+        required = self.transformer.required_text_length
+        for name, embeds in (
+            ("prompt_embeds", prompt_embeds),
+            ("negative_prompt_embeds", negative_prompt_embeds),
+        ):
+            if embeds is not None and (do_cfg or name == "prompt_embeds"):
+                self.transformer.check_text_embeddings(embeds, name)
+        if prompt_embeds is not None:
+            return prompt_embeds.shape[1]
+        if required is not None and max_sequence_length != required:
             raise IngredientsError(
-                f"num_frames={num_frames} is not possible for this model.",
-                hint=f"Use {step}*k + 1 frames, at most {config.sample_frames}.",
+                f"max_sequence_length={max_sequence_length}, but this transformer takes exactly {required} "
+                "text tokens (max_text_seq_length).",
+                hint=f"Use max_sequence_length={required}.",
             )
-        if max_sequence_length != config.max_text_seq_length:
-            raise IngredientsError(
-                f"max_sequence_length={max_sequence_length} differs from the model's "
-                f"max_text_seq_length={config.max_text_seq_length}.",
-                hint=f"Use max_sequence_length={config.max_text_seq_length}.",
-            )
+        return max_sequence_length
 
     @torch.no_grad()
     def __call__(
@@ -184,16 +280,21 @@ class IngredientsPipeline(ConsisIDPipeline):
         num_frames: int | None = None,
         num_inference_steps: int = released.STEPS,
         guidance_scale: float = released.GUIDANCE,
+        use_dynamic_cfg: bool = False,
+        num_videos_per_prompt: int = 1,
+        eta: float = 0.0,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
         prompt_embeds: torch.Tensor | None = None,
         negative_prompt_embeds: torch.Tensor | None = None,
         output_type: str = "np",
         return_dict: bool = True,
+        attention_kwargs: dict[str, Any] | None = None,
         callback_on_step_end: Callable[..., dict] | PipelineCallback | MultiPipelineCallbacks | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
         router_mode: str | None = None,
         local_face_scale: float | None = None,
+        cfg_routing: str = DEFAULT_CFG_ROUTING,
         cache_threshold: float | None = None,
         max_sequence_length: int = 226,
         id_cond: Sequence[torch.Tensor] | None = None,
@@ -202,22 +303,37 @@ class IngredientsPipeline(ConsisIDPipeline):
         """Generate a video of ``identities`` (one ``IdentityEmbedding`` per person, left to right).
 
         image: the I2V conditioning image; by default the aligned faces composed on a white canvas.
-        Defaults: native size of the model (released 720x480), ``sample_frames`` frames (49 at 8 fps),
-        50 steps, guidance 6.0. ``router_mode`` ("soft"/"hard") and ``local_face_scale`` override the
-        transformer's run-time defaults for this call. ``cache_threshold`` turns on diffusers' first-block
-        cache for this call (0 reproduces the uncached result; ~0.05-0.1 skips steps whose first-block
-        residual changes less than that). ``id_cond``/``id_vit_hidden`` replace ``identities`` with raw
-        features (one ``[1, id_dim]`` tensor / one list of ``[1, tokens, vit_dim]`` tensors per person).
+        Defaults: native size of the model (released 720x480), ``sample_frames`` frames (49 at 8 fps; other
+        counts are rounded and warned about, see ``frame_count``), 50 steps, guidance 6.0.
+
+        As in diffusers' ConsisIDPipeline: ``use_dynamic_cfg`` (off, as released) raises the guidance over the
+        steps with CogVideoX's cosine schedule; ``num_videos_per_prompt`` videos per prompt (one noise draw
+        each); ``eta`` goes to the scheduler step; ``attention_kwargs`` to the transformer (``{"scale": s}``
+        scales LoRA layers); ``max_sequence_length`` is the token count prompt text is encoded with (given
+        ``prompt_embeds`` keep their own length, which the transformer checks).
+
+        Ingredients settings: ``router_mode`` ("soft"/"hard") and ``local_face_scale`` override the
+        transformer's run-time defaults for this call; ``cfg_routing`` ("released", default, or "per_branch")
+        says how the face injection is computed under guidance (see ``router.CFG_ROUTINGS``);
+        ``cache_threshold`` turns on diffusers' first-block cache for this call (0 reproduces the uncached
+        result; ~0.05-0.1 skips steps whose first-block residual changes less than that).
+        ``id_cond``/``id_vit_hidden`` replace ``identities`` with raw features (one ``[1, id_dim]`` tensor /
+        one list of ``[1, tokens, vit_dim]`` tensors per person).
         """
         if isinstance(callback_on_step_end, PipelineCallback | MultiPipelineCallbacks):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
         callback_on_step_end_tensor_inputs = list(callback_on_step_end_tensor_inputs)
         if output_type not in ("np", "pil", "pt", "latent"):
             raise IngredientsError(f"Unknown output_type {output_type!r}.", hint="Use np, pil, pt or latent.")
+        if not isinstance(num_videos_per_prompt, int) or num_videos_per_prompt < 1:
+            raise IngredientsError(
+                f"num_videos_per_prompt must be a positive integer, not {num_videos_per_prompt!r}."
+            )
+        cfg_routing = check_cfg_routing(cfg_routing)
         height = height or self.transformer.config.sample_height * self.vae_scale_factor_spatial
         width = width or self.transformer.config.sample_width * self.vae_scale_factor_spatial
-        num_frames = num_frames or self.transformer.config.sample_frames
-        self._check_size(height, width, num_frames, max_sequence_length)
+        num_frames = self.frame_count(num_frames)
+        self._check_size(height, width)
         id_cond, id_vit_hidden = self._identity_inputs(identities, id_cond, id_vit_hidden)
         if image is None:
             if not identities:
@@ -225,6 +341,10 @@ class IngredientsPipeline(ConsisIDPipeline):
             from ingredients_model.faces import compose_identity_canvas
 
             image = compose_identity_canvas([e.aligned_face for e in identities], width=width, height=height)
+        do_cfg = guidance_scale > 1.0
+        max_sequence_length = self._check_text_inputs(
+            prompt_embeds, negative_prompt_embeds, max_sequence_length, do_cfg
+        )
         self.check_inputs(
             image=image,
             prompt=prompt,
@@ -237,17 +357,22 @@ class IngredientsPipeline(ConsisIDPipeline):
             negative_prompt_embeds=negative_prompt_embeds,
         )
         self._guidance_scale = guidance_scale
-        self._attention_kwargs = None
+        self._attention_kwargs = attention_kwargs
         self._interrupt = False
         if prompt is not None:
             batch_size = 1 if isinstance(prompt, str) else len(prompt)
         else:
             batch_size = prompt_embeds.shape[0]
+        num_videos = batch_size * num_videos_per_prompt
+        if isinstance(generator, list) and len(generator) != num_videos:
+            raise IngredientsError(
+                f"Got {len(generator)} generators for {num_videos} videos.",
+                hint="Pass one generator, or one per video (prompts x num_videos_per_prompt).",
+            )
         device = self._execution_device
         dtype = self.transformer.dtype
-        do_cfg = guidance_scale > 1.0
 
-        # 1. text
+        # 1. text: [unconditional, conditional] in one batch, as the released pipeline does
         prompt_embeds, negative_prompt_embeds = self.encode_prompt(
             prompt=prompt,
             negative_prompt=negative_prompt,
@@ -257,20 +382,25 @@ class IngredientsPipeline(ConsisIDPipeline):
             max_sequence_length=max_sequence_length,
             device=device,
         )
-        prompt_embeds = prompt_embeds.to(device, dtype)
+        prompt_embeds = prompt_embeds.to(device, dtype).repeat_interleave(num_videos_per_prompt, dim=0)
         if do_cfg:
-            # one batch [unconditional, conditional], as the released pipeline does
-            prompt_embeds = torch.cat([negative_prompt_embeds.to(device, dtype), prompt_embeds], dim=0)
+            negative_prompt_embeds = negative_prompt_embeds.to(device, dtype)
+            negative_prompt_embeds = negative_prompt_embeds.repeat_interleave(num_videos_per_prompt, dim=0)
+            prompt_embeds = torch.cat([negative_prompt_embeds, prompt_embeds], dim=0)
 
         # 2. timesteps, image latents (VAE), noise, rotary embeddings
         timesteps, num_inference_steps = retrieve_timesteps(self.scheduler, num_inference_steps, device)
         self._num_timesteps = len(timesteps)
         image = self.video_processor.preprocess(image, height=height, width=width).to(device, dtype=dtype)
-        if image.shape[0] == 1 and batch_size > 1:
-            image = image.expand(batch_size, -1, -1, -1)  # one canvas for every prompt
+        if image.shape[0] not in (1, batch_size):
+            raise IngredientsError(
+                f"Got {image.shape[0]} conditioning images for {batch_size} prompts.",
+                hint="Pass one image for all prompts or one per prompt.",
+            )
+        image = image.expand(batch_size, -1, -1, -1).repeat_interleave(num_videos_per_prompt, dim=0)
         latents, image_latents = self.prepare_latents(
             image,
-            batch_size,
+            num_videos,
             self.transformer.config.in_channels // 2,
             num_frames,
             height,
@@ -280,7 +410,7 @@ class IngredientsPipeline(ConsisIDPipeline):
             generator,
             latents,
         )
-        extra_step_kwargs = self.prepare_extra_step_kwargs(generator, 0.0)
+        extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
         image_rotary_emb = (
             self._prepare_rotary_positional_embeddings(height, width, latents.size(1), device)
             if self.transformer.config.use_rotary_positional_embeddings
@@ -292,6 +422,7 @@ class IngredientsPipeline(ConsisIDPipeline):
         identity = self.transformer.encode_identities(
             [c.to(device, dtype) for c in id_cond],
             [[h.to(device, dtype) for h in scales] for scales in id_vit_hidden],
+            attention_kwargs=attention_kwargs,
         )
 
         # 4. denoising loop
@@ -307,8 +438,13 @@ class IngredientsPipeline(ConsisIDPipeline):
                 image_rotary_emb,
                 extra_step_kwargs,
                 do_cfg,
-                router_mode,
-                local_face_scale,
+                use_dynamic_cfg,
+                {
+                    "router_mode": router_mode,
+                    "local_face_scale": local_face_scale,
+                    "cfg_routing": cfg_routing if do_cfg else None,
+                    "attention_kwargs": attention_kwargs,
+                },
                 callback_on_step_end,
                 callback_on_step_end_tensor_inputs,
             )
@@ -350,12 +486,13 @@ class IngredientsPipeline(ConsisIDPipeline):
         image_rotary_emb,
         extra_step_kwargs,
         do_cfg,
-        router_mode,
-        local_face_scale,
+        use_dynamic_cfg,
+        transformer_kwargs,
         callback_on_step_end,
         callback_on_step_end_tensor_inputs,
     ) -> torch.Tensor:
         old_pred_original_sample = None
+        base_guidance, steps = self._guidance_scale, len(timesteps)
         with self.progress_bar(total=len(timesteps)) as progress_bar:
             for i, t in enumerate(timesteps):
                 if self.interrupt:
@@ -372,11 +509,13 @@ class IngredientsPipeline(ConsisIDPipeline):
                         timestep=timestep,
                         image_rotary_emb=image_rotary_emb,
                         identity=identity,
-                        router_mode=router_mode,
-                        local_face_scale=local_face_scale,
                         return_dict=False,
+                        **transformer_kwargs,
                     )[0]
                 noise_pred = noise_pred.float()
+                if use_dynamic_cfg:  # CogVideoX's schedule, as in diffusers' ConsisIDPipeline
+                    progress = ((steps - float(t)) / steps) ** 5.0
+                    self._guidance_scale = 1 + base_guidance * (1 - math.cos(math.pi * progress)) / 2
                 if do_cfg:
                     noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
                     noise_pred = noise_pred_uncond + self.guidance_scale * (
