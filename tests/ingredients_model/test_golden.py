@@ -147,3 +147,30 @@ def test_record_script_runs_without_the_public_code_until_asked():
         check=False,
     )
     assert result.returncode == 0 and "--public-code" in result.stdout
+
+
+def test_rotary_grid_at_the_released_size_equals_the_released_720x480_base():
+    """The released pipeline hard-codes its rotary base grid as 720x480 pixels; ours takes it from the
+    config (diffusers' ConsisID recipe), which is the same grid for the released config (60x90 latents)."""
+    from diffusers.models.embeddings import get_3d_rotary_pos_embed
+    from diffusers.pipelines.consisid.pipeline_consisid import get_resize_crop_region_for_grid
+
+    from ingredients_model.transformer import IngredientsTransformer3DModel
+
+    released = {"sample_height": 60, "sample_width": 90, "attention_head_dim": 64, "patch_size": 2}
+    with torch.device("meta"):
+        transformer = IngredientsTransformer3DModel(num_attention_heads=1, num_layers=1, **released)
+    pipe = IngredientsPipeline(
+        tokenizer=None,
+        text_encoder=None,
+        vae=golden.vae(),
+        transformer=transformer,
+        scheduler=golden.scheduler(),
+    )
+    step = 8 * 2
+    grid = (480 // step, 720 // step)
+    crops = get_resize_crop_region_for_grid(grid, 720 // step, 480 // step)
+    expected = get_3d_rotary_pos_embed(embed_dim=64, crops_coords=crops, grid_size=grid, temporal_size=13)
+    got = pipe._prepare_rotary_positional_embeddings(480, 720, 13, torch.device("cpu"))
+    for a, b in zip(got, expected, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
