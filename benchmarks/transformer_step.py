@@ -33,8 +33,9 @@ from ingredients_model.transformer import IngredientsTransformer3DModel
 TEXT_TOKENS = 32
 
 
-def naive_face_injection(self, index, identity, mode, scale, need_logits, hidden_states):
-    """Released-style injection: diffusers' PerceiverCrossAttention run once per person, then routed."""
+def naive_face_injection(self, index, identity, mode, scale, need_logits, from_first_half, hidden_states):
+    """Released-style injection: diffusers' PerceiverCrossAttention run once per person, then routed (this
+    benchmark runs single-sample batches, so every sample routes itself: ``from_first_half`` is False)."""
     attn, router = self.perceiver_cross_attention[index], self.router[index]
     outs = [attn(identity.tokens[:, n], hidden_states) for n in range(identity.num_people)]
     if identity.num_people == 1:
