@@ -18,3 +18,8 @@ STEPS = 50
 """Default number of denoising steps."""
 GUIDANCE = 6.0
 """Default classifier-free guidance scale."""
+CFG_ROUTING = "released"
+"""Default face injection under classifier-free guidance, as the released code computes it: routed and
+projected from the unconditional half's hidden states, the same injection added to both halves."""
+CFG_ROUTINGS = ("released", "per_branch")
+"""The choices for ``cfg_routing``: ``per_branch`` routes each guidance half with its own hidden states."""

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ingredients_model import released
 from ingredients_model.errors import IngredientsError
 
 RouterMode = Literal["soft", "hard"]
@@ -36,8 +37,8 @@ ROUTER_MODES: tuple[str, ...] = ("soft", "hard")
 BACKGROUND = -1
 
 CfgRouting = Literal["released", "per_branch"]
-CFG_ROUTINGS: tuple[str, ...] = ("released", "per_branch")
-DEFAULT_CFG_ROUTING: CfgRouting = "released"
+CFG_ROUTINGS: tuple[str, ...] = released.CFG_ROUTINGS
+DEFAULT_CFG_ROUTING: CfgRouting = released.CFG_ROUTING  # type: ignore[assignment]
 """How the face injection is computed for a classifier-free-guidance batch ``[unconditional; conditional]``.
 
 - ``released``: routed and projected from the unconditional half's hidden states, and that same injection is

@@ -7,7 +7,7 @@ never by the package or the tests, in an environment that can import it (torch, 
 opencv). The released code hard-codes the widths of the released model; this script builds its classes at
 the golden test's tiny widths by swapping in same-structured modules at construction time, and takes the
 pipeline's rotary base grid (hard-coded 720x480, the released size) from the config (no file of PATH is
-edited). It loads the weights the tests generate (tests/ingredients_model/golden.py) into the released
+edited). It loads the weights the tests generate (tests/helpers/golden.py) into the released
 classes, runs them on CPU in float32 and writes tests/fixtures/golden_*.safetensors with the seeds, shapes,
 the weights' digest and the digest of the public files in the metadata.
 """
@@ -43,7 +43,7 @@ def import_public(public: Path):
     import torch
     from torch import nn
 
-    from tests.ingredients_model.golden import TRANSFORMER_CONFIG as cfg
+    from tests.helpers.golden import TRANSFORMER_CONFIG as cfg
 
     for name in PUBLIC_FILES:
         if not (public / name).is_file():
@@ -123,7 +123,7 @@ def import_public(public: Path):
 
 def released_transformer(transformer_module, ours):
     """The released transformer class at the golden config, holding exactly our weights."""
-    from tests.ingredients_model.golden import TRANSFORMER_CONFIG
+    from tests.helpers.golden import TRANSFORMER_CONFIG
 
     accepted = inspect.signature(transformer_module.IngredientsTransformer3DModel.__init__).parameters
     config = {k: v for k, v in TRANSFORMER_CONFIG.items() if k in accepted}
@@ -136,7 +136,7 @@ def record_transformer(transformer_module, out: Path, public_digest: str) -> Non
     import torch
     from safetensors.torch import save_file
 
-    from tests.ingredients_model import golden
+    from tests.helpers import golden
 
     ours = golden.ingredients_transformer()
     model = released_transformer(transformer_module, ours)
@@ -173,7 +173,7 @@ def record_pipeline(pipeline_module, transformer_module, out: Path, public_diges
     import torch
     from safetensors.torch import save_file
 
-    from tests.ingredients_model import golden
+    from tests.helpers import golden
 
     ours = golden.ingredients_transformer()
     vae = golden.vae()
@@ -229,7 +229,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     import torch
 
-    from tests.ingredients_model import golden
+    from tests.helpers import golden
 
     torch.set_grad_enabled(False)
     transformer_module, pipeline_module = import_public(public)

@@ -18,7 +18,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from ingredients_model.pipeline import IngredientsPipeline
-from tests.ingredients_model import golden
+from tests.helpers import golden
 
 ROOT = Path(__file__).resolve().parents[2]
 
