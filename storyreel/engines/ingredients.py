@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from storyreel.plan import RenderJob
     from storyreel.project import Project
 
-ENGINE_VERSION = "1"  # bump when this engine's use of the pipeline changes the pixels
+ENGINE_VERSION = "2"  # bump when this engine's use of the pipeline changes the pixels
 
 
 def _read_config(path: Path) -> dict:
