@@ -57,6 +57,7 @@ __all__ = [
     "face_crop",
     "list_cast",
     "photo_face_crop",
+    "photo_files",
     "read_faces",
     "recorded_face",
     "remove_cast_member",
@@ -332,6 +333,21 @@ def photo_face_crop(photo: Path, choice: FaceChoice) -> Image.Image:
             pass  # missing or damaged crop: compute it
     resolved = resolve_face(photo, choice)
     return align_face(resolved.image, resolved.box, size=CROP_SIZE)
+
+
+def photo_files(photo: Path) -> list[Path]:
+    """The files that rendering with ``photo`` reads: the photo, and its folder's ``faces.json`` and its
+    crop when ``cast add`` recorded them (all under the photo's folder, so they can travel together)."""
+    photo = Path(photo)
+    files = [photo]
+    faces = photo.parent / FACES_FILE
+    if faces.is_file():
+        files.append(faces)
+        entry = recorded_face(photo)
+        crop = photo.parent / entry.crop if entry is not None else None
+        if crop is not None and crop.is_file() and crop.resolve().is_relative_to(photo.parent.resolve()):
+            files.append(crop)
+    return files
 
 
 # ------------------------------------------------------------------------------------------- cast add

@@ -194,6 +194,10 @@ class IdentityCache:
         """Content address of an entry."""
         return _sha256(f"{CACHE_FORMAT}\0{photo_sha256}\0{choice}\0{fingerprint}".encode())
 
+    def entry_files(self, photo_sha256: str, choice: str, fingerprint: str) -> tuple[Path, ...]:
+        """The files of one entry (tensors, aligned face, metadata), whether they exist yet or not."""
+        return self._paths(self.key(photo_sha256, choice, fingerprint))
+
     # ------------------------------------------------------------------------------------ internals
 
     def _paths(self, key: str) -> tuple[Path, Path, Path]:

@@ -1,15 +1,16 @@
-"""The runner: stories → jobs → clips → reel, resumable, locked, on one process or many.
+"""The runner: stories → jobs → clips → reel, resumable, locked, on one process, many, or a Ray cluster.
 
 * **Resume**: a shot is skipped when ``renders/<id>.mp4`` and ``renders/<id>.json`` exist and the JSON's
   key equals the job key (the files are not touched); ``--force`` re-renders, ``--only`` picks shots.
 * **Atomic**: clips and records are written as ``*.partial`` and renamed; Ctrl-C / SIGTERM stop after
   removing the partial files; partials left by a killed process are removed by the next render.
-* **Lock**: a normal render holds ``.storyreel/lock`` exclusively (a second one waits ``wait`` seconds,
-  then refuses naming the holder); ``worker=True`` renders share the project and claim shots one by one
-  (``.storyreel/claims``), so independent processes on one machine or many never render a shot twice.
-* **accelerate**: under ``accelerate launch`` (one process per GPU, any number of machines) process 0
-  takes the lock and decides the todo list, shots are dealt round robin, every process loads the model
-  once, and process 0 builds the reel after a barrier.
+* **Lock**: a render holds ``.storyreel/lock`` exclusively (a second one waits ``wait`` seconds, then
+  refuses naming the holder).
+* **accelerate** (``--gpus N``, one machine): under ``accelerate launch`` process 0 takes the lock and
+  decides the todo list, shots are dealt round robin, every process loads the model once, and process 0
+  builds the reel after a barrier.
+* **Ray** (``--ray``, any number of machines): :mod:`storyreel.cluster` replaces :meth:`Runner.render_all`;
+  planning, locking, records and the reel stay here.
 * **Batches**: several stories in one call share the loaded engines.
 """
 
@@ -40,21 +41,21 @@ from rich.progress import (
 from storyreel import __version__
 from storyreel.errors import HintedError, StoryreelError
 from storyreel.fsutil import PARTIAL_SUFFIX, atomic_path, atomic_write_json, partial_path
-from storyreel.locking import DEFAULT_LEASE_SECONDS, DEFAULT_WAIT_SECONDS, Claim, ClaimBoard, ProjectLock
+from storyreel.locking import DEFAULT_WAIT_SECONDS, ProjectLock
 from storyreel.plan import RenderJob, job_status, plan_story
 
 if TYPE_CHECKING:
-    from storyreel.engines.base import Engine
+    from storyreel.cluster import RayOptions
+    from storyreel.engines.base import Engine, RenderResult
     from storyreel.engines.select import EngineChoice
     from storyreel.project import Project
     from storyreel.story import Story
 
-REEL_CLAIM = ".reel"  # claim id guarding the reel in worker mode (shot ids cannot contain dots)
-
 
 @dataclass
 class RenderOptions:
-    """What ``storyreel render`` was asked to do (``engine=None``: the story's ``defaults.engine``)."""
+    """What ``storyreel render`` was asked to do (``engine=None``: the story's ``defaults.engine``;
+    ``ray``: render on a Ray cluster, see :mod:`storyreel.cluster`)."""
 
     engine: str | None = None
     model: Path | None = None
@@ -64,20 +65,19 @@ class RenderOptions:
     cache_threshold: float | None = None
     reel: bool = True
     wait: float = DEFAULT_WAIT_SECONDS
-    worker: bool = False
-    lease: float = DEFAULT_LEASE_SECONDS
+    ray: RayOptions | None = None
 
 
 @dataclass
 class StoryReport:
-    """What happened to one story."""
+    """What happened to one story (``failed``: shot id → error, for shots a Ray render gave up on)."""
 
     story_path: Path
     engine: str
     reason: str
     rendered: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
-    elsewhere: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     reel: Path | None = None
     review: Path | None = None
@@ -173,15 +173,16 @@ def remove_partials(project: Project) -> list[Path]:
 
 
 def clip_record(
-    job: RenderJob, engine: Engine, result: Any, processes: Processes, started: float
+    job: RenderJob, engine: str, versions: dict[str, str], result: RenderResult, started: float, **where: Any
 ) -> dict[str, Any]:
-    """The JSON written next to a clip: job, key, engine, versions, timings, peak memory."""
+    """The JSON written next to a clip: job, key, engine, versions, timings, peak memory, and ``where``
+    it was rendered (host, pid, and the accelerate process index or the Ray worker)."""
     return {
         "shot_id": job.shot_id,
         "key": job.key,
-        "engine": engine.name,
+        "engine": engine,
         "job": job.model_dump(mode="json"),
-        "versions": {"storyreel": __version__, **engine.versions()},
+        "versions": {"storyreel": __version__, **versions},
         "frames": result.frames,
         "fps": result.fps,
         "width": result.width,
@@ -192,9 +193,7 @@ def clip_record(
         "peak_memory_bytes": result.peak_memory_bytes,
         "peak_memory_kind": result.peak_memory_kind,
         "details": result.details,
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "process_index": processes.index,
+        **where,
         "rendered_at": datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
     }
 
@@ -203,7 +202,9 @@ def clip_record(
 
 
 @dataclass
-class _StoryWork:
+class StoryWork:
+    """One story of a batch while it renders: its project, engine, jobs and what this process renders."""
+
     story: Story
     project: Project
     choice: EngineChoice
@@ -216,7 +217,11 @@ class _StoryWork:
 
 
 class Runner:
-    """Renders a batch of stories with shared engines; see the module docstring."""
+    """Renders a batch of stories with shared engines; see the module docstring.
+
+    :meth:`render_all` renders the jobs each story has to do in this process; a subclass may render them
+    elsewhere (:class:`storyreel.cluster.driver.RayRunner`); planning, locks, records and reels stay here.
+    """
 
     def __init__(self, options: RenderOptions, console: Console | None = None):
         self.options = options
@@ -224,11 +229,6 @@ class Runner:
         self.processes = Processes()
         self.engines: dict[tuple[str, Path | None], Engine] = {}
         self.loaded: set[int] = set()
-        if options.worker and options.force:
-            raise StoryreelError(
-                "--force cannot be combined with --worker (workers would redo each other's fresh clips)",
-                hint="run one `storyreel render --force` first, then start the workers",
-            )
 
     def say(self, text: str) -> None:
         prefix = f"[dim]\\[process {self.processes.index}][/] " if self.processes.count > 1 else ""
@@ -236,11 +236,18 @@ class Runner:
 
     # --------------------------------------------------------------------------------------- setup
 
+    def gpu_name(self) -> str | None:
+        """The GPU the ``auto`` engine may use (this machine's first CUDA GPU), or None."""
+        from storyreel.engines.select import cuda_device_name
+
+        return cuda_device_name()
+
     def engine_for(self, story: Story) -> tuple[EngineChoice, Engine]:
         from storyreel.engines.select import choose_engine, make_engine, resolve_model_dir
 
         model_dir, source = resolve_model_dir(self.options.model, story)
-        choice = choose_engine(self.options.engine or story.defaults.engine, model_dir, source)
+        requested = self.options.engine or story.defaults.engine
+        choice = choose_engine(requested, model_dir, source, gpu_name=self.gpu_name)
         key = (choice.name, choice.model_dir)
         if key not in self.engines:
             self.engines[key] = make_engine(choice, device=self.processes.device, memory=self.options.memory)
@@ -253,21 +260,14 @@ class Runner:
             story, engine.spec(), only=self.options.only, cache_threshold=self.options.cache_threshold
         )
 
-    def todo(self, work: _StoryWork) -> list[RenderJob]:
+    def todo(self, work: StoryWork) -> list[RenderJob]:
         if self.options.force:
             return list(work.jobs)
         return [job for job in work.jobs if job_status(job, work.project) != "done"]
 
-    def open_project(self, work: _StoryWork) -> None:
+    def open_project(self, work: StoryWork) -> None:
         """Lock the project, clean up after killed renders and decide which jobs this process renders."""
         options, processes = self.options, self.processes
-        if options.worker:
-            work.lock = ProjectLock(work.project.lock_path, shared=True, wait=options.wait, on_wait=self.say)
-            work.lock.acquire()
-            work.mine = self.todo(work)  # claims decide who renders what
-            work.todo_total = len(work.mine)
-            work.report.skipped = [job.shot_id for job in work.jobs if job not in work.mine]
-            return
         error = None
         todo_ids: list[str] = []
         if processes.is_main:
@@ -275,9 +275,6 @@ class Runner:
                 work.lock = ProjectLock(work.project.lock_path, wait=options.wait, on_wait=self.say)
                 work.lock.acquire()
                 remove_partials(work.project)
-                board = ClaimBoard(work.project.state_dir / "claims")
-                for stale in board.directory.glob("*.json"):  # we are alone: every claim is stale
-                    stale.unlink(missing_ok=True)
                 todo_ids = [job.shot_id for job in self.todo(work)]
             except StoryreelError as err:
                 error = (err.message, err.hint)
@@ -291,7 +288,7 @@ class Runner:
 
     # -------------------------------------------------------------------------------------- render
 
-    def render_one(self, work: _StoryWork, job: RenderJob, progress: Progress, steps_task: Any) -> float:
+    def render_one(self, work: StoryWork, job: RenderJob, progress: Progress, steps_task: Any) -> float:
         project = work.project
         clip, meta = project.clip_path(job.shot_id), project.clip_meta_path(job.shot_id)
         progress.reset(steps_task, total=None, description=f"{job.shot_id}: preparing")
@@ -306,37 +303,33 @@ class Runner:
                 result = work.engine.render(job, tmp, on_step, project=project)
         except HintedError as err:
             raise StoryreelError.from_error(err, f"shot {job.shot_id}: ") from err
-        atomic_write_json(meta, clip_record(job, work.engine, result, self.processes, started))
+        where = {"host": socket.gethostname(), "pid": os.getpid(), "process_index": self.processes.index}
+        record = clip_record(job, work.engine.name, work.engine.versions(), result, started, **where)
+        atomic_write_json(meta, record)  # the record last: only then does the clip count as current
         return result.seconds
 
-    def render_jobs(self, work: _StoryWork, progress: Progress, shots_task: Any, steps_task: Any) -> None:
-        board = ClaimBoard(work.project.state_dir / "claims", lease=self.options.lease)
-        for job in work.mine:
-            claim: Claim | None = None
-            if self.options.worker:
-                claim = board.try_claim(job.shot_id)
-                if claim is None:
-                    work.report.elsewhere.append(job.shot_id)
-                    progress.advance(shots_task)
-                    continue
-                if job_status(job, work.project) == "done":  # finished by another worker meanwhile
-                    claim.release()
-                    work.report.skipped.append(job.shot_id)
-                    progress.advance(shots_task)
-                    continue
-            try:
-                self.load(work.engine)
-                with claim.keep_alive() if claim else contextlib.nullcontext():
-                    seconds = self.render_one(work, job, progress, steps_task)
-            finally:
-                if claim is not None:
-                    claim.release()
-            work.report.rendered.append(job.shot_id)
-            work.report.seconds[job.shot_id] = seconds
-            progress.advance(shots_task)
-            self.say(f"[green]✓[/] {work.project.root.name}/{job.shot_id} ({seconds:.1f} s)")
+    def shot_done(self, work: StoryWork, shot_id: str, seconds: float, where: str = "") -> None:
+        """Note a finished shot in the report and say so."""
+        work.report.rendered.append(shot_id)
+        work.report.seconds[shot_id] = seconds
+        self.say(f"[green]✓[/] {work.project.root.name}/{shot_id} ({seconds:.1f} s{where})")
 
-    def finish(self, work: _StoryWork) -> None:
+    def render_all(self, works: Sequence[StoryWork], progress: Progress) -> None:
+        """Render every story's ``mine`` in this process: engines load once and prepare the whole batch."""
+        self.prepare(works)
+        total = sum(len(w.mine) for w in works)
+        with progress if total else contextlib.nullcontext():
+            shots_task = progress.add_task("shots", total=total)
+            steps_task = progress.add_task("", total=None)
+            for work in works:
+                for job in work.mine:
+                    self.load(work.engine)
+                    seconds = self.render_one(work, job, progress, steps_task)
+                    progress.advance(shots_task)
+                    self.shot_done(work, job.shot_id, seconds)
+            progress.remove_task(steps_task)
+
+    def finish(self, work: StoryWork) -> None:
         """Build the reel and review page once every shot has a current clip, unless the last assembly
         (by a render or by `storyreel reel`) used exactly these clips and the story's own settings."""
         from storyreel.outputs import build_outputs, refresh_review
@@ -349,27 +342,16 @@ class Runner:
                 f"reel not built: {len(missing)} shot(s) without a current clip ({', '.join(missing)})"
             )
             return
-        claim = None
-        if self.options.worker:
-            claim = ClaimBoard(project.state_dir / "claims", lease=self.options.lease).try_claim(REEL_CLAIM)
-            if claim is None:
-                report.reel_note = "another worker is building the reel"
-                return
-        try:
-            if reel_is_current(story, project):
-                report.reel, report.review = project.reel_path, project.review_path
-                report.reel_note = "reel up to date"
-                if not review_is_current(project):
-                    report.review = refresh_review(story, project)
-                return
-            with claim.keep_alive() if claim else contextlib.nullcontext():
-                result, report.review = build_outputs(story, project)
-                report.reel = result.path
-        finally:
-            if claim is not None:
-                claim.release()
+        if reel_is_current(story, project):
+            report.reel, report.review = project.reel_path, project.review_path
+            report.reel_note = "reel up to date"
+            if not review_is_current(project):
+                report.review = refresh_review(story, project)
+            return
+        result, report.review = build_outputs(story, project)
+        report.reel = result.path
 
-    def plan_all(self, work: _StoryWork) -> list[RenderJob]:
+    def plan_all(self, work: StoryWork) -> list[RenderJob]:
         """All the story's jobs (``--only`` narrows what is rendered, not what the reel needs)."""
         if not self.options.only:
             return work.jobs
@@ -384,25 +366,18 @@ class Runner:
             engine.load()
             self.loaded.add(id(engine))
 
-    def prepare(self, works: Sequence[_StoryWork]) -> None:
+    def prepare(self, works: Sequence[StoryWork]) -> None:
         """Load each engine that has work (once) and let it prepare the whole batch up front
-        (the model engine encodes every prompt, then may free its text encoder)."""
+        (the model engine encodes every prompt and identity, then may free its text encoder)."""
         for engine in {id(w.engine): w.engine for w in works if w.mine}.values():
             self.load(engine)
             prepare = getattr(engine, "prepare", None)
             if prepare is not None:
                 prepare([(job, w.project) for w in works if w.engine is engine for job in w.mine])
 
-    def run(self, stories: Sequence[Story]) -> list[StoryReport]:
-        from storyreel.project import Project
-
-        works = []
-        for story in stories:
-            choice, engine = self.engine_for(story)
-            report = StoryReport(story.path, choice.name, choice.reason)
-            project = Project.from_story(story)
-            works.append(_StoryWork(story, project, choice, engine, self.plan(story, engine), report))
-        progress = Progress(
+    def progress(self) -> Progress:
+        """The progress display: shots of the whole batch, and the current shot's steps."""
+        return Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
@@ -412,26 +387,28 @@ class Runner:
             console=self.console,
             disable=not self.processes.is_main,
         )
+
+    def run(self, stories: Sequence[Story]) -> list[StoryReport]:
+        from storyreel.project import Project
+
+        works = []
+        for story in stories:
+            choice, engine = self.engine_for(story)
+            report = StoryReport(story.path, choice.name, choice.reason)
+            project = Project.from_story(story)
+            works.append(StoryWork(story, project, choice, engine, self.plan(story, engine), report))
         with _sigterm_interrupts():
             try:
                 for work in sorted(works, key=lambda w: str(w.project.root)):  # a fixed order: no deadlocks
                     self.open_project(work)
-                self.prepare(works)
                 if self.processes.is_main and not any(w.todo_total for w in works):
                     self.say("nothing to render: every shot has a current clip (--force renders again)")
-                total = sum(len(w.mine) for w in works)
-                with progress if total else contextlib.nullcontext():
-                    shots_task = progress.add_task("shots", total=total)
-                    steps_task = progress.add_task("", total=None)
-                    for work in works:
-                        self.render_jobs(work, progress, shots_task, steps_task)
-                    progress.remove_task(steps_task)
+                self.render_all(works, self.progress())
                 self.processes.barrier()
                 for work in works:
                     work.report.rendered = self.processes.gather(work.report.rendered)
-                    work.report.elsewhere = self.processes.gather(work.report.elsewhere)
                     work.report.main_process = self.processes.is_main
-                if self.options.reel and (self.processes.is_main or self.options.worker):
+                if self.options.reel and self.processes.is_main:
                     for work in works:
                         self.finish(work)
                 self.processes.close()
@@ -449,7 +426,8 @@ class Runner:
 def render_stories(
     paths: Sequence[Path], options: RenderOptions, console: Console | None = None
 ) -> list[StoryReport]:
-    """Load and render every story in ``paths`` (engines shared across the batch); see :class:`Runner`."""
+    """Load and render every story in ``paths`` (engines shared across the batch); see :class:`Runner`
+    (:class:`storyreel.cluster.driver.RayRunner` when ``options.ray`` is set)."""
     from storyreel.story import load_story
 
     stories, seen = [], set()
@@ -458,4 +436,8 @@ def render_stories(
         if story.path not in seen:
             seen.add(story.path)
             stories.append(story)
+    if options.ray is not None:
+        from storyreel.cluster.driver import RayRunner
+
+        return RayRunner(options, console).run(stories)
     return Runner(options, console).run(stories)

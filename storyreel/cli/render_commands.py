@@ -16,10 +16,12 @@ from rich.table import Table
 
 from storyreel.cli.app import app, console, state
 from storyreel.cli.options import CacheThresholdOption, EngineOption, ModelOption, StoryArgument
+from storyreel.cluster import DEFAULT_ATTEMPTS
 from storyreel.errors import StoryreelError
-from storyreel.locking import DEFAULT_LEASE_SECONDS, DEFAULT_WAIT_SECONDS
+from storyreel.locking import DEFAULT_WAIT_SECONDS
 
 if TYPE_CHECKING:
+    from storyreel.cluster import RayOptions
     from storyreel.runner import RenderOptions
 
 _GLOB_CHARS = set("*?[")
@@ -89,12 +91,47 @@ def render_args(stories: list[str], options: RenderOptions) -> list[str]:
     args += ["--force"] if options.force else []
     for shot_id in options.only or []:
         args += ["--only", shot_id]
-    args += ["--memory", options.memory, "--wait", str(options.wait), "--lease", str(options.lease)]
+    args += ["--memory", options.memory, "--wait", str(options.wait)]
     if options.cache_threshold is not None:
         args += ["--cache-threshold", str(options.cache_threshold)]
     args += ["--no-reel"] if not options.reel else []
-    args += ["--worker"] if options.worker else []
     return args
+
+
+def ray_options(
+    ray: bool, address: str | None, cpus_per_worker: float | None, attempts: int
+) -> RayOptions | None:
+    """The Ray options of a render (None without ``--ray``; the other ``--ray-*`` options need it)."""
+    from storyreel.cluster import RayOptions
+
+    if ray:
+        return RayOptions(address, cpus_per_worker, attempts)
+    if address is not None or cpus_per_worker is not None or attempts != DEFAULT_ATTEMPTS:
+        raise StoryreelError("--ray-address, --ray-cpus-per-worker and --ray-attempts need --ray")
+    return None
+
+
+RayOption = Annotated[
+    bool, typer.Option("--ray", help="Render on a Ray cluster: one worker per GPU; see README, Cluster.")
+]
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        help="The Ray cluster (HEAD:6379); default $RAY_ADDRESS, else a new local Ray.",
+        show_default=False,
+    ),
+]
+RayCpusOption = Annotated[
+    float | None,
+    typer.Option(
+        "--ray-cpus-per-worker",
+        help="CPUs per Ray worker: the worker size on a CPU-only cluster (default 1).",
+    ),
+]
+RayAttemptsOption = Annotated[
+    int, typer.Option("--ray-attempts", min=1, help="Tries per shot on Ray before it is reported failed.")
+]
 
 
 @app.command()
@@ -127,19 +164,24 @@ def render(
     wait: Annotated[
         float, typer.Option("--wait", help="Seconds to wait for another render of the project.")
     ] = DEFAULT_WAIT_SECONDS,
-    worker: Annotated[
-        bool,
-        typer.Option(
-            "--worker", help="Share the project with other workers (any machine): claim shots one by one."
-        ),
-    ] = False,
-    lease: Annotated[
-        float, typer.Option("--lease", help="Seconds a worker's claim lasts without renewal.")
-    ] = DEFAULT_LEASE_SECONDS,
+    ray: RayOption = False,
+    ray_address: RayAddressOption = None,
+    ray_cpus_per_worker: RayCpusOption = None,
+    ray_attempts: RayAttemptsOption = DEFAULT_ATTEMPTS,
+    worker: Annotated[bool, typer.Option("--worker", hidden=True)] = False,
+    lease: Annotated[float | None, typer.Option("--lease", hidden=True)] = None,
 ) -> None:
     """Render stories: every shot without a current clip, then the reel and the review page."""
     from storyreel.runner import RenderOptions, render_stories
 
+    if worker or lease is not None:
+        raise StoryreelError(
+            "--worker (independent workers on a shared folder) was replaced by Ray",
+            hint="start one render for the whole batch with --ray on a Ray cluster (`ray start`); it needs "
+            "no shared folder (README, section Cluster). --gpus N still renders on one machine's GPUs.",
+        )
+    if ray and gpus is not None:
+        raise StoryreelError("--ray and --gpus cannot be combined", "--ray uses every GPU of the Ray cluster")
     options = RenderOptions(
         engine=engine,
         model=model,
@@ -149,8 +191,7 @@ def render(
         cache_threshold=cache_threshold,
         reel=not no_reel,
         wait=wait,
-        worker=worker,
-        lease=lease,
+        ray=ray_options(ray, ray_address, ray_cpus_per_worker, ray_attempts),
     )
     if gpus is not None and int(os.environ.get("WORLD_SIZE", "1")) <= 1 and gpus > 1:
         import torch
@@ -166,15 +207,19 @@ def render(
         if not report.main_process:
             continue
         done = f"{len(report.rendered)} rendered, {len(report.skipped)} already current"
-        if report.elsewhere:
-            done += f", {len(report.elsewhere)} rendered by other workers"
+        if report.failed:
+            done += f", {len(report.failed)} failed"
         console.print(f"[bold]{escape(_shown(report.story_path))}[/]: {done}", highlight=False)
+        for shot_id, error in report.failed.items():
+            console.print(f"  [red]failed[/] {escape(shot_id)}: {escape(error)}", highlight=False)
         if report.reel is not None:
             console.print(f"  reel:   [green]{escape(_shown(report.reel))}[/]", highlight=False)
         if report.review is not None:
             console.print(f"  review: [green]{escape(_shown(report.review))}[/]", highlight=False)
         if report.reel_note:
             console.print(f"  [dim]{escape(report.reel_note)}[/]", highlight=False)
+    if any(report.failed for report in reports):
+        raise typer.Exit(1)
 
 
 @app.command()

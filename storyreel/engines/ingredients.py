@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterable
@@ -167,10 +168,14 @@ class IngredientsEngine:
         return self._texts.get(project.text_cache_dir, job.prompt, job.negative_prompt or "", self._encode)
 
     def prepare(self, work: Iterable[tuple[RenderJob, Project]]) -> None:
-        """Encode every prompt of a batch up front; on a GPU with offloading, then free the T5 encoder."""
+        """Encode every prompt and every person of a batch up front (into the project caches); on a GPU
+        with offloading, then free the T5 encoder. A job whose people cannot be encoded (no face found,
+        say) is left to its render, which reports the error for that shot."""
         self.load()
         for job, project in work:
             self.text_embeddings(job, project)
+            with contextlib.suppress(StoryreelError):
+                self.identities(job, project)
         assert self.pipe is not None and self.device is not None
         if self.device.type == "cuda" and self.memory != "none" and self.pipe.text_encoder is not None:
             self.pipe.free_text_encoder()
@@ -196,6 +201,23 @@ class IngredientsEngine:
             "identity_cache_misses": sum(cache.misses for cache in caches.values()),
         }
         return people, stats
+
+    def cache_files(self, job: RenderJob, project: Project) -> list[Path]:
+        """The project cache files rendering ``job`` reads: each photo's identity entry and the prompt's
+        embeddings (named from the job alone; they need not exist yet). A Ray render ships them."""
+        from storyreel.identity_cache import IdentityCache
+
+        self.load()
+        assert self.encoder is not None and self._texts is not None
+        identities = IdentityCache(project.identity_cache_dir)
+        files = [
+            path
+            for name in job.cast
+            for sha, token in zip(job.photo_hashes[name], job.faces[name], strict=True)
+            for path in identities.entry_files(sha, token, self.encoder.fingerprint)
+        ]
+        text = self._texts.entry_files(project.text_cache_dir, job.prompt, job.negative_prompt or "")
+        return [*files, *text]
 
     # ---------------------------------------------------------------------------------------- render
 

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,8 +51,18 @@ def cuda_device_name() -> str | None:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
-def choose_engine(requested: str, model_dir: Path | None, source: str = "") -> EngineChoice:
-    """Resolve ``auto`` and check that an explicit ``ingredients`` has a model folder."""
+def choose_engine(
+    requested: str,
+    model_dir: Path | None,
+    source: str = "",
+    *,
+    gpu_name: Callable[[], str | None] | None = None,
+) -> EngineChoice:
+    """Resolve ``auto`` and check that an explicit ``ingredients`` has a model folder.
+
+    ``gpu_name()`` names the GPU the engine will run on, or None: this machine's (:func:`cuda_device_name`)
+    by default, the cluster's for a Ray render."""
+    gpu_name = gpu_name or cuda_device_name
     if requested not in ENGINES:
         raise StoryreelError(f"unknown engine {requested!r}", hint="use one of: " + ", ".join(ENGINES))
     where = f"{model_dir} (from {source})" if model_dir else ""
@@ -64,7 +75,7 @@ def choose_engine(requested: str, model_dir: Path | None, source: str = "") -> E
                 hint=f"pass --model DIR, set defaults.model in story.yaml or ${MODEL_ENV}; get the weights "
                 "with `storyreel models download DIR`, or a tiny test model with `storyreel models tiny DIR`",
             )
-        gpu = cuda_device_name()
+        gpu = gpu_name()
         return EngineChoice("ingredients", model_dir, f"model {where} on {gpu or 'the CPU (slow)'}")
     if model_dir is None:
         return EngineChoice(
@@ -79,7 +90,7 @@ def choose_engine(requested: str, model_dir: Path | None, source: str = "") -> E
         return EngineChoice(
             "preview", None, f"model folder {where} is incomplete ({len(missing)} files missing; see doctor)"
         )
-    gpu = cuda_device_name()
+    gpu = gpu_name()
     if gpu is None:
         return EngineChoice("preview", None, f"model {where} found but no CUDA GPU")
     return EngineChoice("ingredients", model_dir, f"model {where} and GPU {gpu}")

@@ -49,6 +49,11 @@ class TextEmbeddingCache:
         canonical = json.dumps(self.describe(prompt, negative), sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
+    def entry_files(self, directory: Path, prompt: str, negative: str) -> tuple[Path, Path]:
+        """The files of one entry in ``directory`` (tensors, metadata), whether they exist yet or not."""
+        key = self.key(prompt, negative)
+        return directory / f"{key}.safetensors", directory / f"{key}.json"
+
     def get(self, directory: Path | None, prompt: str, negative: str, encode: Encode) -> Embeddings:
         """Embeddings from memory, else from ``directory`` (verified), else ``encode(prompt, negative)``."""
         key = self.key(prompt, negative)
