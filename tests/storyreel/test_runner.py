@@ -143,26 +143,6 @@ def test_engine_errors_name_the_shot(project: Path, monkeypatch) -> None:
     assert not list(project.parent.rglob("*.partial"))
 
 
-def test_workers_skip_live_claims_and_take_over_dead_ones(project: Path) -> None:
-    import os
-    import socket
-    import time
-
-    claims = project.parent / ".storyreel" / "claims"
-    claims.mkdir(parents=True)
-    live = {"shot": "s1", "token": "t1", "host": socket.gethostname(), "pid": os.getpid(),
-            "expires": time.time() + 600}  # fmt: skip
-    dead = {**live, "shot": "s2", "token": "t2", "expires": time.time() - 1}
-    (claims / "s1.json").write_text(json.dumps(live))
-    (claims / "s2.json").write_text(json.dumps(dead))
-    (report,) = _render([project], worker=True)
-    assert report.elsewhere == ["s1"] and report.rendered == ["s2", "s3"]
-    assert report.reel is None and "s1" in report.reel_note  # s1 is still someone else's
-    (claims / "s1.json").unlink()
-    (last,) = _render([project], worker=True)
-    assert last.rendered == ["s1"] and last.reel is not None
-
-
 def test_render_and_the_reel_command_share_one_record(tmp_path_factory, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

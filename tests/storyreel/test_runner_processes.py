@@ -1,5 +1,5 @@
 """The runner across processes: kill -9 and SIGTERM mid-render, accelerate splitting, concurrent renders
-and independent workers on one project. Each test runs real `python -m storyreel render` subprocesses."""
+of one project. Each test runs real `python -m storyreel render` subprocesses."""
 
 from __future__ import annotations
 
@@ -134,13 +134,3 @@ def test_a_second_render_refuses_naming_the_holder(tmp_path_factory, tmp_path: P
     assert result.returncode == 1
     assert f"pid {os.getpid()}" in result.stderr and "--wait" in result.stderr
     assert "Traceback" not in result.stderr
-
-
-def test_independent_workers_never_render_a_shot_twice(tmp_path_factory, tmp_path: Path) -> None:
-    project = make_project(tmp_path_factory, tmp_path / "demo", shots=6, seconds=2.0, size="320x192", fps=24)
-    procs = [_popen("render", str(project), "--worker") for _ in range(2)]
-    outputs = [p.communicate(timeout=600) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outputs
-    assert _rendered_lines(*(out for out, _ in outputs)) == Counter({f"s{i}": 1 for i in range(1, 7)})
-    assert not list((project.parent / ".storyreel" / "claims").glob("*.json"))
-    _check_reel(project.parent, 6, 2.0)

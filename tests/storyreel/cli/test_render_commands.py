@@ -86,12 +86,25 @@ def test_each_launched_process_gets_the_same_options(tmp_path: Path) -> None:
     from storyreel.runner import RenderOptions
 
     options = RenderOptions(
-        engine="preview", model=Path("m"), only=["s1", "s2"], cache_threshold=0.05, reel=False, worker=True
+        engine="preview", model=Path("m"), only=["s1", "s2"], cache_threshold=0.05, reel=False
     )
     args = render_args(["a/story.yaml"], options)
     assert args[:3] == ["a/story.yaml", "--engine", "preview"]
     assert args[args.index("--model") + 1] == str(Path("m").absolute())
     assert [args[i + 1] for i, a in enumerate(args) if a == "--only"] == ["s1", "s2"]
-    assert {"--no-reel", "--worker"} <= set(args) and "--force" not in args
-    assert args[args.index("--wait") + 1] == "10.0" and args[args.index("--lease") + 1] == "120.0"
-    assert render_args([], RenderOptions()) == ["--memory", "auto", "--wait", "10.0", "--lease", "120.0"]
+    assert "--no-reel" in args and "--force" not in args
+    assert args[args.index("--wait") + 1] == "10.0"
+    assert render_args([], RenderOptions()) == ["--memory", "auto", "--wait", "10.0"]
+
+
+def test_retired_worker_mode_and_ray_option_errors(tmp_path_factory, tmp_path: Path) -> None:
+    project = make_project(tmp_path_factory, tmp_path / "p", shots=1)
+    for retired in (["--worker"], ["--lease", "60"]):
+        result = storyreel("render", str(project), *retired)
+        assert result.returncode == 1 and "replaced by Ray" in result.stderr and "--ray" in result.stderr
+    assert "--worker" not in storyreel("render", "--help").stdout
+    both = storyreel("render", str(project), "--ray", "--gpus", "2")
+    assert both.returncode == 1 and "cannot be combined" in both.stderr
+    alone = storyreel("render", str(project), "--ray-address", "head:6379")
+    assert alone.returncode == 1 and "need --ray" in alone.stderr
+    assert not (project.parent / "renders").exists()

@@ -51,7 +51,9 @@ def _stages(cluster) -> list[Path]:
     return list(cluster.tmp.glob("storyreel-ray-*"))
 
 
-def test_preview_batch_matches_a_local_render_and_resumes(local_ray, tmp_path_factory, tmp_path: Path) -> None:
+def test_preview_batch_matches_a_local_render_and_resumes(
+    local_ray, tmp_path_factory, tmp_path: Path
+) -> None:
     stories = [
         make_project(tmp_path_factory, tmp_path / "ray" / "a", shots=2),
         make_project(tmp_path_factory, tmp_path / "ray" / "b", shots=3),

@@ -45,12 +45,18 @@ def test_renders_through_the_real_pipeline_deterministically(
     assert [job.frames for job in jobs] == [9, 9]  # 6 s → 49 frames, clipped to the tiny model's 9
     engine.prepare([(job, project) for job in jobs])
     assert len(list(project.text_cache_dir.glob("*.safetensors"))) == 2  # both prompts encoded up front
+    assert len(list(project.identity_cache_dir.glob("*/*.json"))) == 3  # and all three people
+    needs = engine.cache_files(jobs[0], project)  # two people (tensors, face, metadata each), one prompt
+    assert (
+        sorted(p.relative_to(project.cache_dir).parts[0] for p in needs) == ["identities"] * 6 + ["text"] * 2
+    )
+    assert all(p.is_file() for job in jobs for p in engine.cache_files(job, project))
     steps: list[tuple[int, int]] = []
     result = engine.render(jobs[0], tmp_path / "a.mp4", lambda d, t: steps.append((d, t)), project=project)
     assert steps == [(1, 2), (2, 2)]
     info = probe_video(tmp_path / "a.mp4")
     assert (info.width, info.height, info.fps, info.frames) == (96, 64, 8, 9)
-    assert result.peak_memory_bytes and result.details["identity_cache_misses"] == 2
+    assert result.peak_memory_bytes and result.details["identity_cache_misses"] == 0  # prepared
     again = engine.render(jobs[0], tmp_path / "b.mp4", lambda d, t: None, project=project)
     assert again.details["identity_cache_hits"] == 2
     first, second = _frames(tmp_path / "a.mp4", 96, 64), _frames(tmp_path / "b.mp4", 96, 64)
