@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -118,6 +119,8 @@ class RayRunner(Runner):
         if self.processes.count > 1:
             raise StoryreelError("--ray cannot run under accelerate launch", "use either --ray or --gpus N")
         self.ray: RayOptions = options.ray or RayOptions()
+        self.round_trips: dict[str, tuple[float, float]] = {}
+        """Per rendered shot: seconds from sending it to having its clip, and seconds the worker spent."""
         if self.ray.attempts < 1:
             raise StoryreelError("--ray-attempts must be at least 1")
         if self.ray.cpus_per_worker is not None and self.ray.cpus_per_worker <= 0:
@@ -244,7 +247,7 @@ class RayRunner(Runner):
         from ray.exceptions import RayActorError, RayTaskError
 
         queue = deque(shots)
-        running: dict[Any, tuple[int, _Shot]] = {}
+        running: dict[Any, tuple[int, _Shot, float]] = {}
         idle = sorted(pool.alive)
         while queue or running:
             for index in list(idle):
@@ -258,12 +261,12 @@ class RayRunner(Runner):
                 call = pool.handles[index].render.remote(
                     work.choice, work.engine.spec(), shot.location, shot.travel, shot.files
                 )
-                running[call] = (index, shot)
+                running[call] = (index, shot, time.perf_counter())
             if not running:
                 names = ", ".join(shot.name for shot in queue)
                 raise StoryreelError(f"every Ray worker died; not rendered: {names}", CLUSTER_HINT)
             (ready,), _ = ray.wait(list(running), num_returns=1)
-            index, shot = running.pop(ready)
+            index, shot, sent = running.pop(ready)
             try:
                 output = ray.get(ready)
             except RayTaskError as err:
@@ -283,6 +286,7 @@ class RayRunner(Runner):
                     advance()
             else:
                 idle.append(index)
+                self.round_trips[shot.name] = (time.perf_counter() - sent, output.seconds)
                 self.save(shot, output)
                 advance()
 

@@ -26,7 +26,8 @@ __all__ = ["ShotOutput", "ShotWorker"]
 
 @dataclass
 class ShotOutput:
-    """A rendered shot as it travels back: the clip's bytes and what its record needs."""
+    """A rendered shot as it travels back: the clip's bytes, what its record needs, and the seconds the
+    worker spent on it (staging its files included)."""
 
     clip: bytes
     result: RenderResult
@@ -34,6 +35,7 @@ class ShotOutput:
     versions: dict[str, str]
     started: float
     where: dict[str, Any]
+    seconds: float
 
 
 class ShotWorker:
@@ -106,6 +108,7 @@ class ShotWorker:
         self, choice: EngineChoice, spec: EngineSpec, location: str, job: RenderJob, files: Files
     ) -> ShotOutput:
         """Render one travelling job; its files are staged first (each file once per worker)."""
+        began = time.perf_counter()
         engine = self.engine(choice, spec)
         if job.compute_key() != job.key:
             raise StoryreelError(f"shot {job.shot_id}: the job changed on its way to {socket.gethostname()}")
@@ -121,7 +124,8 @@ class ShotWorker:
             raise StoryreelError.from_error(err, f"shot {job.shot_id}: ") from None
         finally:
             output.unlink(missing_ok=True)
-        return ShotOutput(clip, result, engine.name, engine.versions(), started, self.where())
+        seconds = time.perf_counter() - began
+        return ShotOutput(clip, result, engine.name, engine.versions(), started, self.where(), seconds)
 
     def close(self) -> None:
         """Remove the staging folder."""
