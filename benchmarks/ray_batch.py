@@ -77,9 +77,9 @@ def main() -> None:
     threads = os.environ.get("OMP_NUM_THREADS", "default")
     print(f"tiny model, {args.shots} shots x {args.steps} steps, CPU ({os.cpu_count()} cores, OMP {threads})")
     print(f"torch threads in this process: {torch.get_num_threads()}; Ray workers: 1 each")
-    print(f"{'one local process':<34} {local_seconds:7.1f} s   (median render of one shot {local_shot:.2f} s)")
+    print(f"{'one local process':<34} {local_seconds:7.1f} s   (median render of a shot {local_shot:.2f} s)")
     print(f"{f'Ray, {args.workers} workers (1 CPU each)':<34} {ray_seconds:7.1f} s   "
-          f"(median render of one shot {ray_shot:.2f} s)")  # fmt: skip
+          f"(median render of a shot {ray_shot:.2f} s)")  # fmt: skip
     print(f"{'ratio local / Ray':<34} {local_seconds / ray_seconds:7.2f}x")
     print(f"{'Ray scheduling overhead per shot':<34} {statistics.median(overheads):7.1f} ms median, "
           f"{statistics.mean(overheads):.1f} ms mean")  # fmt: skip
