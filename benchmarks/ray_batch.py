@@ -6,7 +6,8 @@ which load the model in parallel, fill the caches once, and render the shots in 
 
     python benchmarks/ray_batch.py [--shots 12] [--steps 4]
 
-Prints both wall-clock times, their ratio (local / Ray), and Ray's scheduling overhead per shot: the
+Prints both wall-clock times (Ray's split into starting the workers with their model and filling the
+caches, then the shots), their ratio (local / Ray), and Ray's scheduling overhead per shot: the
 time from sending a shot to having its clip on the driver, less the time the worker spent on it
 (submission, scheduling, moving the files and the clip, the driver's loop), median and mean in ms.
 """
@@ -80,6 +81,8 @@ def main() -> None:
     print(f"{'one local process':<34} {local_seconds:7.1f} s   (median render of a shot {local_shot:.2f} s)")
     print(f"{f'Ray, {args.workers} workers (1 CPU each)':<34} {ray_seconds:7.1f} s   "
           f"(median render of a shot {ray_shot:.2f} s)")  # fmt: skip
+    print(f"{'  of which workers + caches ready':<34} {runner.phases['setup']:7.1f} s, then shots "
+          f"{runner.phases['shots']:.1f} s")  # fmt: skip
     print(f"{'ratio local / Ray':<34} {local_seconds / ray_seconds:7.2f}x")
     print(f"{'Ray scheduling overhead per shot':<34} {statistics.median(overheads):7.1f} ms median, "
           f"{statistics.mean(overheads):.1f} ms mean")  # fmt: skip

@@ -121,6 +121,8 @@ class RayRunner(Runner):
         self.ray: RayOptions = options.ray or RayOptions()
         self.round_trips: dict[str, tuple[float, float]] = {}
         """Per rendered shot: seconds from sending it to having its clip, and seconds the worker spent."""
+        self.phases: dict[str, float] = {}
+        """Seconds spent starting the workers and filling the caches (``setup``), then on the shots."""
         if self.ray.attempts < 1:
             raise StoryreelError("--ray-attempts must be at least 1")
         if self.ray.cpus_per_worker is not None and self.ray.cpus_per_worker <= 0:
@@ -227,6 +229,7 @@ class RayRunner(Runner):
             travel, files = travel_job(job, shipper)
             shots.append(_Shot(work, job, travel, project_location(work.project), files))
         shots.sort(key=lambda shot: _cost(shot.job), reverse=True)
+        started = time.perf_counter()
         pool = self.start_pool(len(shots))
         graceful = False
         try:
@@ -234,9 +237,11 @@ class RayRunner(Runner):
                 for work in {id(w.engine): w for w in works if w.mine}.values():
                     pool.handles[index].load.remote(work.choice, work.engine.spec())
             self.fill_caches(pool, shots, shipper)
+            self.phases["setup"] = time.perf_counter() - started
             with progress:
                 bar = progress.add_task("shots", total=len(shots))
                 self.dispatch(pool, shots, lambda: progress.advance(bar))
+            self.phases["shots"] = time.perf_counter() - started - self.phases["setup"]
             graceful = True
         finally:
             pool.stop(graceful)
