@@ -91,12 +91,43 @@ class _Shot:
 
 
 class _Pool:
-    """The worker actors, and which of them are still alive."""
+    """The worker actors: which are ready (engines loaded), which are still loading, which are gone."""
 
-    def __init__(self, handles: list[Any], restarts: int):
+    def __init__(self, handles: list[Any], engines: list[tuple[EngineChoice, EngineSpec]]):
         self.handles = handles
-        self.restarts = restarts
         self.alive = set(range(len(handles)))
+        self.loading = {handle.load.remote(engines): index for index, handle in enumerate(handles)}
+
+    def loaded(self, ref: Any) -> int | str:
+        """The index of the worker whose ``load`` call ``ref`` was, now ready, or the error that made it
+        unusable (it is dropped: a worker that cannot load the engine would fail every shot)."""
+        import ray
+        from ray.exceptions import RayActorError, RayTaskError
+
+        index = self.loading.pop(ref)
+        try:
+            ray.get(ref)
+        except (RayTaskError, RayActorError) as err:
+            self.alive.discard(index)
+            user = _user_error(err)
+            return _describe(user) if user is not None else str(err)
+        return index
+
+    def first_ready(self, say: Any) -> int:
+        """Wait for a worker to be ready and return it; refuses when every worker failed to load."""
+        import ray
+
+        error = "every worker died"
+        while not (self.alive - set(self.loading.values())) and self.loading:
+            (ref,), _ = ray.wait(list(self.loading), num_returns=1)
+            found = self.loaded(ref)
+            if isinstance(found, str):
+                say(f"[red]✗[/] a Ray worker cannot render: {escape(found)}")
+                error = found
+        ready = sorted(self.alive - set(self.loading.values()))
+        if not ready:
+            raise StoryreelError(f"no Ray worker can render: {error}", CLUSTER_HINT)
+        return ready[0]
 
     def stop(self, graceful: bool) -> None:
         """Stop every worker: ``graceful`` ones first remove their staging folders (after an error or
@@ -138,16 +169,18 @@ class RayRunner(Runner):
 
     # ------------------------------------------------------------------------------------ workers
 
-    def start_pool(self, shots: int) -> _Pool:
+    def start_pool(self, shots: int, engines: list[tuple[EngineChoice, EngineSpec]]) -> _Pool:
         """One worker per GPU (``num_gpus=1``), or per ``cpus_per_worker`` CPUs on a CPU-only cluster;
-        never more workers than shots."""
+        never more workers than shots. Each starts loading ``engines`` at once."""
         import ray
 
         resources = ray.cluster_resources()
         gpus, cpus = int(resources.get("GPU", 0)), resources.get("CPU", 0.0)
         per_worker = self.ray.cpus_per_worker
-        if gpus:
-            size, wanted = gpus, {"num_gpus": 1, "num_cpus": per_worker or 1}
+        if gpus:  # CPUs are reserved only when asked for: a GPU worker never waits for a CPU
+            size, wanted = gpus, {"num_gpus": 1, "num_cpus": per_worker or 0}
+            if per_worker:
+                size = min(size, int(cpus // per_worker))
         else:
             size, wanted = int(cpus // (per_worker or 1)), {"num_cpus": per_worker or 1}
         if size < 1:
@@ -157,11 +190,11 @@ class RayRunner(Runner):
                 hint="lower --ray-cpus-per-worker, or add machines with `ray start --address HEAD:6379`",
             )
         size = min(size, shots)
-        restarts = self.ray.attempts  # a worker that keeps dying is dropped; its shots go elsewhere
-        actor = ray.remote(max_restarts=restarts, max_task_retries=0, **wanted)(ShotWorker)
+        # Ray restarts a worker that dies; one that keeps dying is dropped and its shots go elsewhere
+        actor = ray.remote(max_restarts=self.ray.attempts, max_task_retries=0, **wanted)(ShotWorker)
         how = "1 GPU" if gpus else f"{wanted['num_cpus']:g} CPU(s)"
         self.say(f"ray: {size} worker(s) of {how} each")
-        return _Pool([actor.remote(i, self.options.memory) for i in range(size)], restarts)
+        return _Pool([actor.remote(i, self.options.memory) for i in range(size)], engines)
 
     # ------------------------------------------------------------------------------------ caches
 
@@ -188,7 +221,8 @@ class RayRunner(Runner):
                         missing.setdefault(staged, []).append((path, shot))
             if not missing:
                 continue
-            self.say(f"ray: computing {len(missing)} cache file(s) once for the cluster …")
+            entries = sum(name.endswith(".json") for name in missing)
+            self.say(f"ray: computing {entries} cache entries once for the cluster …")
             files: Files = {name: item for shot in group for name, item in shot.files.items()}
             built = self.call_any(pool, "prepare", choice, spec, jobs, files, list(missing))
             for staged in sorted(built, key=lambda name: name.endswith(".json")):  # metadata last
@@ -199,22 +233,22 @@ class RayRunner(Runner):
                     shot.files[staged] = shipped
 
     def call_any(self, pool: _Pool, method: str, *args: Any) -> Any:
-        """``method(*args)`` on the first worker that stays alive through it."""
+        """``method(*args)`` on a ready worker; on another one if that worker dies meanwhile."""
         import ray
         from ray.exceptions import RayActorError, RayTaskError
 
         error: Exception | None = None
         for _ in range(self.ray.attempts):
-            for index in sorted(pool.alive):
-                try:
-                    return ray.get(getattr(pool.handles[index], method).remote(*args))
-                except RayTaskError as err:
-                    raise _user_error(err) or err from None
-                except RayActorError as err:
-                    error = err
-                    if _is_dead(err):
-                        pool.alive.discard(index)
-        raise StoryreelError(f"every Ray worker died while preparing the caches: {error}", CLUSTER_HINT)
+            index = pool.first_ready(self.say)
+            try:
+                return ray.get(getattr(pool.handles[index], method).remote(*args))
+            except RayTaskError as err:
+                raise _user_error(err) or err from None
+            except RayActorError as err:
+                error = err
+                if _is_dead(err):
+                    pool.alive.discard(index)
+        raise StoryreelError(f"the Ray workers kept dying while filling the caches: {error}", CLUSTER_HINT)
 
     # ------------------------------------------------------------------------------------ shots
 
@@ -230,12 +264,10 @@ class RayRunner(Runner):
             shots.append(_Shot(work, job, travel, project_location(work.project), files))
         shots.sort(key=lambda shot: _cost(shot.job), reverse=True)
         started = time.perf_counter()
-        pool = self.start_pool(len(shots))
+        engines = {(w.choice, w.engine.spec()): None for w in works if w.mine}
+        pool = self.start_pool(len(shots), list(engines))  # they load while the caches are filled
         graceful = False
         try:
-            for index in pool.alive:  # every worker loads its engines while the caches are filled
-                for work in {id(w.engine): w for w in works if w.mine}.values():
-                    pool.handles[index].load.remote(work.choice, work.engine.spec())
             self.fill_caches(pool, shots, shipper)
             self.phases["setup"] = time.perf_counter() - started
             with progress:
@@ -247,13 +279,13 @@ class RayRunner(Runner):
             pool.stop(graceful)
 
     def dispatch(self, pool: _Pool, shots: list[_Shot], advance: Any) -> None:
-        """Keep every live worker busy with one shot until all are rendered or given up on."""
+        """Keep every ready worker busy with one shot until all are rendered or given up on."""
         import ray
         from ray.exceptions import RayActorError, RayTaskError
 
         queue = deque(shots)
         running: dict[Any, tuple[int, _Shot, float]] = {}
-        idle = sorted(pool.alive)
+        idle = sorted(pool.alive - set(pool.loading.values()))
         while queue or running:
             for index in list(idle):
                 shot = _next_for(queue, index, pool.alive)
@@ -267,10 +299,17 @@ class RayRunner(Runner):
                     work.choice, work.engine.spec(), shot.location, shot.travel, shot.files
                 )
                 running[call] = (index, shot, time.perf_counter())
-            if not running:
+            if not running and not pool.loading:
                 names = ", ".join(shot.name for shot in queue)
                 raise StoryreelError(f"every Ray worker died; not rendered: {names}", CLUSTER_HINT)
-            (ready,), _ = ray.wait(list(running), num_returns=1)
+            (ready,), _ = ray.wait([*running, *pool.loading], num_returns=1)
+            if ready in pool.loading:  # a worker has loaded its engines: it can take shots
+                found = pool.loaded(ready)
+                if isinstance(found, int):
+                    idle.append(found)
+                else:
+                    self.say(f"[red]✗[/] a Ray worker cannot render: {escape(found)}")
+                continue
             index, shot, sent = running.pop(ready)
             try:
                 output = ray.get(ready)
@@ -278,7 +317,7 @@ class RayRunner(Runner):
                 idle.append(index)
                 user = _user_error(err)
                 if user is not None:  # the same inputs fail the same way on every worker
-                    self.give_up(shot, user.message + (f" (hint: {user.hint})" if user.hint else ""))
+                    self.give_up(shot, _describe(user))
                     advance()
                 elif not self.retry(queue, shot, f"{type(err.cause).__name__}: {err.cause}"):
                     advance()
@@ -334,6 +373,10 @@ def _user_error(err: Any) -> StoryreelError | None:
     if isinstance(cause, HintedError):
         return StoryreelError.from_error(cause)
     return None
+
+
+def _describe(err: StoryreelError) -> str:
+    return f"{err.message} (hint: {err.hint})" if err.hint else err.message
 
 
 def _is_dead(err: Exception) -> bool:

@@ -112,6 +112,7 @@ class Stage:
 
     def __init__(self, base: Path | None = None):
         base = Path(base or tempfile.gettempdir())
+        base.mkdir(parents=True, exist_ok=True)
         for old in base.glob(f"{STAGE_PREFIX}*"):
             match = re.match(rf"{STAGE_PREFIX}(\d+)-", old.name)
             if match and not _pid_alive(int(match.group(1))):

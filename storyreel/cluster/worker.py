@@ -70,9 +70,10 @@ class ShotWorker:
             self.engines[key] = engine
         return self.engines[key]
 
-    def load(self, choice: EngineChoice, spec: EngineSpec) -> dict[str, Any]:
-        """Load the engine now (before the first shot arrives); returns :meth:`where`."""
-        self.engine(choice, spec)
+    def load(self, engines: list[tuple[EngineChoice, EngineSpec]]) -> dict[str, Any]:
+        """Load the batch's engines now, before the first shot arrives; returns :meth:`where`."""
+        for choice, spec in engines:
+            self.engine(choice, spec)
         return self.where()
 
     def cache_files(self, choice: EngineChoice, spec: EngineSpec, jobs: list[tuple[str, RenderJob]]) -> list:

@@ -157,3 +157,46 @@ def test_failing_shots_are_reported_and_the_rest_completes(local_ray, tmp_path_f
     assert report.reel is None and "s1, s2" in report.reel_note
     renders = story.parent / "renders"
     assert sorted(p.name for p in renders.iterdir()) == ["s3.json", "s3.mp4"]
+
+
+def test_ctrl_c_stops_the_workers_and_a_rerun_renders_the_rest(local_ray, tmp_path_factory, tmp_path) -> None:
+    from storyreel.locking import ProjectLock
+
+    story = make_project(tmp_path_factory, tmp_path / "ray" / "c", shots=6, seconds=2.0, size="320x192")
+    renders = story.parent / "renders"
+    stop = threading.Event()
+
+    def interrupt() -> None:  # Ctrl-C once the first clip is in
+        while not stop.is_set() and not list(renders.glob("*.json")):
+            time.sleep(0.005)
+        if not stop.is_set():
+            os.kill(os.getpid(), signal.SIGINT)
+
+    thread = threading.Thread(target=interrupt, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _on_ray([story])
+    finally:
+        stop.set()
+        thread.join()
+    pids = [int(p.name.split("-")[2]) for p in _stages(local_ray)]
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert pids and not any(_alive(pid) for pid in pids)  # the workers were stopped, not left running
+    done = {p.stem for p in renders.glob("*.json")}
+    assert 1 <= len(done) < 6 and not list(story.parent.rglob("*.partial"))
+    with ProjectLock(story.parent / ".storyreel" / "lock", wait=0):  # released
+        pass
+    (report,) = _on_ray([story])
+    assert sorted(report.rendered) == sorted({f"s{i}" for i in range(1, 7)} - done)
+    assert report.reel is not None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
