@@ -2,7 +2,7 @@
 
 A command declares ``model: ModelOption = None``; the flag, its help text and its checks come from here,
 so ``--model`` reads the same in every command (the style of the ``hf`` CLI). Defaults that belong to the
-library (lock wait, claim lease) are imported from it, never repeated.
+library (the lock wait, the attempts of a Ray render) are imported from it, never repeated.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from storyreel.fsutil import atomic_write_bytes
 from storyreel.plan import RenderJob
 from storyreel.project import Project
 
-__all__ = ["CACHE", "Files", "Shipped", "Shipper", "Stage", "project_location", "travel_job"]
+__all__ = ["CACHE", "STAGE_PREFIX", "Files", "Shipped", "Shipper", "Stage", "project_location", "travel_job"]
 
 STAGE_PREFIX = "storyreel-ray-"
 """Workers stage files in ``$TMPDIR/storyreel-ray-<pid>-<random>/``."""
