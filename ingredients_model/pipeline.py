@@ -26,7 +26,6 @@ from typing import Any, ClassVar
 import PIL.Image
 import torch
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
-from diffusers.hooks import FirstBlockCacheConfig
 from diffusers.models import AutoencoderKLCogVideoX
 from diffusers.pipelines.consisid.pipeline_consisid import ConsisIDPipeline, retrieve_timesteps
 from diffusers.schedulers import CogVideoXDPMScheduler
@@ -34,6 +33,7 @@ from diffusers.utils import BaseOutput
 from transformers import T5EncoderModel, T5Tokenizer
 
 from ingredients_model import released
+from ingredients_model.caching import CacheSpec, cache_config, step_cache
 from ingredients_model.errors import IngredientsError
 from ingredients_model.router import DEFAULT_CFG_ROUTING, check_cfg_routing
 from ingredients_model.transformer import IngredientsTransformer3DModel
@@ -296,6 +296,7 @@ class IngredientsPipeline(ConsisIDPipeline):
         local_face_scale: float | None = None,
         cfg_routing: str = DEFAULT_CFG_ROUTING,
         cache_threshold: float | None = None,
+        cache: CacheSpec | None = None,
         max_sequence_length: int = 226,
         id_cond: Sequence[torch.Tensor] | None = None,
         id_vit_hidden: Sequence[Sequence[torch.Tensor]] | None = None,
@@ -315,8 +316,9 @@ class IngredientsPipeline(ConsisIDPipeline):
         Ingredients settings: ``router_mode`` ("soft"/"hard") and ``local_face_scale`` override the
         transformer's run-time defaults for this call; ``cfg_routing`` ("released", default, or "per_branch")
         says how the face injection is computed under guidance (see ``router.CFG_ROUTINGS``);
-        ``cache_threshold`` turns on diffusers' first-block cache for this call (0 reproduces the uncached
-        result; ~0.05-0.1 skips steps whose first-block residual changes less than that).
+        ``cache`` turns on a step cache for this call: ``{"kind": "first_block" | "mag" | "taylorseer", ...}``
+        or a diffusers cache config (see ``ingredients_model.caching``; threshold 0 reproduces the uncached
+        result); ``cache_threshold=x`` is short for ``cache={"kind": "first_block", "threshold": x}``.
         ``id_cond``/``id_vit_hidden`` replace ``identities`` with raw features (one ``[1, id_dim]`` tensor /
         one list of ``[1, tokens, vit_dim]`` tensors per person).
         """
@@ -334,6 +336,7 @@ class IngredientsPipeline(ConsisIDPipeline):
         width = width or self.transformer.config.sample_width * self.vae_scale_factor_spatial
         num_frames = self.frame_count(num_frames)
         self._check_size(height, width)
+        cache = cache_config(cache, num_inference_steps, cache_threshold)  # checked before any work
         id_cond, id_vit_hidden = self._identity_inputs(identities, id_cond, id_vit_hidden)
         if image is None:
             if not identities:
@@ -426,8 +429,7 @@ class IngredientsPipeline(ConsisIDPipeline):
         )
 
         # 4. denoising loop
-        cache_enabled = self._enable_cache(cache_threshold)
-        try:
+        with step_cache(self.transformer, cache, len(timesteps)):
             latents = self._denoise(
                 latents,
                 image_latents,
@@ -448,9 +450,6 @@ class IngredientsPipeline(ConsisIDPipeline):
                 callback_on_step_end,
                 callback_on_step_end_tensor_inputs,
             )
-        finally:
-            if cache_enabled:
-                self.transformer.disable_cache()
 
         if output_type == "latent":
             video = latents
@@ -461,19 +460,6 @@ class IngredientsPipeline(ConsisIDPipeline):
         if not return_dict:
             return (video,)
         return IngredientsPipelineOutput(frames=video)
-
-    def _enable_cache(self, cache_threshold: float | None) -> bool:
-        if cache_threshold is None:
-            return False
-        if cache_threshold < 0:
-            raise IngredientsError(f"cache_threshold must be >= 0, not {cache_threshold}.")
-        if self.transformer.is_cache_enabled:
-            raise IngredientsError(
-                "A cache is already enabled on the transformer.",
-                hint="Call pipe.transformer.disable_cache() or leave cache_threshold unset.",
-            )
-        self.transformer.enable_cache(FirstBlockCacheConfig(threshold=float(cache_threshold)))
-        return True
 
     def _denoise(
         self,

@@ -31,6 +31,7 @@ from diffusers.utils import BaseOutput, apply_lora_scale
 from torch import nn
 
 from ingredients_model import released
+from ingredients_model.attention import IngredientsAttnProcessor
 from ingredients_model.errors import IngredientsError
 from ingredients_model.identity import IdentityFeatures
 from ingredients_model.router import (
@@ -61,9 +62,15 @@ class IngredientsBlock(ConsisIDBlock):
     """ConsisID/CogVideoX block that also applies the identity injection that follows it, when given one.
 
     Keeping the injection inside the block lets block-level caches (diffusers' first-block cache) skip it
-    together with the block. Returns ``(hidden_states, encoder_hidden_states)`` or, with an injection,
-    ``(hidden_states, encoder_hidden_states, routing_logits_or_None)``.
+    together with the block. Returns ``(hidden_states, encoder_hidden_states)``, plus the routing logits when
+    the injection computed them (tensors only, as diffusers' cache and parallel hooks expect). Its
+    self-attention goes through diffusers' attention dispatcher (``attention.IngredientsAttnProcessor``), so
+    attention backends and context parallelism apply to it.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.attn1.set_processor(IngredientsAttnProcessor())
 
     def forward(
         self,
@@ -79,6 +86,8 @@ class IngredientsBlock(ConsisIDBlock):
         if face_injection is None:
             return hidden_states, encoder_hidden_states
         hidden_states, logits = face_injection(hidden_states)
+        if logits is None:
+            return hidden_states, encoder_hidden_states
         return hidden_states, encoder_hidden_states, logits
 
 
