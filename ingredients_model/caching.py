@@ -36,6 +36,7 @@ import torch
 from diffusers.hooks import FirstBlockCacheConfig, MagCacheConfig, TaylorSeerCacheConfig
 
 from ingredients_model.errors import IngredientsError
+from ingredients_model.parallel import inside_context_parallel
 
 __all__ = [
     "CACHE_KINDS",
@@ -208,7 +209,8 @@ def step_cache(
             hint="Use cache={'kind': 'mag', ...} or {'kind': 'taylorseer', ...}, whose decisions depend "
             "on the step only.",
         )
-    transformer.enable_cache(config)
+    with inside_context_parallel(transformer):  # the cache's block hooks must see the split tokens
+        transformer.enable_cache(config)
     try:
         yield config
     finally:

@@ -530,6 +530,11 @@ class IngredientsTransformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, Pef
                 identity = identity.first(batch_size // 2)
         targets = None
         if routing_masks is not None:
+            if self._parallel_config is not None:
+                raise IngredientsError(
+                    "routing_masks (training) cannot be used under context parallelism.",
+                    hint="Train without enable_context_parallel.",
+                )
             if identity is None:
                 raise IngredientsError(
                     "routing_masks need identities.", hint="Pass id_cond/id_vit_hidden or identity."
