@@ -86,7 +86,7 @@ def context_parallel_plan(transformer: Any) -> dict[str, Any]:
 
 
 def divides_every_clip(transformer: Any, degree: int) -> bool:
-    """Whether ``degree`` divides the text length and the video tokens of one latent frame (so of any clip)."""
+    """Whether ``degree`` divides the text length and the video tokens of one latent frame (so any clip's)."""
     config = transformer.config
     per_frame = (config.sample_height // config.patch_size) * (config.sample_width // config.patch_size)
     return config.max_text_seq_length % degree == 0 and per_frame % degree == 0
@@ -101,18 +101,18 @@ def enable_context_parallel(
 ) -> ContextParallelConfig:
     """Split one clip's tokens over the processes of the default process group (one per GPU).
 
-    Default: Ulysses over all processes. Give ``ring_degree`` (and optionally ``ulysses_degree``; their product
-    must not exceed the world size) for ring attention. Token counts that a degree does not divide (226 text
-    tokens and 1350 video tokens per latent frame, released: any degree but 2 or a divisor of both) switch
-    diffusers' uneven "anything" splitting on. Call once per process after loading the pipeline on its GPU;
+    Default: Ulysses over all processes. Give ``ring_degree`` (and optionally ``ulysses_degree``; their
+    product must not exceed the world size) for ring attention. A degree that does not divide the token counts
+    (released: 226 text tokens, 1350 video tokens per latent frame; only 2 divides both) switches diffusers'
+    uneven "anything" splitting on. Call once per process after loading the pipeline on its GPU;
     then call the pipeline with identical arguments and seed on every process. Returns the config applied.
     """
     transformer = _transformer_of(pipe_or_transformer)
     if not torch.distributed.is_available() or not torch.distributed.is_initialized():
         raise IngredientsError(
             "Context parallelism needs one process per GPU in an initialised process group.",
-            hint="Start the script with `torchrun --nproc-per-node N script.py` or `accelerate launch`, and call "
-            "torch.distributed.init_process_group() (or accelerate.PartialState()) first.",
+            hint="Start the script with `torchrun --nproc-per-node N script.py` or `accelerate launch`, and "
+            "call torch.distributed.init_process_group() (or accelerate.PartialState()) first.",
         )
     if torch.accelerator.device_count() == 0:
         raise IngredientsError(

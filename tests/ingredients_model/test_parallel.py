@@ -54,7 +54,7 @@ def _cpu_flash_forward_op(
     _save_ctx=True,
     _parallel_config=None,
 ):
-    """diffusers' ``_native_flash_attention_forward_op`` on PyTorch's CPU flash kernel ([B, S, H, D] layout)."""
+    """diffusers' ``_native_flash_attention_forward_op`` on PyTorch's CPU flash kernel ([B, S, H, D])."""
     out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
         query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), dropout_p, is_causal, scale=scale
     )
