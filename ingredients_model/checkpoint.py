@@ -231,11 +231,13 @@ def _resolve_memory(memory: str, device: torch.device) -> str:
         return memory
     if device.type != "cuda":
         return "none"
+    from ingredients_model.memory import required_free_bytes  # computed from the configs, not measured
+
     free, _total = torch.cuda.mem_get_info(device)
-    gib = free / 2**30
-    # Estimates from parameter counts (bf16 weights: transformer 12.9 GB, T5-XXL encoder 9.5 GB, VAE 0.4 GB)
-    # plus activations and VAE decoding at 720x480x49; not measured here (no GPU).
-    return "none" if gib >= 36 else "model_offload" if gib >= 20 else "group_offload"
+    for mode in ("none", "model_offload"):
+        if free >= required_free_bytes(mode):
+            return mode
+    return "group_offload"
 
 
 def load_pipeline(

@@ -18,7 +18,16 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["TINY_SIZE", "tiny_transformer_config", "write_tiny_model_folder"]
+__all__ = [
+    "SCHEDULER_CONFIG",
+    "TINY_SIZE",
+    "tiny_text_encoder_config",
+    "tiny_transformer_config",
+    "tiny_vae_config",
+    "tiny_vocab_size",
+    "write_tiny_model_folder",
+    "write_tiny_tokenizer",
+]
 
 TINY_SIZE = {"height": 64, "width": 96, "frames": 9}
 """Native video size of the tiny model (height/width in pixels)."""
@@ -97,6 +106,40 @@ def tiny_transformer_config() -> dict:
     }
 
 
+def tiny_text_encoder_config(vocab_size: int):
+    """``T5Config`` of the tiny T5 encoder (2 layers, width 32, gated-GELU like T5 v1.1)."""
+    from transformers import T5Config
+
+    return T5Config(
+        vocab_size=vocab_size,
+        d_model=_TEXT_DIM,
+        d_kv=8,
+        d_ff=64,
+        num_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+        feed_forward_proj="gated-gelu",
+        pad_token_id=0,
+        eos_token_id=1,
+    )
+
+
+def tiny_vae_config() -> dict:
+    """Config of the tiny AutoencoderKLCogVideoX (diffusers' ConsisID test size; 8x spatial, 4x temporal)."""
+    return {
+        "in_channels": 3,
+        "out_channels": 3,
+        "down_block_types": ("CogVideoXDownBlock3D",) * 4,
+        "up_block_types": ("CogVideoXUpBlock3D",) * 4,
+        "block_out_channels": (8, 8, 8, 8),
+        "latent_channels": 4,
+        "layers_per_block": 1,
+        "norm_num_groups": 2,
+        "temporal_compression_ratio": 4,
+        "scaling_factor": 0.7,
+    }
+
+
 def _unigram_vocab() -> list[tuple[str, float]]:
     """Unigram pieces with log-probability scores from corpus counts: whole words (``▁word``), ``▁`` and every
     printable ASCII character. Counted, not EM-trained, so the vocabulary is identical on every run."""
@@ -111,7 +154,12 @@ def _unigram_vocab() -> list[tuple[str, float]]:
     return specials + [(piece, round(math.log(count / total), 6)) for piece, count in pieces]
 
 
-def _write_tokenizer(folder: Path) -> int:
+def tiny_vocab_size() -> int:
+    """Vocabulary size of the tiny tokenizer (``write_tiny_tokenizer``)."""
+    return len(_unigram_vocab())
+
+
+def write_tiny_tokenizer(folder: Path) -> int:
     """Write a small T5 tokenizer built offline (Unigram, Metaspace, ``</s>`` appended); return its size."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import T5TokenizerFast
@@ -132,40 +180,16 @@ def _write_tokenizer(folder: Path) -> int:
 
 def _build_components(root: Path, seed: int) -> None:
     from diffusers import AutoencoderKLCogVideoX, CogVideoXDPMScheduler
-    from transformers import AutoTokenizer, T5Config, T5EncoderModel
+    from transformers import AutoTokenizer, T5EncoderModel
 
     from ingredients_model.faces import write_tiny_face_encoder
     from ingredients_model.pipeline import IngredientsPipeline
     from ingredients_model.transformer import IngredientsTransformer3DModel
 
-    vocab_size = _write_tokenizer(root / "tokenizer")
+    vocab_size = write_tiny_tokenizer(root / "tokenizer")
     torch.manual_seed(seed)
-    text_encoder = T5EncoderModel(
-        T5Config(
-            vocab_size=vocab_size,
-            d_model=_TEXT_DIM,
-            d_kv=8,
-            d_ff=64,
-            num_layers=2,
-            num_heads=4,
-            relative_attention_num_buckets=8,
-            feed_forward_proj="gated-gelu",
-            pad_token_id=0,
-            eos_token_id=1,
-        )
-    )
-    vae = AutoencoderKLCogVideoX(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("CogVideoXDownBlock3D",) * 4,
-        up_block_types=("CogVideoXUpBlock3D",) * 4,
-        block_out_channels=(8, 8, 8, 8),
-        latent_channels=4,
-        layers_per_block=1,
-        norm_num_groups=2,
-        temporal_compression_ratio=4,
-        scaling_factor=0.7,
-    )
+    text_encoder = T5EncoderModel(tiny_text_encoder_config(vocab_size))
+    vae = AutoencoderKLCogVideoX(**tiny_vae_config())
     config = tiny_transformer_config()
     pipe = IngredientsPipeline(
         tokenizer=AutoTokenizer.from_pretrained(root / "tokenizer"),
