@@ -546,6 +546,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.only and not args.only <= set(GROUPS):
         parser.error(f"--only takes groups from {', '.join(GROUPS)}")
+    if args.steps < 1 or args.warmup < 1:
+        parser.error("--steps and --warmup must be at least 1")
     if args.tiny:
         torch.set_num_threads(args.threads)
     if not args.tiny and not torch.cuda.is_available():
