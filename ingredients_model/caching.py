@@ -148,6 +148,15 @@ def cache_config(
                 "Pass either cache or cache_threshold, not both.",
                 hint="cache_threshold=x is short for cache={'kind': 'first_block', 'threshold': x}.",
             )
+        if (
+            isinstance(cache_threshold, bool)
+            or not isinstance(cache_threshold, int | float)
+            or cache_threshold < 0
+        ):
+            raise IngredientsError(
+                f"cache_threshold must be a number >= 0, not {cache_threshold!r}.",
+                hint="0 reproduces the uncached result; 0.05-0.1 skips steps.",
+            )
         cache = {"kind": "first_block", "threshold": cache_threshold}
     if cache is None:
         return None
