@@ -57,13 +57,14 @@ import numpy as np
 import PIL.Image
 import torch
 
+from ingredients_model import released
 from ingredients_model.components import RELEASED_CLIP, ClipSize, build_models
 from ingredients_model.flops import H100_BF16_DENSE_TFLOPS, clip_flops
 from ingredients_model.tiny import SCHEDULER_CONFIG, TINY_SIZE, write_tiny_tokenizer
 
 GROUPS = ("baseline", "cache", "attention", "precision", "memory", "compile")
-CLIP_STEPS = 50
-PEOPLE = 2
+CLIP_STEPS = released.STEPS
+PEOPLE = released.TRAINED_PEOPLE
 PROMPT = "a woman and a man laughing at a cafe table, morning light"
 VIT_TOKENS = {"released": 577, "tiny": 5}  # EVA-CLIP ViT-L/14 at 336 px: 24 x 24 patches + class token
 GOAL_SECONDS = 45.0

@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from ingredients_model import released
+
 __all__ = [
     "RELEASED_CLIP",
     "SIZES",
@@ -41,7 +43,7 @@ class ClipSize:
         return ((self.frames - 1) // temporal + 1, channels, self.height // spatial, self.width // spatial)
 
 
-RELEASED_CLIP = ClipSize(frames=49, height=480, width=720)
+RELEASED_CLIP = ClipSize(frames=released.MAX_FRAMES, height=480, width=720)
 """The released model's clip: 49 frames (6 s at 8 fps), 720x480."""
 
 SIZES = ("released", "tiny")

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from ingredients_model import released
 from ingredients_model.components import RELEASED_CLIP, ClipSize, build_models
 
 __all__ = ["ClipFlops", "clip_flops"]
@@ -56,9 +57,9 @@ def _count(fn) -> tuple[float, dict]:
 @functools.lru_cache(maxsize=8)
 def clip_flops(
     clip: ClipSize = RELEASED_CLIP,
-    people: int = 2,
+    people: int = released.TRAINED_PEOPLE,
     guidance: bool = True,
-    steps: int = 50,
+    steps: int = released.STEPS,
     size: str = "released",
 ) -> ClipFlops:
     """Count the FLOPs of one clip of ``size`` models ("released" or "tiny") on the meta device."""
@@ -111,8 +112,8 @@ def clip_flops(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--people", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=released.STEPS)
+    parser.add_argument("--people", type=int, default=released.TRAINED_PEOPLE)
     parser.add_argument("--no-guidance", action="store_true")
     parser.add_argument("--tflops", type=float, default=H100_BF16_DENSE_TFLOPS, help="sustained TFLOP/s")
     args = parser.parse_args(argv)
