@@ -120,6 +120,7 @@ class Bench:
             if args.tiny
             else RELEASED_CLIP
         )
+        self.baseline_name = f"{str(self.dtype).removeprefix('torch.')}, memory none, SDPA"
         self.budget = Budget(args.budget)
         self.results: list[Result] = []
         self.baseline: Result | None = None
@@ -282,7 +283,7 @@ class Bench:
         return pre + factor * s * (steps or self.args.warmup + self.args.steps + 1)
 
     def run_baseline(self) -> Result:
-        result = self.timed("baseline", "bf16, memory none, SDPA", decode=True)
+        result = self.timed("baseline", self.baseline_name, decode=True)
         result.paper_gb = self.paper_gb("none")
         self.baseline = result
         return result
@@ -398,7 +399,7 @@ class Bench:
         self.setup_s = time.perf_counter() - started
         print(f"built the {self.size} pipeline on {self.device} in {self.setup_s:.1f} s", flush=True)
         self.call(1)  # warm-up: kernels, allocator, lazy initialisation
-        self.attempt("baseline", "bf16, memory none, SDPA", 0, self.run_baseline)
+        self.attempt("baseline", self.baseline_name, 0, self.run_baseline)
         if self.baseline is None:
             return
         n = self.args.warmup + self.args.steps

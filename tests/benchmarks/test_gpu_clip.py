@@ -39,7 +39,7 @@ def test_tiny_run_measures_every_group_and_writes_json(tmp_path):
         "memory",
         "compile",
     }
-    baseline = results[("baseline", "bf16,")]
+    baseline = results[("baseline", "float32,")]  # --tiny runs in float32 (bf16 kernels are slow on CPUs)
     assert baseline["status"] == "ok" and baseline["s_per_step"] > 0 and baseline["decode_s"] > 0
     assert baseline["s_per_clip"] > 50 * baseline["s_per_step"]
     for kind in ("first_block", "mag", "taylorseer", "taylorseer_lite"):
