@@ -12,6 +12,7 @@ weights directly on a GPU. The released sizes:
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -120,5 +121,8 @@ def build_models(
             "vae": AutoencoderKLCogVideoX(**vae_config),
         }
     for model in models.values():
-        model.to(dtype=dtype).eval().requires_grad_(False)
+        tensors = itertools.chain(model.parameters(), model.buffers())
+        if any(t.is_floating_point() and t.dtype != dtype for t in tensors):  # e.g. float64 buffers
+            model.to(dtype=dtype)
+        model.eval().requires_grad_(False)
     return models

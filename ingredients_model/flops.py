@@ -86,6 +86,7 @@ def clip_flops(
             timestep=torch.zeros(batch, device="meta", dtype=torch.long),
             image_rotary_emb=rotary,
             identity=identity,
+            cfg_routing=released.CFG_ROUTING if guidance else None,  # as the pipeline calls it
         )
 
     step_total, by_op = _count(step)

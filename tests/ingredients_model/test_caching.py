@@ -81,9 +81,7 @@ def test_cache_threshold_is_short_for_the_first_block_spec(pipe, people):
         denoise(pipe, people[:2], cache={"kind": "first_block"}, cache_threshold=0.1)
 
 
-def test_mag_calibration_computes_every_step_and_prints_the_ratios(
-    pipe, people, uncached, capsys
-):
+def test_mag_calibration_computes_every_step_and_prints_the_ratios(pipe, people, uncached, capsys):
     latents, computed = denoise(pipe, people[:2], cache={"kind": "mag", "calibrate": True})
     assert computed == STEPS
     torch.testing.assert_close(latents, uncached[2][0], rtol=0, atol=0)

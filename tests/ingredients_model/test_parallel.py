@@ -161,17 +161,17 @@ def _worker(rank: int, world: int, tmp: str, folder: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory, tiny_model_dir, two_people) -> dict:
+def results(tmp_path_factory, tiny_model_dir, people) -> dict:
     from ingredients_model.faces import compose_identity_canvas
     from ingredients_model.tiny import TINY_SIZE
 
     tmp = tmp_path_factory.mktemp("context-parallel")
-    tensors = {f"id_cond.{n}": p.id_cond[None].contiguous() for n, p in enumerate(two_people)}
-    for n, person in enumerate(two_people):
+    tensors = {f"id_cond.{n}": p.id_cond[None].contiguous() for n, p in enumerate(people[:2])}
+    for n, person in enumerate(people[:2]):
         tensors.update({f"id_vit.{n}.{s}": h[None].contiguous() for s, h in enumerate(person.id_vit_hidden)})
     save_file(tensors, tmp / "people.safetensors")
     canvas = compose_identity_canvas(
-        [p.aligned_face for p in two_people], width=TINY_SIZE["width"], height=TINY_SIZE["height"]
+        [p.aligned_face for p in people[:2]], width=TINY_SIZE["width"], height=TINY_SIZE["height"]
     )
     canvas.save(tmp / "canvas.png")
     mp.spawn(_worker, args=(WORLD, str(tmp), str(tiny_model_dir)), nprocs=WORLD, join=True)
