@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import shlex
 import shutil
 import subprocess
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from storyreel.errors import StoryreelError
 
 STDERR_TAIL_LINES = 12
+log = logging.getLogger(__name__)
 
 
 def ffmpeg_exe() -> str:
@@ -40,14 +44,25 @@ def stderr_tail(stderr: bytes | str | None, lines: int = STDERR_TAIL_LINES) -> s
     return "\n".join(kept[-lines:])
 
 
-def run_ffmpeg(args: Sequence[str], *, what: str, hint: str | None = None) -> subprocess.CompletedProcess:
+def run_ffmpeg(
+    args: Sequence[str],
+    *,
+    what: str,
+    hint: str | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> subprocess.CompletedProcess:
     """Run ffmpeg with ``args`` (no shell); on failure raise StoryreelError with the tail of its stderr.
 
-    ``what`` completes "ffmpeg failed while ..." and should name the shot(s) involved.
+    ``what`` completes "ffmpeg failed while ..." and should name the shot(s) involved. ``progress`` is
+    called with the seconds of output written so far, read from ffmpeg's ``-progress`` reports.
     """
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", *args]
+    log.debug("ffmpeg: %s", shlex.join(cmd))
     try:
-        proc = subprocess.run(cmd, capture_output=True, check=False)
+        if progress is None:
+            proc = subprocess.run(cmd, capture_output=True, check=False)
+        else:
+            proc = _run_with_progress(cmd, progress)
     except OSError as err:
         raise StoryreelError(f"could not start ffmpeg ({cmd[0]}): {err}", hint=hint) from err
     if proc.returncode != 0:
@@ -56,6 +71,28 @@ def run_ffmpeg(args: Sequence[str], *, what: str, hint: str | None = None) -> su
             hint=hint or "rerun with --debug for details; check that the files involved are valid videos",
         )
     return proc
+
+
+def progress_seconds(line: str) -> float | None:
+    """The output time in one line of ffmpeg's ``-progress`` report (``out_time_us=1250000`` → 1.25)."""
+    key, _, value = line.strip().partition("=")
+    if key != "out_time_us" or not value.lstrip("-").isdigit():
+        return None  # other keys, and "N/A" before the first frame
+    return max(int(value), 0) / 1e6
+
+
+def _run_with_progress(cmd: list[str], progress: Callable[[float], None]) -> subprocess.CompletedProcess:
+    """Run ffmpeg with ``-progress pipe:1`` and report each ``out_time_us``; stderr is kept for errors."""
+    cmd = [cmd[0], "-progress", "pipe:1", "-nostats", *cmd[1:]]
+    with tempfile.TemporaryFile() as stderr:
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, text=True) as proc:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                seconds = progress_seconds(line)
+                if seconds is not None:
+                    progress(seconds)
+        stderr.seek(0)
+        return subprocess.CompletedProcess(cmd, proc.returncode, None, stderr.read())
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ outputs → review → reel_record → reel.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,15 +23,21 @@ __all__ = ["build_outputs", "refresh_review"]
 
 
 def build_outputs(
-    story: Story, project: Project, *, review: bool = True, **options: Any
+    story: Story,
+    project: Project,
+    *,
+    review: bool = True,
+    progress: Callable[[float, float], None] | None = None,
+    **options: Any,
 ) -> tuple[ReelResult, Path | None]:
     """Assemble the reel, write the review page (unless ``review`` is False) and record both.
 
-    ``options`` are :func:`storyreel.reel.build_reel`'s; returns (result, review page or None).
+    ``options`` are :func:`storyreel.reel.build_reel`'s; ``progress(seconds_written, seconds_total)``
+    follows the encoding. Returns (result, review page or None).
     """
     inputs = reel_inputs(story, project)  # before assembling: a clip changing meanwhile makes it stale
     wanted = assembly_options(story, project, **options)
-    result = build_reel_result(story, project, **options)
+    result = build_reel_result(story, project, on_progress=progress, **options)
     page = write_review(story, project, reel=result) if review else None
     write_reel_record(project, result, inputs=inputs, options=wanted, review=page is not None)
     return result, page

@@ -436,6 +436,7 @@ def assemble_reel(
     video_format: str | None = None,
     preset: str = "medium",
     crf: int | None = None,
+    on_progress: Callable[[float, float], None] | None = None,
 ) -> ReelResult:
     """Assemble ``clips`` (in order) into ``output``, atomically, and describe the result.
 
@@ -443,6 +444,7 @@ def assemble_reel(
     sidecar next to the output (``.srt`` for mp4, ``.vtt`` for webm) and into a subtitle stream when
     ``captions`` is ``subtitles``/``both``, and are burned in when ``burn``/``both`` (if a font is found).
     Adjustments (clamped transitions, no font) are reported as ``ReelWarning`` and in ``warnings``.
+    ``on_progress(seconds_written, seconds_total)`` follows the encoding (ffmpeg's ``-progress``).
     """
     started = time.perf_counter()
     output = Path(output)
@@ -527,10 +529,14 @@ def assemble_reel(
             args = ffmpeg.output(*streams, "OUTPUT", **options).get_args()[:-1]
         with atomic_path(output) as partial:
             try:
+                total = plan.total / fps
                 run_ffmpeg(
                     ["-y", "-loglevel", "error", *args, str(partial)],
                     what=f"assembling the reel {output} from {len(clips)} clips",
+                    progress=(lambda done: on_progress(min(done, total), total)) if on_progress else None,
                 )
+                if on_progress is not None:
+                    on_progress(total, total)  # ffmpeg's last report is the last frame's start
             except StoryreelError as err:
                 raise _fail_naming_shots(err, clips) from err
             frames = probe_video(partial).frames
@@ -703,7 +709,7 @@ def reel_settings(story: Story, project: Project, **options: Any) -> tuple[list[
 
 
 def build_reel_result(story: Story, project: Project, **options: Any) -> ReelResult:
-    """Like :func:`build_reel`, returning the full :class:`ReelResult`."""
+    """Like :func:`build_reel`, returning the full :class:`ReelResult` (``on_progress`` is passed on)."""
     clips, output, settings = reel_settings(story, project, **options)
     missing = [c.shot_id for c in clips if not c.path.is_file()]
     if missing:

@@ -61,6 +61,9 @@ def reel_inputs(story: Story, project: Project) -> dict[str, Any]:
     }
 
 
+NOT_RECORDED = {"on_progress"}  # assemble_reel arguments that do not change the reel
+
+
 def _jsonable(value: Any) -> Any:
     return asdict(value) if is_dataclass(value) and not isinstance(value, type) else str(value)
 
@@ -71,7 +74,7 @@ def assembly_options(story: Story, project: Project, **options: Any) -> dict[str
     defaults = {
         name: param.default
         for name, param in inspect.signature(assemble_reel).parameters.items()
-        if param.kind is inspect.Parameter.KEYWORD_ONLY
+        if param.kind is inspect.Parameter.KEYWORD_ONLY and name not in NOT_RECORDED
     }
     merged = {**defaults, **settings}
     merged["video_format"] = merged["video_format"] or _format_for(output)

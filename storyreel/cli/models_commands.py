@@ -9,10 +9,11 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from storyreel.cli.app import app, console
+from storyreel.cli.app import StoryreelTyper, app, console, reporter
 from storyreel.cli.options import ModelOption
+from storyreel.environment import environment_help
 
-models_app = typer.Typer(help="Get model folders: the released weights, or a tiny random model for tests.")
+models_app = StoryreelTyper(help="Get model folders: the released weights, or a tiny random model for tests.")
 app.add_typer(models_app, name="models")
 
 DEFAULT_DOWNLOAD_DIR = Path("models/ingredients")
@@ -30,10 +31,9 @@ def models_tiny(
 
     path = write_tiny_model_folder(directory, seed=seed)
     console.print(f"[green]wrote[/] {escape(str(path))} (revision {model_revision(path)})", highlight=False)
-    console.print(
+    reporter.notice(
         f"try it: [bold]storyreel render STORY --engine ingredients --model {escape(str(path))}[/] "
-        "(random weights: the clips are noise, the pipeline is real)",
-        highlight=False,
+        "(random weights: the clips are noise, the pipeline is real)"
     )
 
 
@@ -57,14 +57,14 @@ def models_download(
     from storyreel.engines.select import resolve_model_dir
 
     target = directory or resolve_model_dir(None, None)[0] or DEFAULT_DOWNLOAD_DIR
-    console.print(f"downloading {repo or DEFAULT_REPO_ID} into {escape(str(target))} …", highlight=False)
+    reporter.notice(f"downloading {escape(repo or DEFAULT_REPO_ID)} into {escape(str(target))} …")
     path = download_model(target, repo_id=repo or DEFAULT_REPO_ID, revision=revision)
     shown = escape(str(path))
     console.print(f"[green]complete[/]: {shown} (revision {model_revision(path)})", highlight=False)
-    console.print(f"use it with [bold]--model {shown}[/] or [bold]export STORYREEL_MODEL={shown}[/]")
+    reporter.notice(f"use it with [bold]--model {shown}[/] or [bold]export STORYREEL_MODEL={shown}[/]")
 
 
-@app.command()
+@app.command(epilog=environment_help("STORYREEL_MODEL"))
 def doctor(model: ModelOption = None) -> None:
     """Check ffmpeg, torch/CUDA, GPU memory, the model folder and the GPU extra; say how to fix each."""
     from storyreel.doctor import FAIL, OK, run_checks

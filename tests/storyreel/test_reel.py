@@ -386,3 +386,29 @@ def test_ffmpeg_failures_name_the_shots_whose_files_ffmpeg_mentions(tmp_path: Pa
     named = _fail_naming_shots(err, clips)
     assert named.message.startswith("shot 'outro': ffmpeg failed") and named.hint == "h"
     assert _fail_naming_shots(StoryreelError("other"), clips).message == "other"
+
+
+def test_progress_follows_ffmpeg_to_the_end(clips_dir: Path, tmp_path: Path) -> None:
+    seen: list[tuple[float, float]] = []
+    clips = _clips(clips_dir, "a b", "crossfade", 0.5)
+    result = assemble_reel(clips, tmp_path / "reel.mp4", width=W, height=H, captions="none",
+                           on_progress=lambda done, total: seen.append((done, total)))  # fmt: skip
+    total = result.planned_frames / 24
+    assert seen and all(t == pytest.approx(total) for _, t in seen)
+    done = [d for d, _ in seen]
+    assert done == sorted(done) and done[-1] == total and len(done) > 1
+    assert not (tmp_path / "reel.mp4.partial").exists()
+
+
+def test_progress_lines_and_failures_under_progress(clips_dir: Path, tmp_path: Path) -> None:
+    from storyreel.ffmpeg_tools import progress_seconds, run_ffmpeg
+
+    assert progress_seconds("out_time_us=1250000\n") == 1.25
+    assert progress_seconds("out_time_us=N/A") is None and progress_seconds("frame=12") is None
+    assert progress_seconds("out_time_us=-5") == 0.0
+    seen: list[float] = []
+    with pytest.raises(StoryreelError, match=r"(?s)testing.*corrupt\.mp4") as err:  # stderr is kept
+        run_ffmpeg(
+            ["-i", str(clips_dir / "corrupt.mp4"), "-f", "null", "-"], what="testing", progress=seen.append
+        )
+    assert "Invalid data" in err.value.message and seen == []

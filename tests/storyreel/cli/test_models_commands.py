@@ -17,7 +17,7 @@ def test_models_tiny_writes_a_complete_folder(tmp_path: Path) -> None:
     result = storyreel("models", "tiny", str(tmp_path / "tiny"))
     assert result.returncode == 0, result.stderr
     assert missing_files(tmp_path / "tiny") == [] and "revision" in result.stdout
-    assert "--engine ingredients --model" in result.stdout
+    assert "--engine ingredients --model" in result.stderr  # the next step: a notice
 
 
 @pytest.mark.slow
