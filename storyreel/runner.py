@@ -11,12 +11,17 @@
   builds the reel after a barrier.
 * **Ray** (``--ray``, any number of machines): :mod:`storyreel.cluster` replaces :meth:`Runner.render_all`;
   planning, locking, records and the reel stay here.
-* **Batches**: several stories in one call share the loaded engines.
+* **Batches**: several stories in one call share the loaded engines. With ``keep_going`` a failing
+  story or shot does not stop the batch: every story ends with a status (``ok``, ``failed`` or
+  ``not_run``) and its failures, each naming its shot; without it the batch stops at the first
+  failure and the stories not reached are ``not_run``. User errors never escape :meth:`Runner.run`;
+  bugs and Ctrl-C do.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -29,20 +34,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.markup import escape
+from rich.progress import Progress
 
 from storyreel import __version__
-from storyreel.errors import HintedError, StoryreelError
+from storyreel.errors import HintedError, StoryreelError, user_hint
 from storyreel.fsutil import PARTIAL_SUFFIX, atomic_path, atomic_write_json, partial_path
 from storyreel.locking import DEFAULT_WAIT_SECONDS, ProjectLock
 from storyreel.plan import RenderJob, job_status, plan_story
+from storyreel.reporting import Reporter, as_reporter, shown_path
 
 if TYPE_CHECKING:
     from storyreel.cluster import RayOptions
@@ -66,23 +66,86 @@ class RenderOptions:
     reel: bool = True
     wait: float = DEFAULT_WAIT_SECONDS
     ray: RayOptions | None = None
+    keep_going: bool = False
+
+
+log = logging.getLogger(__name__)
+OK, FAILED, NOT_RUN = "ok", "failed", "not_run"
+
+
+@dataclass
+class Failure:
+    """Why a story, or one of its shots (``shot_id``), failed: the user error's message and hint."""
+
+    message: str
+    hint: str | None = None
+    shot_id: str | None = None
+
+    @classmethod
+    def from_error(cls, err: HintedError, shot_id: str | None = None) -> Failure:
+        location = getattr(err, "location", None)
+        message = f"{location}: {err.message}" if location else err.message
+        return cls(message, user_hint(err), shot_id)
+
+    def describe(self, story: str) -> str:
+        """One line naming the story and the shot: ``demo/story.yaml: shot s2: no face found``."""
+        if not self.shot_id and self.message.startswith(story):
+            return self.message  # it names the story already
+        shot = f"shot {self.shot_id}: " if self.shot_id else ""
+        return f"{story}: {shot}{self.message.removeprefix(f'{story}: ')}"
 
 
 @dataclass
 class StoryReport:
-    """What happened to one story (``failed``: shot id → error, for shots a Ray render gave up on)."""
+    """What happened to one story: its status, the shots rendered, current or failed."""
 
     story_path: Path
     engine: str
     reason: str
     rendered: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     reel: Path | None = None
     review: Path | None = None
     reel_note: str = ""
     main_process: bool = True
+    status: str = OK
+    failures: list[Failure] = field(default_factory=list)
+
+    @property
+    def failed_shots(self) -> list[str]:
+        return [f.shot_id for f in self.failures if f.shot_id]
+
+    def to_json(self) -> dict[str, Any]:
+        """The story's entry in ``storyreel render --json`` (paths absolute)."""
+        return {
+            "story": str(Path(self.story_path).absolute()),
+            "status": self.status,
+            "engine": self.engine or None,
+            "engine_reason": self.reason or None,
+            "shots": {"rendered": self.rendered, "current": self.skipped, "failed": self.failed_shots},
+            "render_seconds": self.seconds,
+            "reel": str(self.reel.absolute()) if self.reel else None,
+            "review": str(self.review.absolute()) if self.review else None,
+            "note": self.reel_note or None,
+            "failures": [{"shot": f.shot_id, "message": f.message, "hint": f.hint} for f in self.failures],
+        }
+
+
+def batch_totals(reports: Sequence[StoryReport], wall_seconds: float) -> dict[str, Any]:
+    """The numbers a batch ends with: stories by status, shots rendered/current/failed, wall time."""
+    return {
+        "stories": len(reports),
+        "ok": sum(r.status == OK for r in reports),
+        "failed": sum(r.status == FAILED for r in reports),
+        "not_run": sum(r.status == NOT_RUN for r in reports),
+        "shots": {
+            "rendered": sum(len(r.rendered) for r in reports),
+            "current": sum(len(r.skipped) for r in reports),
+            "failed": sum(len(r.failed_shots) for r in reports),
+        },
+        "wall_seconds": round(wall_seconds, 3),
+    }
 
 
 # ------------------------------------------------------------------------------------------- processes
@@ -214,6 +277,21 @@ class StoryWork:
     lock: ProjectLock | None = None
     mine: list[RenderJob] = field(default_factory=list)
     todo_total: int = 0
+    complete: bool = False  # its reel step is done: what remains is to report
+
+    @property
+    def label(self) -> str:
+        """The story as lines about it name it (``a/story.yaml``)."""
+        return shown_path(self.story.path)
+
+    @property
+    def live(self) -> bool:
+        return self.report.status == OK
+
+    def tried_all(self) -> bool:
+        """Every job of this process was rendered or failed (not cut short by fail-fast)."""
+        tried = {*self.report.rendered, *self.report.failed_shots}
+        return all(job.shot_id in tried for job in self.mine)
 
 
 class Runner:
@@ -221,18 +299,34 @@ class Runner:
 
     :meth:`render_all` renders the jobs each story has to do in this process; a subclass may render them
     elsewhere (:class:`storyreel.cluster.driver.RayRunner`); planning, locks, records and reels stay here.
+    ``console`` is where notices, errors and progress go: a :class:`~storyreel.reporting.Reporter`
+    (verbosity included), or a rich console (normal verbosity); stderr when None.
     """
 
-    def __init__(self, options: RenderOptions, console: Console | None = None):
+    def __init__(self, options: RenderOptions, console: Reporter | Console | None = None):
         self.options = options
-        self.console = console or Console()
+        self.reporter = as_reporter(console)
+        self.console = self.reporter.console
         self.processes = Processes()
         self.engines: dict[tuple[str, Path | None], Engine] = {}
         self.loaded: set[int] = set()
+        self.stopped = False  # a failure under fail-fast: start nothing new
 
     def say(self, text: str) -> None:
-        prefix = f"[dim]\\[process {self.processes.index}][/] " if self.processes.count > 1 else ""
-        self.console.print(prefix + text, highlight=False)
+        self.reporter.notice(self._prefix() + text)
+
+    def _prefix(self) -> str:
+        return f"[dim]\\[process {self.processes.index}][/] " if self.processes.count > 1 else ""
+
+    def fail(self, report: StoryReport, err: HintedError, shot_id: str | None = None) -> None:
+        """Record a user error on ``report`` (naming the shot), say it now, and stop if fail-fast."""
+        failure = Failure.from_error(err, shot_id)
+        report.failures.append(failure)
+        report.status = FAILED
+        self.reporter.error(failure.describe(shown_path(report.story_path)), failure.hint)
+        log.debug("the failure above", exc_info=err)
+        if not self.options.keep_going:
+            self.stopped = True
 
     # --------------------------------------------------------------------------------------- setup
 
@@ -252,7 +346,7 @@ class Runner:
         if key not in self.engines:
             self.engines[key] = make_engine(choice, device=self.processes.device, memory=self.options.memory)
             if self.processes.is_main:
-                self.say(f"engine: [bold]{choice.name}[/] — {choice.reason}")
+                self.say(f"engine: [bold]{choice.name}[/] — {escape(choice.reason)}")
         return choice, self.engines[key]
 
     def plan(self, story: Story, engine: Engine) -> list[RenderJob]:
@@ -291,42 +385,48 @@ class Runner:
     def render_one(self, work: StoryWork, job: RenderJob, progress: Progress, steps_task: Any) -> float:
         project = work.project
         clip, meta = project.clip_path(job.shot_id), project.clip_meta_path(job.shot_id)
-        progress.reset(steps_task, total=None, description=f"{job.shot_id}: preparing")
+        name = escape(f"{work.label}: {job.shot_id}")
+        progress.reset(steps_task, total=None, description=f"{name}: preparing")
 
         def on_step(done: int, total: int) -> None:
-            progress.update(steps_task, completed=done, total=total, description=f"{job.shot_id}")
+            progress.update(steps_task, completed=done, total=total, description=name)
 
         started = time.time()
         partial_path(clip).unlink(missing_ok=True)
-        try:
-            with atomic_path(clip) as tmp:
-                result = work.engine.render(job, tmp, on_step, project=project)
-        except HintedError as err:
-            raise StoryreelError.from_error(err, f"shot {job.shot_id}: ") from err
+        with atomic_path(clip) as tmp:
+            result = work.engine.render(job, tmp, on_step, project=project)
         where = {"host": socket.gethostname(), "pid": os.getpid(), "process_index": self.processes.index}
         record = clip_record(job, work.engine.name, work.engine.versions(), result, started, **where)
         atomic_write_json(meta, record)  # the record last: only then does the clip count as current
         return result.seconds
 
     def shot_done(self, work: StoryWork, shot_id: str, seconds: float, where: str = "") -> None:
-        """Note a finished shot in the report and say so."""
+        """Note a finished shot in the report and say so, naming the story."""
         work.report.rendered.append(shot_id)
         work.report.seconds[shot_id] = seconds
-        self.say(f"[green]✓[/] {work.project.root.name}/{shot_id} ({seconds:.1f} s{where})")
+        self.say(f"[green]✓[/] {escape(work.label)}: {escape(shot_id)} ({seconds:.1f} s{where})")
 
     def render_all(self, works: Sequence[StoryWork], progress: Progress) -> None:
-        """Render every story's ``mine`` in this process: engines load once and prepare the whole batch."""
+        """Render every story's ``mine`` in this process: engines load once and prepare the whole batch.
+        A shot that fails is recorded (:meth:`fail`); after it the batch goes on unless fail-fast."""
         self.prepare(works)
-        total = sum(len(w.mine) for w in works)
+        live = [w for w in works if w.live]
+        total = sum(len(w.mine) for w in live)
         with progress if total else contextlib.nullcontext():
             shots_task = progress.add_task("shots", total=total)
             steps_task = progress.add_task("", total=None)
-            for work in works:
+            for work in live:
                 for job in work.mine:
-                    self.load(work.engine)
-                    seconds = self.render_one(work, job, progress, steps_task)
+                    if self.stopped:
+                        break
+                    try:
+                        self.load(work.engine)
+                        seconds = self.render_one(work, job, progress, steps_task)
+                    except HintedError as err:
+                        self.fail(work.report, err, job.shot_id)
+                    else:
+                        self.shot_done(work, job.shot_id, seconds)
                     progress.advance(shots_task)
-                    self.shot_done(work, job.shot_id, seconds)
             progress.remove_task(steps_task)
 
     def finish(self, work: StoryWork) -> None:
@@ -348,7 +448,8 @@ class Runner:
             if not review_is_current(project):
                 report.review = refresh_review(story, project)
             return
-        result, report.review = build_outputs(story, project)
+        with self.reporter.bar(escape(f"{work.label}: reel")) as update:
+            result, report.review = build_outputs(story, project, progress=update)
         report.reel = result.path
 
     def plan_all(self, work: StoryWork) -> list[RenderJob]:
@@ -361,83 +462,144 @@ class Runner:
 
     def load(self, engine: Engine) -> None:
         if id(engine) not in self.loaded:
-            if self.processes.is_main and engine.name != "preview":  # the preview has nothing to load
-                self.say(f"loading the {engine.name} engine …")
-            engine.load()
+            with (
+                contextlib.nullcontext()
+                if engine.name == "preview"
+                else self.reporter.status(f"{self._prefix()}loading the {engine.name} engine …")
+            ):  # the preview has nothing to load
+                engine.load()
             self.loaded.add(id(engine))
 
     def prepare(self, works: Sequence[StoryWork]) -> None:
         """Load each engine that has work (once) and let it prepare the whole batch up front
-        (the model engine encodes every prompt and identity, then may free its text encoder)."""
-        for engine in {id(w.engine): w.engine for w in works if w.mine}.values():
-            self.load(engine)
-            prepare = getattr(engine, "prepare", None)
-            if prepare is not None:
-                prepare([(job, w.project) for w in works if w.engine is engine for job in w.mine])
+        (the model engine encodes every prompt and identity, then may free its text encoder). An engine
+        that cannot load fails every story that uses it."""
+        live = [w for w in works if w.live and w.mine]
+        for engine in {id(w.engine): w.engine for w in live}.values():
+            users = [w for w in live if w.engine is engine]
+            if self.stopped:
+                return
+            try:
+                self.load(engine)
+                prepare = getattr(engine, "prepare", None)
+                if prepare is not None:
+                    prepare([(job, w.project) for w in users for job in w.mine])
+            except HintedError as err:
+                for work in users:
+                    self.fail(work.report, err)
 
     def progress(self) -> Progress:
-        """The progress display: shots of the whole batch, and the current shot's steps."""
-        return Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=self.console,
-            disable=not self.processes.is_main,
-        )
+        """The progress display (process 0 only): shots of the whole batch, and the current shot's steps."""
+        progress = self.reporter.progress()
+        progress.disable = progress.disable or not self.processes.is_main
+        return progress
 
-    def run(self, stories: Sequence[Story]) -> list[StoryReport]:
+    def _start(self, story: Story) -> StoryWork | StoryReport:
+        """The story's engine and jobs, or its failed report."""
         from storyreel.project import Project
 
-        works = []
-        for story in stories:
+        report = StoryReport(story.path, "", "")
+        try:
             choice, engine = self.engine_for(story)
-            report = StoryReport(story.path, choice.name, choice.reason)
-            project = Project.from_story(story)
-            works.append(StoryWork(story, project, choice, engine, self.plan(story, engine), report))
+            report.engine, report.reason = choice.name, choice.reason
+            jobs = self.plan(story, engine)
+        except HintedError as err:
+            self.fail(report, err)
+            return report
+        return StoryWork(story, Project.from_story(story), choice, engine, jobs, report)
+
+    def run(self, stories: Sequence[Story]) -> list[StoryReport]:
+        started = [self._start(story) if not self.stopped else None for story in stories]
+        reports = [s.report if isinstance(s, StoryWork) else s for s in started]
+        works = [s for s in started if isinstance(s, StoryWork)]
         with _sigterm_interrupts():
             try:
                 for work in sorted(works, key=lambda w: str(w.project.root)):  # a fixed order: no deadlocks
-                    self.open_project(work)
-                if self.processes.is_main and not any(w.todo_total for w in works):
+                    if self.stopped:
+                        break
+                    try:
+                        self.open_project(work)
+                    except HintedError as err:
+                        self.fail(work.report, err)
+                live = [w for w in works if w.live]
+                if self.processes.is_main and live and not any(w.todo_total for w in live):
                     self.say("nothing to render: every shot has a current clip (--force renders again)")
-                self.render_all(works, self.progress())
+                self.render_all(live, self.progress())
                 self.processes.barrier()
                 for work in works:
-                    work.report.rendered = self.processes.gather(work.report.rendered)
-                    work.report.main_process = self.processes.is_main
-                if self.options.reel and self.processes.is_main:
-                    for work in works:
-                        self.finish(work)
+                    report = work.report
+                    report.rendered = self.processes.gather(report.rendered)
+                    shots = self.processes.gather([f for f in report.failures if f.shot_id])
+                    report.failures = [f for f in report.failures if not f.shot_id] + shots  # story: on all
+                    report.status = FAILED if report.failures else report.status
+                    report.main_process = self.processes.is_main
+                for work in works:  # under fail-fast, only stories whose shots were all tried
+                    if failed := set(work.report.failed_shots):
+                        named = ", ".join(job.shot_id for job in work.jobs if job.shot_id in failed)
+                        work.report.reel_note = f"reel not built: {len(failed)} shot(s) failed ({named})"
+                    if not work.live or (self.stopped and not work.tried_all()):
+                        continue
+                    try:
+                        if self.options.reel and self.processes.is_main:
+                            self.finish(work)
+                        work.complete = True
+                    except HintedError as err:
+                        self.fail(work.report, err)
                 self.processes.close()
             except KeyboardInterrupt:
-                self.say("[yellow]stopped[/]: partial files removed; run the same command again to continue")
+                self.reporter.console.print(  # shown even with --quiet
+                    self._prefix() + "[yellow]stopped[/]: partial files removed; run the same command again "
+                    "to continue",
+                    highlight=False,
+                )
                 raise
             finally:
                 for work in works:
                     if work.lock is not None:
                         work.lock.release()
                         work.lock = None
-        return [work.report for work in works]
+        for work in works:  # under fail-fast: stories that had not got their turn
+            if work.live and not work.complete:
+                work.report.status = NOT_RUN
+        return [
+            report if report is not None else StoryReport(story.path, "", "", status=NOT_RUN)
+            for story, report in zip(stories, reports, strict=True)
+        ]
 
 
 def render_stories(
-    paths: Sequence[Path], options: RenderOptions, console: Console | None = None
+    paths: Sequence[Path], options: RenderOptions, console: Reporter | Console | None = None
 ) -> list[StoryReport]:
     """Load and render every story in ``paths`` (engines shared across the batch); see :class:`Runner`
-    (:class:`storyreel.cluster.driver.RayRunner` when ``options.ray`` is set)."""
+    (:class:`storyreel.cluster.driver.RayRunner` when ``options.ray`` is set).
+
+    Returns one report per distinct story, in order. A story that does not load is ``failed`` (and,
+    without ``options.keep_going``, nothing is rendered: the others are ``not_run``).
+    """
     from storyreel.story import load_story
 
-    stories, seen = [], set()
-    for path in paths:
-        story = load_story(Path(path))
-        if story.path not in seen:
-            seen.add(story.path)
-            stories.append(story)
     if options.ray is not None:
         from storyreel.cluster.driver import RayRunner
 
-        return RayRunner(options, console).run(stories)
-    return Runner(options, console).run(stories)
+        runner: Runner = RayRunner(options, console)
+    else:
+        runner = Runner(options, console)
+    loaded: list[Story | StoryReport] = []
+    seen: set[Path] = set()
+    for path in paths:
+        try:
+            story = load_story(Path(path))
+        except HintedError as err:
+            report = StoryReport(Path(path), "", "")
+            runner.fail(report, err)
+            loaded.append(report)
+            continue
+        if story.path not in seen:
+            seen.add(story.path)
+            loaded.append(story)
+    stories = [item for item in loaded if not isinstance(item, StoryReport)]
+    if runner.stopped:
+        rendered = {s.path: StoryReport(s.path, "", "", status=NOT_RUN) for s in stories}
+    else:
+        rendered = {report.story_path: report for report in runner.run(stories)}
+    return [item if isinstance(item, StoryReport) else rendered[item.path] for item in loaded]

@@ -87,7 +87,7 @@ class _Shot:
 
     @property
     def name(self) -> str:
-        return f"{self.work.project.root.name}/{self.job.shot_id}"
+        return f"{self.work.label}: {self.job.shot_id}"
 
 
 class _Pool:
@@ -344,8 +344,7 @@ class RayRunner(Runner):
         return False
 
     def give_up(self, shot: _Shot, error: str) -> None:
-        shot.work.report.failed[shot.job.shot_id] = error
-        self.say(f"[red]✗[/] {escape(shot.name)}: {escape(error)}")
+        self.fail(shot.work.report, StoryreelError(error), shot.job.shot_id)
 
     def save(self, shot: _Shot, output: ShotOutput) -> None:
         """Write a returned clip, then its record (only then does the clip count as current)."""

@@ -46,7 +46,7 @@ def _wait_mid_render(renders: Path, proc: subprocess.Popen, timeout: float = 180
 
 
 def _rendered_lines(*outputs: str) -> Counter:
-    return Counter(re.findall(r"✓ \S+/(s\d+)", "\n".join(outputs)))
+    return Counter(re.findall(r"✓ \S+story\.yaml: (s\d+)", "\n".join(outputs)))
 
 
 def _check_reel(root: Path, shots: int, seconds: float) -> None:
@@ -71,7 +71,7 @@ def test_kill_9_mid_render_then_resume(long_project: Path) -> None:
     before = snapshot(renders, "*.json") | snapshot(renders, "*.mp4")
     result = storyreel("render", str(long_project))
     assert result.returncode == 0, result.stderr
-    rendered = _rendered_lines(result.stdout)
+    rendered = _rendered_lines(result.stderr)  # notices: stderr, each naming its story
     assert set(rendered) == {"s1", "s2", "s3", "s4"} - done and set(rendered.values()) == {1}
     after = snapshot(renders, "*.json") | snapshot(renders, "*.mp4")
     assert {name: after[name] for name in before} == before  # finished clips: same bytes, same mtime
@@ -84,9 +84,9 @@ def test_sigterm_and_ctrl_c_stop_cleanly(long_project: Path, signum: int) -> Non
     proc = _popen("render", str(long_project))
     _wait_mid_render(renders, proc)
     proc.send_signal(signum)
-    out, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert "stopped: partial files removed" in out
+    assert "stopped: partial files removed" in err
     assert not list(long_project.parent.rglob("*.partial"))  # cleaned before exiting, not by the next run
     with ProjectLock(long_project.parent / ".storyreel" / "lock", wait=0):
         pass
@@ -103,8 +103,8 @@ def test_two_accelerate_processes_split_the_shots(tmp_path_factory, tmp_path: Pa
     project = make_project(tmp_path_factory, tmp_path / "demo", shots=5)
     result = storyreel("render", str(project), "--gpus", "2")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "accelerate.commands.launch --num_processes 2" in result.stdout
-    rendered = _rendered_lines(result.stdout)
+    assert "accelerate.commands.launch --num_processes 2" in result.stderr
+    rendered = _rendered_lines(result.stderr)
     assert rendered == Counter({f"s{i}": 1 for i in range(1, 6)})  # every shot once: no overlap
     metas = (project.parent / "renders").glob("s*.json")
     owners = {p.stem: json.loads(p.read_text())["process_index"] for p in metas}
@@ -119,9 +119,9 @@ def test_two_concurrent_renders_do_not_corrupt_the_project(tmp_path_factory, tmp
     procs = [_popen("render", str(project), "--wait", "300") for _ in range(2)]
     outputs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
-    stdout = [out for out, _ in outputs]
-    assert _rendered_lines(*stdout) == Counter({f"s{i}": 1 for i in range(1, 5)})
-    assert sum("nothing to render" in out for out in stdout) == 1  # the second waited, then found all done
+    stderr = [err for _, err in outputs]
+    assert _rendered_lines(*stderr) == Counter({f"s{i}": 1 for i in range(1, 5)})
+    assert sum("nothing to render" in err for err in stderr) == 1  # the second waited, then found all done
     _check_reel(project.parent, 4, 2.0)
     for meta in (project.parent / "renders").glob("s*.json"):
         assert json.loads(meta.read_text())["key"]
