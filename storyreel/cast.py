@@ -364,6 +364,7 @@ class AddResult:
     photos: list[PhotoFace]
     warnings: list[str]
     snippet: str
+    entry: dict[str, Any]  # the snippet as data: the member's story.yaml ``cast:`` entry
 
 
 def _destination(directory: Path, source: Path, sha: str, taken: dict[str, str]) -> str:
@@ -376,15 +377,26 @@ def _destination(directory: Path, source: Path, sha: str, taken: dict[str, str])
     raise AssertionError("unreachable")
 
 
-def _snippet(
-    project: ProjectPaths, name: str, directory: Path, photos: list[PhotoFace], description: str
-) -> str:
+def cast_entry(
+    project: ProjectPaths, directory: Path, photos: list[PhotoFace], description: str
+) -> dict[str, Any]:
+    """A member's story.yaml ``cast:`` entry: photos (project-relative), description, face if needed."""
     rel = directory.relative_to(Path(project.root)) if directory.is_relative_to(project.root) else directory
-    paths = ", ".join(f"{rel.as_posix()}/{p.photo}" for p in photos)
-    lines = ["cast:", f"  {name}:", f"    photos: [{paths}]", f"    description: {json.dumps(description)}"]
+    entry: dict[str, Any] = {
+        "photos": [f"{rel.as_posix()}/{p.photo}" for p in photos],
+        "description": description,
+    }
     faces = {p.face for p in photos}
     if len(faces) == 1 and any(p.faces_found > 1 for p in photos):
-        lines.append(f"    face: {faces.pop()}")
+        entry["face"] = faces.pop()
+    return entry
+
+
+def _snippet(name: str, entry: dict[str, Any]) -> str:
+    lines = ["cast:", f"  {name}:", f"    photos: [{', '.join(entry['photos'])}]"]
+    lines.append(f"    description: {json.dumps(entry['description'])}")
+    if "face" in entry:
+        lines.append(f"    face: {entry['face']}")
     return "\n".join(lines)
 
 
@@ -495,8 +507,8 @@ def add_cast_member(
         },
     )
     warnings = _similarity_warnings(project, name, all_photos) if added else []
-    snippet = _snippet(project, name, directory, all_photos, description)
-    return AddResult(name, directory, added, unchanged, all_photos, warnings, snippet)
+    member = cast_entry(project, directory, all_photos, description)
+    return AddResult(name, directory, added, unchanged, all_photos, warnings, _snippet(name, member), member)
 
 
 # ------------------------------------------------------------------------------- list / show / remove

@@ -6,11 +6,23 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from storyreel.cli.app import app, console, console_err
-from storyreel.cli.options import ModelOption, StoryArgument
+from storyreel.cli.app import app, console, reporter
+from storyreel.cli.batch import each_story, exit_for, print_story_count
+from storyreel.cli.console import emit_json
+from storyreel.cli.options import (
+    JsonOption,
+    KeepGoingOption,
+    ModelOption,
+    StoriesArgument,
+    expand_stories,
+    keep_going_for,
+)
+from storyreel.environment import environment_help
 from storyreel.evaluate import DEFAULT_FRAMES
+from storyreel.reporting import shown_path
 
 
 def _num(value: float | None, scale: float = 1.0, digits: int = 2) -> str:
@@ -74,9 +86,9 @@ def consistency_table(report: dict[str, Any]) -> Table:
     return table
 
 
-@app.command("eval")
+@app.command("eval", epilog=environment_help("STORYREEL_CLIP"))
 def eval_command(
-    story: StoryArgument = Path("story.yaml"),
+    stories: StoriesArgument = None,
     backend: Annotated[
         str,
         typer.Option(
@@ -96,38 +108,57 @@ def eval_command(
         typer.Option("--threshold", help="Same-person similarity threshold (default: the backend's)."),
     ] = None,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda (ArcFace / CLIP).")] = "cpu",
+    keep_going: KeepGoingOption = None,
+    json_: JsonOption = False,
 ) -> None:
     """Check every character in every rendered shot; writes renders/eval.json and the review page."""
-    from storyreel.evaluate import evaluate_story, write_eval
-    from storyreel.outputs import refresh_review
-    from storyreel.project import Project
+    from storyreel.api import evaluate
 
-    project = Project.find(story)
-    loaded = project.load_story()
-    with console_err.status("evaluating…") as status:
-        report = evaluate_story(
-            loaded,
-            project,
-            backend=backend,
-            model_dir=model,
-            clip_dir=clip,
-            frames=frames,
-            threshold=threshold,
-            device=device,
-            progress=lambda message: status.update(f"evaluating: {message}"),
-        )
-    path = write_eval(project, report)
-    review = refresh_review(loaded, project)
+    paths = expand_stories(stories)
+
+    def one(path: Path) -> dict[str, Any]:
+        label = escape(shown_path(path))
+        with reporter.status(f"{label}: evaluating…") as spinner:
+
+            def progress(message: str) -> None:
+                if spinner is not None:
+                    spinner.update(f"{label}: evaluating: {escape(message)}")
+
+            report, written, review = evaluate(
+                path,
+                backend=backend,
+                model_dir=model,
+                clip_dir=clip,
+                frames=frames,
+                threshold=threshold,
+                device=device,
+                progress=progress,
+            )
+        print_report(path, report, written, review)
+        return {"report": report, "eval_json": str(written.absolute()), "review": str(review.absolute())}
+
+    outcomes = each_story(paths, one, keep_going=keep_going_for(keep_going, paths))
+    print_story_count(outcomes)
+    if json_:
+        entries = [{**o.to_json(), **(o.value or {"report": None})} for o in outcomes]
+        emit_json("eval", {"ok": all(o.status == "ok" for o in outcomes), "stories": entries})
+    exit_for(outcomes)
+
+
+def print_report(path: Path, report: dict[str, Any], written: Path, review: Path) -> None:
+    """One story's evaluation as tables (results: stdout)."""
     label = report["backend_label"]
+    console.print(f"[bold]{escape(shown_path(path))}[/]", highlight=False)
     if report["offline_fallback"]:
-        console.print(f"[yellow]offline backend:[/] {label}", highlight=False)
+        console.print(f"[yellow]offline backend:[/] {escape(label)}", highlight=False)
     else:
-        console.print(f"backend: {label}", highlight=False)
+        console.print(f"backend: {escape(label)}", highlight=False)
     console.print(shot_table(report))
     if report["characters"]:
         console.print(character_table(report))
         console.print(consistency_table(report))
     flagged = report["flag_count"]
     summary = f"[red]{flagged} flag(s)[/]" if flagged else "[green]no flags[/]"
-    console.print(f"{summary} (threshold {report['threshold']:.2f}) · wrote {path}", highlight=False)
-    console.print(f"review page: {review}", highlight=False)
+    written_at = escape(shown_path(written))
+    console.print(f"{summary} (threshold {report['threshold']:.2f}) · wrote {written_at}", highlight=False)
+    console.print(f"review page: {escape(shown_path(review))}", highlight=False)

@@ -3,26 +3,46 @@
 A command declares ``model: ModelOption = None``; the flag, its help text and its checks come from here,
 so ``--model`` reads the same in every command (the style of the ``hf`` CLI). Defaults that belong to the
 library (the lock wait, the attempts of a Ray render) are imported from it, never repeated.
+:func:`expand_stories` turns a :data:`StoriesArgument` into story paths, the same way for every command
+that takes several stories.
 """
 
 from __future__ import annotations
 
+import glob
+import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+from storyreel.cli import console as output
+from storyreel.errors import StoryreelError
 
 __all__ = [
     "CacheThresholdOption",
     "CastNameArgument",
     "EngineOption",
+    "JsonOption",
+    "KeepGoingOption",
     "ModelOption",
     "ProjectOption",
+    "StoriesArgument",
     "StoryArgument",
+    "expand_stories",
+    "keep_going_for",
 ]
 
 StoryArgument = Annotated[
     Path, typer.Argument(help="A story.yaml, or a project folder containing one.", show_default=False)
+]
+StoriesArgument = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help="Story files or project folders, or globs like 'stories/*/story.yaml' (default: ./story.yaml).",
+        show_default=False,
+        metavar="STORIES",
+    ),
 ]
 EngineOption = Annotated[
     str | None,
@@ -42,3 +62,56 @@ CacheThresholdOption = Annotated[
 ]
 ProjectOption = Annotated[Path, typer.Option("--project", "-p", help="Project folder (or its story.yaml).")]
 CastNameArgument = Annotated[str, typer.Argument(help="Cast name.", show_default=False)]
+KeepGoingOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--keep-going/--fail-fast",
+        help="After a failing story or shot, go on with the rest (default with several stories) or stop "
+        "(default with one).",
+        show_default=False,
+    ),
+]
+
+
+def _json_mode(ctx: typer.Context, param: Any, value: bool) -> bool:
+    if value:
+        output.set_json(".".join(ctx.command_path.split()[1:]))
+    return value
+
+
+JsonOption = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help="Print one JSON document on stdout (its 'schema' names it); human text goes to stderr.",
+        callback=_json_mode,
+    ),
+]
+
+_GLOB_CHARS = set("*?[")
+
+
+def expand_stories(patterns: list[str] | None) -> list[Path]:
+    """Story files / project folders from the arguments; glob patterns (quoted or not) are expanded.
+
+    No argument means ``story.yaml`` in the working directory. A pattern that matches nothing is an error.
+    """
+    if not patterns:
+        return [Path("story.yaml")]
+    paths: list[Path] = []
+    for pattern in patterns:
+        if _GLOB_CHARS & set(pattern) and not Path(pattern).exists():
+            matches = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
+            if not matches:
+                raise StoryreelError(
+                    f"no story matches {pattern!r}", hint="check the pattern, e.g. 'stories/*/story.yaml'"
+                )
+            paths += [Path(m) for m in matches]
+        else:
+            paths.append(Path(pattern))
+    return paths
+
+
+def keep_going_for(choice: bool | None, stories: list[Path]) -> bool:
+    """``--keep-going``/``--fail-fast`` as given, else keep going exactly when there are several stories."""
+    return choice if choice is not None else len(stories) > 1

@@ -2,54 +2,40 @@
 
 from __future__ import annotations
 
-import glob
 import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from storyreel.cli.app import app, console, state
-from storyreel.cli.options import CacheThresholdOption, EngineOption, ModelOption, StoryArgument
+from storyreel.cli.app import app, console, reporter, state
+from storyreel.cli.batch import each_story, exit_for, print_story_count
+from storyreel.cli.console import emit_json
+from storyreel.cli.options import (
+    CacheThresholdOption,
+    EngineOption,
+    JsonOption,
+    KeepGoingOption,
+    ModelOption,
+    StoriesArgument,
+    expand_stories,
+    keep_going_for,
+)
 from storyreel.cluster import DEFAULT_ATTEMPTS
+from storyreel.environment import environment_help
 from storyreel.errors import StoryreelError
 from storyreel.locking import DEFAULT_WAIT_SECONDS
+from storyreel.reporting import QUIET, VERBOSE, plural, shown_path
 
 if TYPE_CHECKING:
     from storyreel.cluster import RayOptions
-    from storyreel.runner import RenderOptions
-
-_GLOB_CHARS = set("*?[")
-
-
-def _shown(path: Path) -> str:
-    try:
-        return os.path.relpath(path)
-    except ValueError:
-        return str(path)
-
-
-def expand_stories(patterns: list[str] | None) -> list[Path]:
-    """Story files / project folders from the arguments; glob patterns (quoted or not) are expanded."""
-    if not patterns:
-        return [Path("story.yaml")]
-    paths: list[Path] = []
-    for pattern in patterns:
-        if _GLOB_CHARS & set(pattern) and not Path(pattern).exists():
-            matches = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
-            if not matches:
-                raise StoryreelError(
-                    f"no story matches {pattern!r}", hint="check the pattern, e.g. 'stories/*/story.yaml'"
-                )
-            paths += [Path(m) for m in matches]
-        else:
-            paths.append(Path(pattern))
-    return paths
+    from storyreel.runner import RenderOptions, StoryReport
 
 
 def split_ids(values: list[str] | None) -> list[str] | None:
@@ -78,7 +64,10 @@ def accelerate_command(processes: int, render_args: list[str], gpus_visible: int
     launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     if processes > 1:  # torchrun-style workers; without CUDA, PartialState falls back to gloo on the CPU
         launch += ["--multi_gpu", "--main_process_port", str(_free_port())]
-    return [*launch, "-m", "storyreel", *(["--debug"] if state.debug else []), "render", *render_args]
+    shared = ["--debug"] if state.debug else []
+    shared += {QUIET: ["--quiet"], VERBOSE: ["--verbose"]}.get(state.verbosity, [])
+    shared += ["--json"] if state.json else []
+    return [*launch, "-m", "storyreel", "render", *render_args, *shared]
 
 
 def render_args(stories: list[str], options: RenderOptions) -> list[str]:
@@ -95,6 +84,7 @@ def render_args(stories: list[str], options: RenderOptions) -> list[str]:
     if options.cache_threshold is not None:
         args += ["--cache-threshold", str(options.cache_threshold)]
     args += ["--no-reel"] if not options.reel else []
+    args += ["--keep-going"] if options.keep_going else ["--fail-fast"]
     return args
 
 
@@ -134,14 +124,9 @@ RayAttemptsOption = Annotated[
 ]
 
 
-@app.command()
+@app.command(epilog=environment_help("STORYREEL_MODEL", "STORYREEL_FONT"))
 def render(
-    stories: Annotated[
-        list[str] | None,
-        typer.Argument(
-            help="Story files or project folders; globs like 'stories/*/story.yaml'.", show_default=False
-        ),
-    ] = None,
+    stories: StoriesArgument = None,
     engine: EngineOption = None,
     model: ModelOption = None,
     force: Annotated[
@@ -170,10 +155,16 @@ def render(
     ray_attempts: RayAttemptsOption = DEFAULT_ATTEMPTS,
     worker: Annotated[bool, typer.Option("--worker", hidden=True)] = False,
     lease: Annotated[float | None, typer.Option("--lease", hidden=True)] = None,
+    keep_going: KeepGoingOption = None,
+    json_: JsonOption = False,
 ) -> None:
-    """Render stories: every shot without a current clip, then the reel and the review page."""
-    from storyreel.runner import RenderOptions, render_stories
+    """Render stories: every shot without a current clip, then the reel and the review page.
 
+    Every story ends with a status and the batch with a total (stories, shots rendered / current /
+    failed, wall time); the exit code is 1 when any story failed."""
+    from storyreel.runner import RenderOptions, batch_totals, render_stories
+
+    started = time.perf_counter()
     if worker or lease is not None:
         raise StoryreelError(
             "--worker (independent workers on a shared folder) was replaced by Ray",
@@ -182,6 +173,8 @@ def render(
         )
     if ray and gpus is not None:
         raise StoryreelError("--ray and --gpus cannot be combined", "--ray uses every GPU of the Ray cluster")
+    paths = expand_stories(stories)
+
     options = RenderOptions(
         engine=engine,
         model=model,
@@ -192,6 +185,7 @@ def render(
         reel=not no_reel,
         wait=wait,
         ray=ray_options(ray, ray_address, ray_cpus_per_worker, ray_attempts),
+        keep_going=keep_going_for(keep_going, paths),
     )
     if gpus is not None and int(os.environ.get("WORLD_SIZE", "1")) <= 1 and gpus > 1:
         import torch
@@ -199,66 +193,97 @@ def render(
         visible = torch.cuda.device_count()
         command = accelerate_command(gpus, render_args(stories or [], options), visible)
         if visible == 0:
-            console.print(f"no CUDA GPU: running {gpus} CPU processes instead", highlight=False)
-        console.print("[dim]" + escape(" ".join(command[1:])) + "[/]", highlight=False)
+            reporter.notice(f"no CUDA GPU: running {gpus} CPU processes instead")
+        reporter.notice("[dim]" + escape(" ".join(command[1:])) + "[/]")
         raise typer.Exit(subprocess.call(command))
-    reports = render_stories(expand_stories(stories), options, console)
-    for report in reports:
-        if not report.main_process:
-            continue
-        done = f"{len(report.rendered)} rendered, {len(report.skipped)} already current"
-        if report.failed:
-            done += f", {len(report.failed)} failed"
-        console.print(f"[bold]{escape(_shown(report.story_path))}[/]: {done}", highlight=False)
-        for shot_id, error in report.failed.items():
-            console.print(f"  [red]failed[/] {escape(shot_id)}: {escape(error)}", highlight=False)
-        if report.reel is not None:
-            console.print(f"  reel:   [green]{escape(_shown(report.reel))}[/]", highlight=False)
-        if report.review is not None:
-            console.print(f"  review: [green]{escape(_shown(report.review))}[/]", highlight=False)
-        if report.reel_note:
-            console.print(f"  [dim]{escape(report.reel_note)}[/]", highlight=False)
-    if any(report.failed for report in reports):
+    reports = render_stories(paths, options, reporter)
+    if not all(report.main_process for report in reports):
+        return  # a launched process other than the first: process 0 reports for all
+    totals = batch_totals(reports, time.perf_counter() - started)
+    print_reports(reports, totals)
+    if json_:
+        ok = all(report.status == "ok" for report in reports)
+        emit_json("render", {"ok": ok, "stories": [r.to_json() for r in reports], "total": totals})
+    if any(report.status != "ok" for report in reports):
         raise typer.Exit(1)
 
 
-@app.command()
+def print_reports(reports: list[StoryReport], totals: dict[str, Any]) -> None:
+    """Each story's status, clips and outputs, then the batch total (results: stdout)."""
+    colours = {"ok": "green", "failed": "red", "not_run": "yellow"}
+    for report in reports:
+        label = escape(shown_path(report.story_path))
+        status = f"[{colours[report.status]}]{report.status.replace('_', ' ')}[/]"
+        done = f"{len(report.rendered)} rendered, {len(report.skipped)} already current"
+        if report.failed_shots:
+            done += f", {len(report.failed_shots)} failed ({escape(', '.join(report.failed_shots))})"
+        console.print(f"[bold]{label}[/]: {status} — {done}", highlight=False)
+        for failure in report.failures:
+            line = failure.describe(shown_path(report.story_path))
+            console.print(f"  [red]{escape(line)}[/]", highlight=False)
+        if report.reel is not None:
+            console.print(f"  reel:   [green]{escape(shown_path(report.reel))}[/]", highlight=False)
+        if report.review is not None:
+            console.print(f"  review: [green]{escape(shown_path(report.review))}[/]", highlight=False)
+        if report.reel_note:
+            console.print(f"  [dim]{escape(report.reel_note)}[/]", highlight=False)
+    shots = totals["shots"]
+    statuses = ("ok", "failed", "not_run")
+    by_status = ", ".join(f"{totals[s]} {s.replace('_', ' ')}" for s in statuses if totals[s])
+    stories = plural(totals["stories"], "story", "stories")
+    console.print(
+        f"[bold]total[/]: {stories} ({by_status}); shots: {shots['rendered']} rendered, "
+        f"{shots['current']} current, {shots['failed']} failed; {totals['wall_seconds']:.1f} s",
+        highlight=False,
+    )
+
+
+@app.command(epilog=environment_help("STORYREEL_MODEL"))
 def plan(
-    story: StoryArgument = Path("story.yaml"),
+    stories: StoriesArgument = None,
     engine: EngineOption = None,
     model: ModelOption = None,
     cache_threshold: CacheThresholdOption = None,
+    json_: JsonOption = False,
 ) -> None:
-    """Show the render jobs of a story and which are done, stale or still to do."""
-    from storyreel.engines.select import choose_engine, make_engine, resolve_model_dir
-    from storyreel.plan import job_status, plan_story
-    from storyreel.project import Project
-    from storyreel.story import load_story
+    """Show the render jobs of stories and which are done, stale or still to do."""
+    from storyreel.api import plan as plan_story
 
-    loaded = load_story(story)
-    choice = choose_engine(engine or loaded.defaults.engine, *resolve_model_dir(model, loaded))
-    spec = make_engine(choice).spec()
-    project = Project.from_story(loaded)
-    jobs = plan_story(loaded, spec, cache_threshold=cache_threshold)
-    console.print(f"engine: [bold]{choice.name}[/] — {escape(choice.reason)}", highlight=False)
-    first = jobs[0]
-    title = f"{loaded.title}: {first.engine}, {first.width}x{first.height} at {first.fps} fps"
+    paths = expand_stories(stories)
+
+    def one(path: Path) -> Any:
+        planned = plan_story(path, engine=engine, model=model, cache_threshold=cache_threshold)
+        print_plan(planned)
+        return planned
+
+    outcomes = each_story(paths, one)
+    print_story_count(outcomes)
+    if json_:
+        entries = [{**o.to_json(), **(o.value.to_json() if o.value else {})} for o in outcomes]
+        emit_json("plan", {"ok": all(o.status == "ok" for o in outcomes), "stories": entries})
+    exit_for(outcomes)
+
+
+def print_plan(planned: Any) -> None:  # planned: storyreel.api.Plan
+    """The plan of one story as a table, then its counts (results: stdout)."""
+    reporter.notice(f"engine: [bold]{planned.engine}[/] — {escape(planned.engine_reason)}")
+    first = planned.jobs[0].job
+    title = f"{planned.story.title}: {first.engine}, {first.width}x{first.height} at {first.fps} fps"
     table = Table(title=escape(title), title_justify="left")
     for column in ("shot", "cast", "frames", "seed", "key", "status"):
         right = column in ("frames", "seed")
         table.add_column(column, justify="right" if right else "left", no_wrap=column != "cast")
     colours = {"done": "green", "stale": "yellow", "todo": "red"}
-    counts = dict.fromkeys(colours, 0)
-    for job in jobs:
-        status = job_status(job, project)
-        counts[status] += 1
+    for entry in planned.jobs:
+        job = entry.job
+        colour = colours.get(entry.status, "red")
         table.add_row(
             escape(job.shot_id),
             escape(", ".join(job.cast)) or "-",
             str(job.frames),
             str(job.seed),
             job.key[:12],
-            f"[{colours[status]}]{status}[/]",
+            f"[{colour}]{entry.status}[/]",
         )
     console.print(table)
-    console.print(", ".join(f"{n} {status}" for status, n in counts.items()), highlight=False)
+    console.print(", ".join(f"{n} {status}" for status, n in planned.counts.items()), highlight=False)

@@ -3,27 +3,23 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from storyreel.cli.app import app, console, console_err
-from storyreel.cli.options import StoryArgument
+from storyreel.cli.app import app, console, console_err, reporter
+from storyreel.cli.batch import AlreadyReported, each_story, exit_for, print_story_count
+from storyreel.cli.console import emit_json
+from storyreel.cli.options import JsonOption, StoriesArgument, expand_stories
+from storyreel.reporting import plural, shown_path
+
+if TYPE_CHECKING:
+    from storyreel.api import Validation
 
 _MAX_SHOWN = 50  # problems listed by `validate`
-
-
-def _shown(path: Path) -> str:
-    """``path`` relative to the working directory when it is below it."""
-    try:
-        relative = os.path.relpath(path)
-    except ValueError:  # another drive on Windows
-        return str(path)
-    return str(path) if relative.startswith("..") else relative
 
 
 @app.command()
@@ -40,36 +36,53 @@ def init(
     from storyreel.project import init_project
 
     project = init_project(directory, example=example)
-    root = _shown(project.root)
-    console.print(f"[green]created[/] {escape(_shown(project.story_path))}")
+    root = shown_path(project.root)
+    console.print(f"[green]created[/] {escape(shown_path(project.story_path))}")
     if example:
         for member in sorted(project.cast_dir.iterdir()):
             for photo in sorted(member.iterdir()):
-                console.print(f"[green]created[/] {escape(_shown(photo))}")
+                console.print(f"[green]created[/] {escape(shown_path(photo))}")
         console.print(
             f"next: [bold]storyreel validate {escape(root)}[/], then [bold]storyreel render {escape(root)}[/]"
         )
     else:
         console.print(
             f"next: add people with [bold]storyreel cast add PHOTO --name NAME --project {escape(root)}[/], "
-            f"edit {escape(_shown(project.story_path))}, then [bold]storyreel validate {escape(root)}[/]"
+            f"edit {escape(shown_path(project.story_path))}, then [bold]storyreel validate {escape(root)}[/]"
         )
 
 
 @app.command()
-def validate(story: StoryArgument) -> None:
-    """Check a story: print its cast and shots, warnings in yellow; exit 1 listing every problem."""
-    from storyreel.project import Project
-    from storyreel.story import StoryValidationError, load_story
+def validate(stories: StoriesArgument = None, json_: JsonOption = False) -> None:
+    """Check stories: print each one's cast and shots, warnings in yellow; exit 1 listing every problem."""
+    from storyreel.api import validate as validate_story
 
-    path = Path(_shown(Project.find(story).story_path))
-    try:
-        loaded = load_story(path)
-    except StoryValidationError as err:
-        count = len(err.problems)
-        plural = "s" if count != 1 else ""
-        console_err.print(f"[bold red]{escape(_shown(path))}: {count} problem{plural}[/]", soft_wrap=True)
-        for problem in err.problems[:_MAX_SHOWN]:
+    checks: dict[Path, Validation] = {}
+
+    def one(path: Path) -> Validation:
+        checked = checks[path] = validate_story(path)
+        print_validation(checked)
+        if not checked.ok:
+            raise AlreadyReported(plural(len(checked.problems), "problem"), "fix them and validate again")
+        return checked
+
+    outcomes = each_story(expand_stories(stories), one)
+    print_story_count(outcomes)
+    if json_:
+        entries = [
+            {**o.to_json(), **(checks[o.path].to_json() if o.path in checks else {})} for o in outcomes
+        ]
+        emit_json("validate", {"ok": all(o.status == "ok" for o in outcomes), "stories": entries})
+    exit_for(outcomes)
+
+
+def print_validation(checked: Validation) -> None:
+    """Problems (stderr) or the cast and shot tables (stdout) of one story, then its warnings (stderr)."""
+    path = escape(shown_path(checked.path))
+    if not checked.ok:
+        count = len(checked.problems)
+        console_err.print(f"[bold red]{path}: {plural(count, 'problem')}[/]", soft_wrap=True)
+        for problem in checked.problems[:_MAX_SHOWN]:
             where = escape(str(problem.location))
             field = f" [cyan]{escape(problem.path)}[/]:" if problem.path else ""
             line = f"  [bold]{where}[/]:{field} {escape(problem.message)}"
@@ -80,14 +93,15 @@ def validate(story: StoryArgument) -> None:
                 )
         if count > _MAX_SHOWN:
             console_err.print(f"  … and {count - _MAX_SHOWN} more")
-        raise typer.Exit(1) from None
-
+        return
+    loaded = checked.story
+    assert loaded is not None
     cast = Table(title="Cast", title_justify="left")
     for column in ("name", "photos", "face", "description"):
         cast.add_column(column, overflow="fold")
     for name, member in loaded.cast.items():
         photos = ", ".join(
-            _shown(p) if not p.is_relative_to(loaded.root) else str(p.relative_to(loaded.root))
+            shown_path(p) if not p.is_relative_to(loaded.root) else str(p.relative_to(loaded.root))
             for p in member.photos
         )
         cast.add_row(name, escape(photos), str(member.face or ""), escape(member.description))
@@ -110,8 +124,8 @@ def validate(story: StoryArgument) -> None:
             escape(shot.caption or ""),
         )
     console.print(
-        f"[bold]{escape(loaded.title)}[/] — {escape(_shown(path))}: {len(loaded.cast)} people, "
-        f"{len(loaded.shots)} shots, {total:g} s",
+        f"[bold]{escape(loaded.title)}[/] — {path}: {plural(len(loaded.cast), 'person', 'people')}, "
+        f"{plural(len(loaded.shots), 'shot')}, {total:g} s",
         highlight=False,
         soft_wrap=True,
     )
@@ -119,7 +133,7 @@ def validate(story: StoryArgument) -> None:
         console.print(cast)
     console.print(shots)
     for warning in loaded.warnings:
-        console.print(f"[yellow]warning:[/] {escape(str(warning))}", highlight=False, soft_wrap=True)
+        reporter.warning(str(warning))
     console.print("[green]valid[/]" + (f" with {len(loaded.warnings)} warning(s)" if loaded.warnings else ""))
 
 
@@ -138,4 +152,4 @@ def schema(
         typer.echo(text, nl=False)
     else:
         atomic_write_text(output, text)
-        console.print(f"[green]wrote[/] {escape(_shown(output))}")
+        console.print(f"[green]wrote[/] {escape(shown_path(output))}")

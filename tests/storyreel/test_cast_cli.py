@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import time
 from pathlib import Path
 
@@ -51,13 +52,16 @@ def test_add_list_show_remove(
 ) -> None:
     code, out, err = run(capsys, "cast", "add", t1_jpg, "--name", "ana", "--face", "2", "--project", project)
     assert code == 0, err
-    assert "added cast/ana/t1.jpg: face 2 of 6" in out
-    assert "    photos: [cast/ana/t1.jpg]\n" in out and "    face: 2\n" in out
+    assert "added cast/ana/t1.jpg: face 2 of 6" in err  # notices: stderr; the snippet (result): stdout
+    snippet = ["cast:", "  ana:", "    photos: [cast/ana/t1.jpg]"]
+    snippet += ['    description: "a person (describe ana here)"', "    face: 2"]
+    assert out == "\n".join(snippet) + "\n"
+
     assert (project / "cast" / "ana" / "t1.jpg").is_file()
     assert (project / "story.yaml").read_text() == STORY
 
-    code, out, _ = run(capsys, "cast", "add", t1_jpg, "-n", "ana", "-f", "2", "-p", project)
-    assert code == 0 and "already there: cast/ana/t1.jpg (face 2), nothing to do" in out
+    code, _, err = run(capsys, "cast", "add", t1_jpg, "-n", "ana", "-f", "2", "-p", project)
+    assert code == 0 and "already there: cast/ana/t1.jpg (face 2), nothing to do" in err
 
     code, out, _ = run(capsys, "cast", "list", "-p", project)
     assert code == 0 and "ana" in out and "73 px" in out and "│ no " in out
@@ -66,11 +70,11 @@ def test_add_list_show_remove(
     timings = []
     for expected in ("encoded", "cache hit"):
         start = time.perf_counter()
-        code, out, _ = run(
+        code, _, err = run(
             capsys, "cast", "add", t1_jpg, "-n", "ana", "-f", "2", "-p", project, "--model", model_dir
         )
         timings.append(time.perf_counter() - start)
-        assert code == 0 and f"identity of t1.jpg: {expected}" in out
+        assert code == 0 and f"identity of t1.jpg: {expected}" in err
     print(f"cast add with tiny encoder: {timings[0]:.2f}s, repeated (cache hit): {timings[1]:.2f}s")
     code, out, _ = run(capsys, "cast", "list", "-p", project)
     assert "│ yes " in out
@@ -126,13 +130,48 @@ def test_story_model_is_used_for_encoding(
         tmp_path / "model" / "face_encoder", id_dim=8, vit_dim=4, vit_tokens=3, num_scales=2
     )
     (tmp_path / "story.yaml").write_text("title: t\ndefaults: {model: model}\nshots: [{id: a, prompt: hi}]\n")
-    code, out, _ = run(capsys, "cast", "add", t1_jpg, "-n", "ana", "-f", "3", "-p", tmp_path)
-    assert code == 0 and "identity of t1.jpg: encoded" in out
+    code, _, err = run(capsys, "cast", "add", t1_jpg, "-n", "ana", "-f", "3", "-p", tmp_path)
+    assert code == 0 and "identity of t1.jpg: encoded" in err
     (tmp_path / "incomplete" / "face_encoder").mkdir(parents=True)
     (tmp_path / "story.yaml").write_text(
         "title: t\ndefaults: {model: incomplete}\nshots: [{id: a, prompt: hi}]\n"
     )
-    code, out, err = run(capsys, "cast", "add", t1_jpg, "-n", "bob", "-f", "4", "-p", tmp_path)
-    assert code == 0 and "added cast/bob/t1.jpg" in out
+    code, _, err = run(capsys, "cast", "add", t1_jpg, "-n", "bob", "-f", "4", "-p", tmp_path)
+    assert code == 0 and "added cast/bob/t1.jpg" in err
     assert "identity not encoded now" in err and "glintr100.onnx" in err
     assert f"storyreel models download {tmp_path / 'incomplete'}" in err
+
+
+def test_json_documents_of_add_list_and_show(
+    project: Path, model_dir: Path, t1_jpg: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    monkeypatch.setattr(console_err, "_force_terminal", True)  # the progress bar shows on a terminal
+    argv = ["cast", "add", t1_jpg, "-n", "ana", "-f", "2", "-p", project, "--model", model_dir, "--json"]
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    added = json.loads(out)  # stdout is exactly one JSON document
+    assert added["schema"] == "storyreel.cast.add/1" and added["name"] == "ana"
+    assert added["snippet"] == {
+        "cast": {
+            "ana": {"photos": ["cast/ana/t1.jpg"], "description": "a person (describe ana here)", "face": 2}
+        }
+    }
+    assert [(p["photo"], p["face"], p["faces_found"]) for p in added["added"]] == [("t1.jpg", 2, 6)]
+    assert [i["state"] for i in added["identities"]] == ["encoded"]
+    assert "identities of ana" in err and "added cast/ana/t1.jpg" in err  # progress and notices: stderr
+
+    code, out, _ = run(capsys, "cast", "list", "-p", project, "--json")
+    listed = json.loads(out)
+    assert listed["schema"] == "storyreel.cast.list/1"
+    assert listed["cast"] == [{"name": "ana", "photos": 1, "face_size": 73, "cached_identities": 1,
+                               "in_story": False, "description": "a person (describe ana here)"}]  # fmt: skip
+
+    code, out, _ = run(capsys, "cast", "show", "ana", "-p", project, "--json")
+    shown = json.loads(out)
+    assert shown["schema"] == "storyreel.cast.show/1" and Path(shown["sheet"]).is_file()
+    assert shown["photos"][0]["photo"] == "t1.jpg"
+
+    code, out, err = run(capsys, "cast", "show", "nobody", "-p", project, "--json")
+    error = json.loads(out)  # a failed command still prints one document
+    assert code == 1 and error["schema"] == "storyreel.error/1" and error["command"] == "cast.show"
+    assert "no cast member nobody" in error["error"]["message"] and "no cast member" in err

@@ -1,5 +1,6 @@
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -129,6 +130,24 @@ def test_cli_eval_prints_tables_and_writes_json(rendered):
     assert saved["shots"]["breakfast"]["clip_score"] is None  # no CLIP folder given
     page = rendered.review_path.read_text(encoding="utf-8")  # the review page shows the evaluation
     assert "face_sim" in page and "duplicated:nora" in page
+
+
+def test_cli_eval_of_several_stories_as_json(rendered, tmp_path):
+    empty = tmp_path / "empty"
+    shutil.copytree(rendered.root, empty, ignore=shutil.ignore_patterns("renders", ".storyreel"))
+    result = CliRunner().invoke(
+        app,
+        ["eval", str(rendered.story_path), str(empty), "--backend", "dlib", "--frames", "1", "--json"],
+        env={"STORYREEL_CLIP": None, "STORYREEL_MODEL": None},
+    )
+    assert result.exit_code == 1  # one story could not be evaluated: the other still was
+    document = json.loads(result.stdout)
+    assert document["schema"] == "storyreel.eval/1" and document["ok"] is False
+    ok, failed = document["stories"]
+    assert ok["status"] == "ok" and ok["report"]["frames_per_shot"] == 1 and ok["error"] is None
+    assert Path(ok["eval_json"]) == eval_path(rendered)
+    assert failed["status"] == "failed" and "no rendered shots" in failed["error"]["message"]
+    assert "Shots" in result.stderr and "empty: no rendered shots" in result.stderr  # human text: stderr
 
 
 def test_arcface_without_weights_is_a_user_error(rendered, tmp_path):

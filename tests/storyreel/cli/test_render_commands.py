@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from storyreel.cli.render_commands import accelerate_command, expand_stories, render_args, split_ids
+from storyreel.cli.options import expand_stories
+from storyreel.cli.render_commands import accelerate_command, render_args, split_ids
 from storyreel.errors import StoryreelError
 from storyreel.ffmpeg_tools import probe_video
 from tests.helpers.projects import make_project, storyreel
@@ -22,7 +24,7 @@ def test_init_example_then_render_makes_a_reel_quickly(tmp_path: Path) -> None:
     result = storyreel("render", str(demo / "story.yaml"))
     seconds = time.perf_counter() - started
     assert result.returncode == 0, result.stderr
-    assert "engine: preview" in result.stdout and "no model folder" in result.stdout
+    assert "engine: preview" in result.stderr and "no model folder" in result.stderr
     assert "4 rendered" in result.stdout and "reel.mp4" in result.stdout and "index.html" in result.stdout
     reel = probe_video(demo / "reel.mp4")
     assert (reel.width, reel.height, reel.fps) == (720, 480, 24) and reel.duration > 15
@@ -48,7 +50,7 @@ def test_render_a_glob_of_stories(tmp_path_factory, tmp_path: Path) -> None:
         make_project(tmp_path_factory, tmp_path / "stories" / name, shots=1)
     result = storyreel("render", str(tmp_path / "stories" / "*" / "story.yaml"), "--no-reel")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count("1 rendered") == 2 and result.stdout.count("engine: preview") == 1
+    assert result.stdout.count("1 rendered") == 2 and result.stderr.count("engine: preview") == 1
     missing = storyreel("render", str(tmp_path / "nothing" / "*.yaml"))
     assert missing.returncode == 1 and "no story matches" in missing.stderr
 
@@ -94,7 +96,8 @@ def test_each_launched_process_gets_the_same_options(tmp_path: Path) -> None:
     assert [args[i + 1] for i, a in enumerate(args) if a == "--only"] == ["s1", "s2"]
     assert "--no-reel" in args and "--force" not in args
     assert args[args.index("--wait") + 1] == "10.0"
-    assert render_args([], RenderOptions()) == ["--memory", "auto", "--wait", "10.0"]
+    assert render_args([], RenderOptions()) == ["--memory", "auto", "--wait", "10.0", "--fail-fast"]
+    assert render_args([], RenderOptions(keep_going=True))[-1] == "--keep-going"
 
 
 def test_retired_worker_mode_and_ray_option_errors(tmp_path_factory, tmp_path: Path) -> None:
@@ -108,3 +111,61 @@ def test_retired_worker_mode_and_ray_option_errors(tmp_path_factory, tmp_path: P
     alone = storyreel("render", str(project), "--ray-address", "head:6379")
     assert alone.returncode == 1 and "need --ray" in alone.stderr
     assert not (project.parent / "renders").exists()
+
+
+def test_a_batch_keeps_going_reports_each_story_and_a_total(tmp_path_factory, tmp_path: Path) -> None:
+    a = make_project(tmp_path_factory, tmp_path / "a", shots=1)
+    b = make_project(tmp_path_factory, tmp_path / "b", shots=3)
+    broken = tmp_path / "broken" / "story.yaml"
+    broken.parent.mkdir()
+    broken.write_text("title: [unclosed\n")
+    result = storyreel("render", str(a), str(broken), str(b), "--only", "s3", "--json")
+    assert result.returncode == 1
+    document = json.loads(result.stdout)  # exactly one JSON document on stdout
+    assert document["schema"] == "storyreel.render/1" and document["ok"] is False
+    stories = {Path(s["story"]).parent.name: s for s in document["stories"]}
+    assert [stories[name]["status"] for name in ("a", "broken", "b")] == ["failed", "failed", "ok"]
+    assert "no shot with id 's3'" in stories["a"]["failures"][0]["message"]
+    assert stories["b"]["shots"] == {"rendered": ["s3"], "current": [], "failed": []}
+    total = document["total"]
+    assert (total["stories"], total["ok"], total["failed"]) == (3, 1, 2) and total["wall_seconds"] > 0
+    assert total["shots"] == {"rendered": 1, "current": 0, "failed": 0}
+    assert "a/story.yaml: no shot with id 's3'" in result.stderr  # errors name the story
+    assert "total: 3 stories (1 ok, 2 failed)" in result.stderr  # human text: stderr under --json
+
+    fail_fast = storyreel("render", str(a), str(broken), str(b), "--fail-fast", "--no-reel")
+    assert fail_fast.returncode == 1 and "Traceback" not in fail_fast.stderr
+    assert "total: 3 stories (1 failed, 2 not run); shots: 0 rendered" in fail_fast.stdout
+    assert not (tmp_path / "a" / "renders" / "s1.mp4").exists()  # nothing started after the failure
+
+
+def test_plan_several_stories_as_json(tmp_path_factory, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from storyreel.cli import app
+
+    a = make_project(tmp_path_factory, tmp_path / "a", shots=1)
+    b = make_project(tmp_path_factory, tmp_path / "b", shots=2)
+    result = CliRunner().invoke(app, ["plan", str(tmp_path / "*" / "story.yaml"), "--json"])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["schema"] == "storyreel.plan/1" and document["ok"] is True
+    assert [s["story"] for s in document["stories"]] == [str(a), str(b)]
+    jobs = document["stories"][1]["jobs"]
+    assert [(j["shot"], j["status"], j["width"], len(j["key"])) for j in jobs] == [
+        ("s1", "todo", 160, 64),
+        ("s2", "todo", 160, 64),
+    ]
+    assert document["stories"][1]["counts"] == {"done": 0, "stale": 0, "todo": 2}
+    missing = CliRunner().invoke(app, ["plan", str(a), str(tmp_path / "nowhere")])
+    assert missing.exit_code == 1 and "0 done, 0 stale, 1 todo" in missing.stdout
+    assert "does not exist" in missing.stderr and "2 stories: 1 ok, 1 failed" in missing.stdout
+
+
+def test_json_errors_are_documents_too(tmp_path: Path) -> None:
+    result = storyreel("render", str(tmp_path / "nothing" / "*.yaml"), "--json")
+    assert result.returncode == 1
+    document = json.loads(result.stdout)
+    assert document["schema"] == "storyreel.error/1" and document["command"] == "render"
+    assert document["kind"] == "user" and "no story matches" in document["error"]["message"]
+    assert document["exit_code"] == 1 and "no story matches" in result.stderr

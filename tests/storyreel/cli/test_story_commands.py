@@ -138,3 +138,28 @@ def test_errors_have_no_traceback_in_a_real_process(tmp_path: Path) -> None:
     assert "not overwriting" in done.stderr
     done = _storyreel("validate", "missing.yaml", cwd=tmp_path)
     assert done.returncode == 1 and "Traceback" not in done.stdout + done.stderr
+
+
+def test_validate_several_stories_and_globs_as_json(example: Path, tmp_path: Path) -> None:
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "story.yaml").write_text(BAD, encoding="utf-8")
+    (tmp_path / "warn").mkdir()
+    (tmp_path / "warn" / "story.yaml").write_text(
+        "title: Long\nshots:\n  - {id: a, prompt: sea, seconds: 9}\n"
+    )
+    result = run("validate", example, str(tmp_path / "*" / "story.yaml"), "--json")
+    assert result.exit_code == 1
+    document = json.loads(result.stdout)  # stdout: the one JSON document; tables and problems: stderr
+    assert document["schema"] == "storyreel.validate/1" and document["ok"] is False
+    good, bad, warned = document["stories"]
+    assert good["status"] == "ok" and good["valid"] and good["title"] == "Launch Day"
+    assert [shot["id"] for shot in good["shots"]][:2] == ["breakfast", "suit-up"]
+    assert bad["status"] == "failed" and bad["valid"] is False and bad["error"]["message"] == "4 problems"
+    assert {(p["line"], p["field"]) for p in bad["problems"]} >= {(9, "shots[1].seconds")}
+    assert warned["valid"] and warned["warnings"][0]["field"] == "shots[0]"
+    assert "Launch Day" in result.stderr and "4 problems" in result.stderr
+    assert "3 stories: 2 ok, 1 failed" in result.stderr
+
+    plain = run("validate", example, tmp_path / "bad")
+    assert plain.exit_code == 1 and "Launch Day" in plain.stdout and "4 problems" in plain.stderr
+    assert "2 stories: 1 ok, 1 failed" in plain.stdout
