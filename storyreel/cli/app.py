@@ -62,7 +62,7 @@ def _shared_options(
         typer.Option(
             "--verbose",
             "-v",
-            help="Also print details (engine choices, job keys, ffmpeg commands).",
+            help="Also print details (e.g. every ffmpeg command line).",
             callback=_verbosity(VERBOSE, "--verbose", "--quiet"),
             expose_value=False,
         ),
