@@ -36,7 +36,9 @@ __all__ = [
     "DEFAULT_REPO_ID",
     "MEMORY_MODES",
     "download_model",
+    "download_snapshot",
     "load_pipeline",
+    "missing_diffusers_files",
     "missing_files",
     "model_revision",
     "require_complete",
@@ -114,8 +116,9 @@ def _missing_face_encoder_files(model_dir: Path) -> list[str]:
     return [f"face_encoder/{name}" for name in missing]
 
 
-def missing_files(model_dir: Path) -> list[str]:
-    """Paths (relative to ``model_dir``) that a complete model folder needs but this one lacks."""
+def missing_diffusers_files(model_dir: Path) -> list[str]:
+    """Files of a diffusers pipeline folder that this one lacks (relative paths): ``model_index.json``,
+    the transformer, VAE and text encoder (config + single or sharded safetensors), tokenizer, scheduler."""
     model_dir = Path(model_dir)
     missing = [] if (model_dir / "model_index.json").is_file() else ["model_index.json"]
     for component, subfolder in _component_folders(model_dir).items():
@@ -127,7 +130,12 @@ def missing_files(model_dir: Path) -> list[str]:
         missing.append("tokenizer/spiece.model (or tokenizer/tokenizer.json)")
     if not (model_dir / "scheduler" / "scheduler_config.json").is_file():
         missing.append("scheduler/scheduler_config.json")
-    return missing + _missing_face_encoder_files(model_dir)
+    return missing
+
+
+def missing_files(model_dir: Path) -> list[str]:
+    """Paths (relative to ``model_dir``) that a complete model folder needs but this one lacks."""
+    return missing_diffusers_files(model_dir) + _missing_face_encoder_files(Path(model_dir))
 
 
 def require_complete(model_dir: Path) -> None:
@@ -186,12 +194,11 @@ def model_revision(model_dir: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def download_model(local_dir: Path, repo_id: str = DEFAULT_REPO_ID, revision: str | None = None) -> Path:
-    """Download (or resume downloading) a model folder from the Hugging Face Hub into ``local_dir``.
+def download_snapshot(local_dir: Path, repo_id: str, revision: str | None = None) -> Path:
+    """Download (or resume downloading) a Hugging Face Hub repository into ``local_dir``; no checks.
 
     Uses ``huggingface_hub.snapshot_download``: files already present are skipped, interrupted files resume,
-    tqdm progress bars show on the terminal. Raises IngredientsError if the hub cannot be reached or the
-    downloaded folder is still incomplete.
+    tqdm progress bars show on the terminal. Raises IngredientsError if the hub cannot be reached.
     """
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
@@ -218,6 +225,15 @@ def download_model(local_dir: Path, repo_id: str = DEFAULT_REPO_ID, revision: st
             hint="Check the network connection to huggingface.co (and that HF_HUB_OFFLINE is not set), "
             "then run the same command again: finished files are kept and partial ones resume.",
         ) from exc
+    return local_dir
+
+
+def download_model(local_dir: Path, repo_id: str = DEFAULT_REPO_ID, revision: str | None = None) -> Path:
+    """Download (or resume downloading) a model folder from the Hugging Face Hub into ``local_dir``.
+
+    See :func:`download_snapshot`; raises IngredientsError if the downloaded folder is still incomplete.
+    """
+    local_dir = download_snapshot(local_dir, repo_id, revision)
     require_complete(local_dir)
     return local_dir
 

@@ -41,3 +41,11 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from ingredients_model.checkpoint import write_tiny_model_folder
 
     return write_tiny_model_folder(tmp_path_factory.mktemp("tiny-model") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_wan_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A complete tiny random Wan VACE folder in diffusers layout (built once per run)."""
+    from storyreel.models.wan_vace_tiny import write_tiny_folder
+
+    return write_tiny_folder(tmp_path_factory.mktemp("tiny-wan") / "model")

@@ -1,0 +1,240 @@
+"""The ``wan-vace`` engine: diffusers' WanVACEPipeline (Wan2.1-VACE 1.3B or 14B) from a model folder.
+
+* the cast, left to right, becomes one **reference image** per person: a face crop from the reference cache
+  (:mod:`storyreel.reference_cache`, which explains the choice); a shot without cast is plain text-to-video;
+* size: the folder's native size in the orientation of the reel (832x480 or 480x832 for the released
+  checkpoints), so vertical reels need no reframing; 4k+1 frames, at most 81, at 16 fps;
+* prompt embeddings cached per prompt (:mod:`storyreel.engines.text_cache`); with
+  :meth:`WanVaceEngine.prepare` every prompt of a batch is encoded first and, on a GPU with an offloading
+  memory mode, UMT5 is then freed;
+* sampler defaults from Wan's reference code: 50 steps, guidance 5.0, its default negative prompt;
+* memory modes as for Ingredients (:func:`storyreel.models.wan_vace.load_pipeline`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from storyreel.engines.base import EngineSpec, RenderResult, StepProgress, rss_peak_bytes
+from storyreel.engines.text_cache import Embeddings, TextEmbeddingCache
+from storyreel.engines.video import FrameWriter
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+    from storyreel.plan import RenderJob
+    from storyreel.project import Project
+    from storyreel.story import Story
+
+ENGINE_NAME = "wan-vace"
+ENGINE_VERSION = "1"  # bump when this engine's use of the pipeline changes the pixels
+FRAME_MULTIPLE = 4  # Wan's VAE compresses time 4x: 4k+1 frames
+MAX_SEQUENCE_LENGTH = 512  # Wan's text_len
+DEFAULT_STEPS = 50
+DEFAULT_GUIDANCE = 5.0
+DEFAULT_NEGATIVE_PROMPT = (
+    "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，"
+    "丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，"
+    "静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走"
+)
+"""Wan 2.1's ``sample_neg_prompt`` (its shared config), used when a shot and the story set none."""
+
+
+def model_spec(model_dir: Path, output_width: int, output_height: int) -> EngineSpec:
+    """Size, frame rules and revision for a reel of ``output_width`` x ``output_height``, from the folder's
+    files (no weights loaded)."""
+    from storyreel.models.wan_vace import model_revision, native_format, require_complete
+
+    require_complete(model_dir)
+    native = native_format(model_dir)
+    width, height = native.size_for(output_width, output_height)
+    return EngineSpec(
+        name=ENGINE_NAME,
+        version=ENGINE_VERSION,
+        fps=native.fps,
+        width=width,
+        height=height,
+        max_frames=native.max_frames,
+        frame_multiple=FRAME_MULTIPLE,
+        model_revision=model_revision(model_dir),
+        generative=True,
+        min_cast=0,
+    )
+
+
+class WanVaceEngine:
+    """Renders jobs with the Wan VACE folder ``model_dir`` on ``device`` (default: CUDA if present)."""
+
+    name = ENGINE_NAME
+
+    def __init__(self, model_dir: Path, *, device: str | None = None, memory: str = "auto"):
+        self.model_dir = Path(model_dir)
+        self.memory = memory
+        self.requested_device = device
+        self.pipe = None
+        self.device: torch.device | None = None
+        self.dtype: torch.dtype | None = None
+        self._revision: str | None = None
+        self._texts: TextEmbeddingCache | None = None
+        self.load_seconds = 0.0
+
+    def spec_for(self, output_width: int, output_height: int) -> EngineSpec:
+        """The engine's spec for a reel of this size (the orientation picks the native size)."""
+        spec = model_spec(self.model_dir, output_width, output_height)
+        self._revision = spec.model_revision
+        return spec
+
+    def versions(self) -> dict[str, str]:
+        import diffusers
+        import torch
+        import transformers
+
+        from storyreel.models.wan_vace import model_revision, read_record
+
+        record = read_record(self.model_dir)
+        found = {
+            "engine": ENGINE_VERSION,
+            "model_dir": str(self.model_dir),
+            "model_revision": self._revision or model_revision(self.model_dir),
+            "variant": record.variant if record else "unrecorded",
+            "torch": torch.__version__,
+            "diffusers": diffusers.__version__,
+            "transformers": transformers.__version__,
+            "device": str(self.device),
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "memory": self.memory,
+        }
+        if self.device is not None and self.device.type == "cuda":
+            found["gpu"] = torch.cuda.get_device_name(self.device)
+        return found
+
+    def load(self) -> None:
+        if self.pipe is not None:
+            return
+        import diffusers.utils.logging
+        import torch
+        import transformers.utils.logging
+
+        from storyreel.models.wan_vace import load_pipeline, model_revision
+
+        diffusers.utils.logging.disable_progress_bar()  # the runner shows its own progress
+        transformers.utils.logging.disable_progress_bar()
+        started = time.perf_counter()
+        device = self.requested_device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = torch.device(device)
+        self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        self.pipe = load_pipeline(self.model_dir, device=self.device, dtype=self.dtype, memory=self.memory)
+        self._revision = self._revision or model_revision(self.model_dir)
+        self._texts = TextEmbeddingCache(self._revision, MAX_SEQUENCE_LENGTH, self.dtype)
+        self.load_seconds = time.perf_counter() - started
+
+    # ------------------------------------------------------------------------------------------ text
+
+    def _encode(self, prompt: str, negative: str) -> Embeddings:
+        assert self.pipe is not None
+        return self.pipe.encode_prompt(
+            prompt=prompt,
+            negative_prompt=negative,
+            do_classifier_free_guidance=True,
+            num_videos_per_prompt=1,
+            max_sequence_length=MAX_SEQUENCE_LENGTH,
+            device=self.device,
+            dtype=self.dtype,
+        )
+
+    def text_embeddings(self, job: RenderJob, project: Project) -> Embeddings:
+        """The job's (prompt, negative prompt) embeddings, from the cache when possible."""
+        self.load()
+        assert self._texts is not None
+        negative = job.negative_prompt if job.negative_prompt is not None else DEFAULT_NEGATIVE_PROMPT
+        return self._texts.get(project.text_cache_dir, job.prompt, negative, self._encode)
+
+    def prepare(self, work: Iterable[tuple[RenderJob, Project]]) -> None:
+        """Encode every prompt of a batch up front; on a GPU with offloading, then free the UMT5 encoder."""
+        from storyreel.models.wan_vace import free_text_encoder
+
+        self.load()
+        for job, project in work:
+            self.text_embeddings(job, project)
+        assert self.pipe is not None and self.device is not None
+        if self.device.type == "cuda" and self.memory != "none" and self.pipe.text_encoder is not None:
+            free_text_encoder(self.pipe)
+
+    # ------------------------------------------------------------------------------------ references
+
+    def references(self, job: RenderJob, story: Story, project: Project) -> tuple[list[Image.Image], dict]:
+        """The job's people, left to right, as reference images, and the reference cache's hit/miss counts."""
+        from storyreel.reference_cache import ReferenceCache
+
+        cache = ReferenceCache(project.cache_dir / "references")
+        modes = job.combine or {name: story.cast[name].combine for name in job.cast}
+        images = [cache.get(story.cast[name], modes[name]) for name in job.cast]
+        return images, {"reference_cache_hits": cache.hits, "reference_cache_misses": cache.misses}
+
+    # ---------------------------------------------------------------------------------------- render
+
+    def render(
+        self, job: RenderJob, output: Path, progress: StepProgress, *, story: Story, project: Project
+    ) -> RenderResult:
+        import torch
+
+        self.load()
+        assert self.pipe is not None and self.device is not None
+        started = time.perf_counter()
+        references, cache_stats = self.references(job, story, project)
+        prompt_embeds, negative_embeds = self.text_embeddings(job, project)
+        prepared = time.perf_counter()
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        steps = job.steps or DEFAULT_STEPS
+
+        def on_step(pipe, step: int, timestep, tensors: dict) -> dict:
+            progress(step + 1, steps)
+            return tensors
+
+        result = self.pipe(
+            reference_images=references or None,
+            prompt_embeds=prompt_embeds.to(self.device),
+            negative_prompt_embeds=negative_embeds.to(self.device),
+            height=job.height,
+            width=job.width,
+            num_frames=job.frames,
+            num_inference_steps=steps,
+            guidance_scale=job.guidance if job.guidance is not None else DEFAULT_GUIDANCE,
+            generator=torch.Generator("cpu").manual_seed(job.seed),
+            output_type="np",
+            callback_on_step_end=on_step,
+            max_sequence_length=MAX_SEQUENCE_LENGTH,
+        )
+        generated = time.perf_counter()
+        frames = np.clip(np.rint(np.asarray(result.frames[0]) * 255.0), 0, 255).astype(np.uint8)
+        height, width = frames.shape[1:3]
+        with FrameWriter(output, width, height, job.fps, crf=16, preset="medium") as out:
+            for frame in frames:
+                out.write(frame)
+        done = time.perf_counter()
+        if self.device.type == "cuda":
+            peak, kind = torch.cuda.max_memory_allocated(self.device), "cuda_max_memory_allocated"
+        else:
+            peak, kind = rss_peak_bytes(), "rss"
+        return RenderResult(
+            frames=len(frames),
+            fps=job.fps,
+            width=width,
+            height=height,
+            seconds=done - started,
+            peak_memory_bytes=int(peak),
+            peak_memory_kind=kind,
+            timings={
+                "references_and_text": prepared - started,
+                "denoise_and_decode": generated - prepared,
+                "encode": done - generated,
+            },
+            details={**cache_stats, "references": len(references)},
+        )
