@@ -48,15 +48,13 @@ __all__ = [
     "native_format",
     "read_record",
     "require_complete",
+    "thresholds",
     "write_record",
 ]
 
 PIPELINE_CLASS = "WanVACEPipeline"
 FOLDER_RECORD = "storyreel.json"
 RECORD_FORMAT = 1
-
-FLOW_SHIFT_480P = 3.0
-"""diffusers' Wan VACE example: UniPC with ``flow_shift`` 3.0 for 480p (5.0 for 720p)."""
 
 ACTIVATIONS_GIB = 6.0
 """Estimated GPU memory beyond the weights at 480p and 81 frames (latents, the VACE hints, attention, tiled
@@ -236,19 +234,29 @@ def _parameters(folder: Path) -> int:
     return total
 
 
-def memory_thresholds(model_dir: Path) -> tuple[float, float]:
-    """Free GPU memory (GiB) that ``none`` and ``model_offload`` need for this folder: its weights in the
-    engine's dtypes (transformer and text encoder bf16, VAE float32) plus :data:`ACTIVATIONS_GIB`.
-
-    ``none`` holds everything at once; ``model_offload`` one model at a time (the larger of the text encoder
-    and the transformer). Released 1.3B (2.2B transformer parameters with its VACE blocks, 5.7B UMT5):
-    about 21 and 11 GiB; 14B: about 50 and 40 GiB. Estimates, not measured.
-    """
+def thresholds(transformer: int, text_encoder: int, vae: int) -> tuple[float, float]:
+    """Free GPU memory (GiB) that ``none`` and ``model_offload`` need for components of these parameter
+    counts: weights in the engine's dtypes (transformer and text encoder bf16, VAE float32) plus
+    :data:`ACTIVATIONS_GIB`. ``none`` holds everything at once; ``model_offload`` one model at a time (the
+    larger of the text encoder and the transformer with its activations)."""
     gib = 2**30
-    transformer = 2 * _parameters(Path(model_dir) / "transformer") / gib
-    text = 2 * _parameters(Path(model_dir) / "text_encoder") / gib
-    vae = 4 * _parameters(Path(model_dir) / "vae") / gib
-    return transformer + text + vae + ACTIVATIONS_GIB, max(text, transformer + ACTIVATIONS_GIB)
+    weights_transformer, weights_text, weights_vae = (
+        2 * transformer / gib,
+        2 * text_encoder / gib,
+        4 * vae / gib,
+    )
+    none = weights_transformer + weights_text + weights_vae + ACTIVATIONS_GIB
+    return none, max(weights_text, weights_transformer + ACTIVATIONS_GIB)
+
+
+def memory_thresholds(model_dir: Path) -> tuple[float, float]:
+    """:func:`thresholds` for this folder's parameter counts, read from its safetensors headers.
+
+    Released 1.3B (2.2B transformer parameters with its VACE blocks, 5.7B UMT5): about 21 and 11 GiB; 14B
+    (17.3B): about 49 and 38 GiB (``python benchmarks/wan_vace_memory.py``). Estimates, not measured.
+    """
+    model_dir = Path(model_dir)
+    return thresholds(*(_parameters(model_dir / name) for name in ("transformer", "text_encoder", "vae")))
 
 
 def load_pipeline(
@@ -260,7 +268,8 @@ def load_pipeline(
     """Load diffusers' WanVACEPipeline from a model folder (released or tiny) onto ``device``.
 
     ``dtype`` (default: bfloat16 on CUDA, float32 elsewhere) applies to the transformer and text encoder; the
-    VAE stays float32, as diffusers' Wan examples load it. The scheduler gets ``flow_shift`` 3.0 (480p).
+    VAE stays float32, as diffusers' Wan examples load it. The scheduler is the folder's (diffusers'
+    conversion writes UniPC with ``flow_shift`` 3.0, the value its Wan VACE example gives for 480p).
     memory: ``none`` (everything on ``device``), ``model_offload`` (one model on the GPU at a time),
     ``group_offload`` (one transformer block at a time; text encoder and VAE leaf by leaf), ``auto`` (by free
     GPU memory against :func:`memory_thresholds`; ``none`` on the CPU). Both offload modes also turn on VAE
@@ -293,8 +302,6 @@ def load_pipeline(
             hint=f"the folder looks complete but a file is damaged or from another model; run "
             f"`{DOWNLOAD_HINT.replace('DIR', str(model_dir))}` to repair it",
         ) from err
-    if "flow_shift" in pipe.scheduler.config:
-        pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, flow_shift=FLOW_SHIFT_480P)
     pipe.set_progress_bar_config(disable=True)
     _configure_memory(pipe, device, mode)
     return pipe

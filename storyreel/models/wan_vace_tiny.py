@@ -2,9 +2,10 @@
 
 Every component is diffusers' or transformers' own class, saved with ``WanVACEPipeline.save_pretrained``:
 the transformer and VAE with diffusers' own test configs (tests/pipelines/wan/test_wan_vace.py), a 2-layer
-``UMT5EncoderModel`` with the offline Unigram tokenizer of ``ingredients_model.tiny``, and the flow-matching
-UniPC scheduler of diffusers' Wan examples. Its ``storyreel.json`` gives a small native format
-(:data:`TINY_NATIVE`), so that a CPU renders a shot in seconds.
+``UMT5EncoderModel`` with the offline Unigram tokenizer of ``ingredients_model.tiny``, and the scheduler
+that diffusers' conversion script writes for the released folders (UniPC, flow matching, ``flow_shift``
+3.0). Its ``storyreel.json`` gives a small native format (:data:`TINY_NATIVE`), so that a CPU renders a shot
+in about a second.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from storyreel.models.wan_vace import FLOW_SHIFT_480P, FolderRecord, NativeFormat, write_record
+from storyreel.models.wan_vace import FolderRecord, NativeFormat, write_record
 
 __all__ = ["TINY_NATIVE", "write_tiny_folder"]
 
@@ -70,8 +71,8 @@ def _build(root: Path, seed: int) -> None:
         vace_layers=[0, 2],
         vace_in_channels=96,
     )
-    scheduler = UniPCMultistepScheduler(
-        prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=FLOW_SHIFT_480P
+    scheduler = UniPCMultistepScheduler(  # as diffusers' convert_wan_to_diffusers.py writes for Wan VACE
+        prediction_type="flow_prediction", use_flow_sigmas=True, num_train_timesteps=1000, flow_shift=3.0
     )
     pipe = WanVACEPipeline(
         tokenizer=AutoTokenizer.from_pretrained(root / "tokenizer"),

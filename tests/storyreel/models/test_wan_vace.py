@@ -199,7 +199,7 @@ def test_memory_thresholds_count_the_folder_weights(tiny_wan_dir: Path) -> None:
     assert offload == pytest.approx(big)
 
 
-def test_load_pipeline_uses_diffusers_classes_and_the_480p_flow_shift(tiny_wan_dir: Path) -> None:
+def test_load_pipeline_uses_diffusers_classes(tiny_wan_dir: Path) -> None:
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanVACEPipeline
 
     pipe = load_pipeline(tiny_wan_dir, memory="auto")
