@@ -139,6 +139,7 @@ class PlannedJob:
         job = self.job
         return {
             "shot": job.shot_id,
+            "engine": job.engine,
             "cast": list(job.cast),
             "frames": job.frames,
             "fps": job.fps,
@@ -152,7 +153,8 @@ class PlannedJob:
 
 @dataclass
 class Plan:
-    """The jobs of one story for the engine that would render it."""
+    """The jobs of one story for the engines that would render them (``engine``: their names, comma-separated;
+    each job names its own)."""
 
     story: Story
     engine: str
@@ -183,18 +185,29 @@ def plan(
     model: Path | str | None = None,
     cache_threshold: float | None = None,
     only: Sequence[str] | None = None,
+    wan_model: Path | str | None = None,
 ) -> Plan:
-    """What ``render`` would do: the engine it would choose and each job with its status."""
-    from storyreel.engines.select import choose_engine, make_engine, resolve_model_dir
+    """What ``render`` would do: the engine it would choose for each shot and each job with its status."""
+    from storyreel.engines.select import choose_shot_engines, make_engine
     from storyreel.plan import plan_story
 
     loaded = _story(story)
-    model_dir = Path(model) if model is not None else None
-    choice = choose_engine(engine or loaded.defaults.engine, *resolve_model_dir(model_dir, loaded))
-    jobs = plan_story(loaded, make_engine(choice).spec(), only=only, cache_threshold=cache_threshold)
+    choices = choose_shot_engines(
+        loaded,
+        engine,
+        Path(model) if model is not None else None,
+        Path(wan_model) if wan_model is not None else None,
+    )
+    specs = {}
+    for choice in choices.values():
+        specs.setdefault(choice.name, make_engine(choice).spec())
+    jobs = plan_story(
+        loaded, lambda shot: specs[choices[shot.id].name], only=only, cache_threshold=cache_threshold
+    )
     project = Project.from_story(loaded)
     planned = [PlannedJob(job, job_status(job, project)) for job in jobs]
-    return Plan(loaded, choice.name, choice.reason, planned)
+    reasons = {choice.name: choice.reason for choice in choices.values()}
+    return Plan(loaded, ", ".join(reasons), "; ".join(reasons.values()), planned)
 
 
 @dataclass

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from ingredients_model.released import FPS as MODEL_FPS
 from storyreel.cast import CastPhotos, FaceChoice, cast_photos
 from storyreel.errors import StoryreelError
 from storyreel.timeline import BURNED_CAPTIONS
@@ -40,11 +41,13 @@ KEY_VERSION = 1  # bump if the meaning of a job field changes
 class EngineSpec:
     """What the planner needs to know about an engine without loading any weights.
 
-    ``fps``/``width``/``height`` None mean "the story's reel fps / size". Frame counts are clipped to
-    ``max_frames`` and, when ``frame_multiple`` > 1, rounded to ``k * frame_multiple + 1`` (CogVideoX's
-    temporal compression). ``uses_caption``: the engine draws the shot caption (unless the reel burns it
-    in); ``generative``: a diffusion model, so negative prompts, steps, guidance, router mode and cache
-    threshold matter.
+    ``fps``/``width``/``height`` None mean "the story's reel fps / size"; ``orientable``: the engine also
+    renders ``height`` x ``width``, and a job takes the orientation of the reel (portrait when the reel is
+    taller than wide). Frame counts are clipped to ``max_frames`` and, when ``frame_multiple`` > 1, rounded
+    to ``k * frame_multiple + 1`` (the VAE's temporal compression). ``uses_caption``: the engine draws the
+    shot caption (unless the reel burns it in); ``generative``: a diffusion model, so negative prompts,
+    steps, guidance and cache threshold matter (and the router mode when ``router``); ``guidance``: its
+    guidance scale when the story sets none.
     """
 
     name: str
@@ -58,6 +61,9 @@ class EngineSpec:
     uses_caption: bool = False
     generative: bool = False
     min_cast: int = 0
+    orientable: bool = False
+    guidance: float | None = None
+    router: bool = True
 
 
 NOT_IN_KEY = frozenset({"key", "photos", "descriptions"})
@@ -153,6 +159,10 @@ def plan_shot(
     fps = spec.fps or story.output.fps
     model = spec.generative
     negative = shot.negative_prompt if shot.negative_prompt is not None else defaults.negative_prompt
+    guidance = next((g for g in (shot.guidance, defaults.guidance, spec.guidance) if g is not None), None)
+    width, height = spec.width or story.output.width, spec.height or story.output.height
+    if spec.orientable and (height > width) != (story.output.height > story.output.width):
+        width, height = height, width
     job = RenderJob(
         shot_id=shot.id,
         prompt=shot.resolved_prompt(story),
@@ -166,14 +176,16 @@ def plan_shot(
         combine={name: story.cast[name].combine for name in cast} if model else None,
         caption=shot.caption if spec.uses_caption and story.output.captions not in BURNED_CAPTIONS else None,
         seed=shot.seed if shot.seed is not None else derive_seed(defaults.seed, shot.id),
-        # explicit `frames` are model frames (8 fps); other engines use the seconds they stand for
-        frames=frame_count(shot.seconds or defaults.seconds, shot.frames if model else None, spec, fps),
+        # explicit `frames` are Ingredients frames (8 fps); other engines use the seconds they stand for
+        frames=frame_count(
+            shot.seconds or defaults.seconds, shot.frames if model and fps == MODEL_FPS else None, spec, fps
+        ),
         fps=fps,
-        width=spec.width or story.output.width,
-        height=spec.height or story.output.height,
+        width=width,
+        height=height,
         steps=(shot.steps or defaults.steps) if model else None,
-        guidance=(shot.guidance if shot.guidance is not None else defaults.guidance) if model else None,
-        router_mode=defaults.router if model else None,
+        guidance=guidance if model else None,
+        router_mode=defaults.router if model and spec.router else None,
         cache_threshold=cache_threshold if model else None,
         engine=spec.name,
         engine_version=spec.version,
@@ -183,9 +195,15 @@ def plan_shot(
 
 
 def plan_story(
-    story: Story, spec: EngineSpec, *, only: Iterable[str] | None = None, cache_threshold: float | None = None
+    story: Story,
+    spec: EngineSpec | Callable[[Shot], EngineSpec],
+    *,
+    only: Iterable[str] | None = None,
+    cache_threshold: float | None = None,
 ) -> list[RenderJob]:
-    """Jobs for the story's shots in reel order (only the ids in ``only`` when given)."""
+    """Jobs for the story's shots in reel order (only the ids in ``only`` when given); ``spec`` is the
+    engine of every shot, or a function giving each shot's engine (stories that mix engines)."""
+    spec_of = spec if callable(spec) else lambda shot: spec
     shots = story.shots
     if only:
         wanted = list(dict.fromkeys(only))
@@ -197,17 +215,19 @@ def plan_story(
                 hint="shot ids in this story: " + ", ".join(shot.id for shot in shots),
             )
         shots = [shot for shot in shots if shot.id in wanted]
-    empty = [shot.id for shot in shots if len(shot.cast or []) < spec.min_cast]
+    specs = {shot.id: spec_of(shot) for shot in shots}
+    empty = [shot.id for shot in shots if len(shot.cast or []) < specs[shot.id].min_cast]
     if empty:
+        names = ", ".join(sorted({specs[shot_id].name for shot_id in empty}))
         raise StoryreelError(
-            f"the {spec.name} engine needs at least {spec.min_cast} person per shot; "
-            f"no cast in: {', '.join(empty)}",
+            f"the {names} engine needs at least one person per shot; no cast in: {', '.join(empty)}",
             hint="name someone with {name} in the prompt or list them under `cast:`, "
-            "or render these shots with --engine preview",
+            "or give these shots an engine that needs none (`engine: wan-vace` or `engine: preview` on the "
+            "shot), or render everything with --engine preview",
         )
     names = dict.fromkeys(name for shot in shots for name in shot.cast or [])
     photos = {name: cast_photos(story.cast[name]) for name in names}
-    return [plan_shot(story, shot, spec, photos, cache_threshold=cache_threshold) for shot in shots]
+    return [plan_shot(story, shot, specs[shot.id], photos, cache_threshold=cache_threshold) for shot in shots]
 
 
 def read_clip_meta(project: Project, shot_id: str) -> dict | None:

@@ -90,6 +90,11 @@ class Project:
         return self.cache_dir / "identities"
 
     @property
+    def reference_cache_dir(self) -> Path:
+        """``.storyreel/cache/references/``: reference-image crops (wan-vace), content-addressed."""
+        return self.cache_dir / "references"
+
+    @property
     def text_cache_dir(self) -> Path:
         """``.storyreel/cache/text/``: prompt embeddings."""
         return self.cache_dir / "text"

@@ -25,19 +25,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
-from typing import Literal
 
 from PIL import Image
 
+from ingredients_model.combine import COMBINE_MODES, Combine, photo_quality
 from ingredients_model.face_tools import FaceBox
-from storyreel.cast import MemberLike, file_sha256, recorded_face, resolve_face
+from storyreel.cast import FaceChoice, choose_face, resolve_face
 from storyreel.errors import StoryreelError
-from storyreel.fsutil import atomic_write_bytes, atomic_write_json
+from storyreel.fsutil import atomic_write_bytes, atomic_write_json, file_sha256
 
 __all__ = [
     "FACE_MARGIN",
@@ -53,8 +53,6 @@ REFERENCE_FORMAT = 1
 
 FACE_MARGIN = 0.2
 """Added on each side of the detected face box, as a fraction of its side (dlib's box → hairline and chin)."""
-
-Combine = Literal["mean", "best", "first"]
 
 
 class ReferenceCacheWarning(UserWarning):
@@ -73,8 +71,8 @@ class CachedReference:
 
     @property
     def quality(self) -> float:
-        """Larger and sharper faces first: ``min(face size, 256 px) * log(1 + sharpness)``."""
-        return min(self.face_size, 256) * math.log1p(max(self.sharpness, 0.0))
+        """:func:`~ingredients_model.combine.photo_quality`: larger and sharper faces rank higher."""
+        return photo_quality(self.face_size, self.sharpness)
 
 
 def _sha256(data: bytes) -> str:
@@ -102,47 +100,50 @@ class ReferenceCache:
         self.hits = 0
         self.misses = 0
 
-    def get(self, member: MemberLike, combine: Combine = "mean") -> Image.Image:
-        """A person's reference: the first photo's crop for ``first``, else the crop of the photo with the
-        largest, sharpest face (a reference is pixels, so ``mean`` cannot average: it means ``best``)."""
-        if not member.photos:
+    def get_person(
+        self, photos: Sequence[Path], faces: Sequence[FaceChoice | int | None], combine: Combine = "mean"
+    ) -> Image.Image:
+        """One person's reference from their ``photos`` and the face chosen in each: the first photo's
+        crop for ``first``, else the crop of the photo with the largest, sharpest face (a reference is
+        pixels, so ``mean`` cannot average them: it means ``best``)."""
+        if combine not in COMBINE_MODES:
+            raise ValueError(f"combine must be one of {', '.join(COMBINE_MODES)}, not {combine!r}")
+        if not photos:
             raise StoryreelError(
                 "a cast member without photos has no reference image", "add photos with storyreel cast add"
             )
+        pairs = list(zip(photos, faces, strict=True))
         if combine == "first":
-            return self.get_photo(Path(member.photos[0]), member.face).image
-        items = [self.get_photo(Path(photo), member.face) for photo in member.photos]
+            pairs = pairs[:1]
+        items = [self.get_photo(Path(photo), face) for photo, face in pairs]
         return max(items, key=lambda item: item.quality).image
 
-    def get_photo(self, photo: Path, face: int | None = None) -> CachedReference:
-        """One photo's reference crop (``face``: 1-based from the left; None: recorded/only/dominant face)."""
+    def get_photo(self, photo: Path, face: FaceChoice | int | None = None) -> CachedReference:
+        """One photo's reference crop; ``face``: a :class:`~storyreel.cast.FaceChoice`, or ``face:`` from
+        story.yaml (1-based, left to right; ``None``: the recorded, only or clearly largest face)."""
         photo = Path(photo)
         if not photo.is_file():
             raise StoryreelError(f"photo not found: {photo}", "check the photos: list in story.yaml")
         photo_sha = file_sha256(photo)
-        key = self.key(photo_sha, self._choice(photo, face), self.margin)
+        choice = face if isinstance(face, FaceChoice) else choose_face(photo, face)
+        key = self.key(photo_sha, choice.token, self.margin)
         cached = self._load(key)
         if cached is not None:
             self.hits += 1
             return cached
         self.misses += 1
-        return self._build(key, photo, photo_sha, face)
+        return self._build(key, photo, photo_sha, choice)
 
     @staticmethod
     def key(photo_sha256: str, choice: str, margin: float) -> str:
-        """Content address of an entry."""
+        """Content address of an entry (``choice``: a :attr:`~storyreel.cast.FaceChoice.token`)."""
         return _sha256(f"{REFERENCE_FORMAT}\0{photo_sha256}\0{choice}\0{margin!r}".encode())
 
-    # ------------------------------------------------------------------------------------ internals
+    def entry_files(self, photo_sha256: str, choice: str) -> tuple[Path, Path]:
+        """The files of one entry (crop, metadata), whether they exist yet or not."""
+        return self._paths(self.key(photo_sha256, choice, self.margin))
 
-    @staticmethod
-    def _choice(photo: Path, face: int | None) -> str:
-        """Which face, as part of the key: the box recorded by ``cast add`` when it applies, else the rule."""
-        entry = recorded_face(photo)
-        if entry is not None and (face is None or face == entry.face):
-            box = entry.box
-            return f"box:{box.left},{box.top},{box.right},{box.bottom}"
-        return f"face:{face}" if face is not None else "auto"
+    # ------------------------------------------------------------------------------------ internals
 
     def _paths(self, key: str) -> tuple[Path, Path]:
         base = self.directory / key[:2] / key
@@ -178,8 +179,8 @@ class ReferenceCache:
             return None
         return CachedReference(image, meta["photo_sha256"], meta["face_size"], meta["sharpness"], hit=True)
 
-    def _build(self, key: str, photo: Path, photo_sha: str, face: int | None) -> CachedReference:
-        resolved = resolve_face(photo, face)
+    def _build(self, key: str, photo: Path, photo_sha: str, choice: FaceChoice) -> CachedReference:
+        resolved = resolve_face(photo, choice)
         crop_box = widen(resolved.box, resolved.image.size, self.margin)
         image = resolved.image.convert("RGB").crop(crop_box)
         buffer = BytesIO()

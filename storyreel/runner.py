@@ -48,17 +48,19 @@ if TYPE_CHECKING:
     from storyreel.cluster import RayOptions
     from storyreel.engines.base import Engine, RenderResult
     from storyreel.engines.select import EngineChoice
+    from storyreel.plan import EngineSpec
     from storyreel.project import Project
-    from storyreel.story import Story
+    from storyreel.story import Shot, Story
 
 
 @dataclass
 class RenderOptions:
-    """What ``storyreel render`` was asked to do (``engine=None``: the story's ``defaults.engine``;
-    ``ray``: render on a Ray cluster, see :mod:`storyreel.cluster`)."""
+    """What ``storyreel render`` was asked to do (``engine=None``: each shot's ``engine:``, else the story's
+    ``defaults.engine``; ``ray``: render on a Ray cluster, see :mod:`storyreel.cluster`)."""
 
     engine: str | None = None
     model: Path | None = None
+    wan_model: Path | None = None
     force: bool = False
     only: list[str] | None = None
     memory: str = "auto"
@@ -266,12 +268,13 @@ def clip_record(
 
 @dataclass
 class StoryWork:
-    """One story of a batch while it renders: its project, engine, jobs and what this process renders."""
+    """One story of a batch while it renders: its project, each shot's engine, the jobs and what this process
+    renders."""
 
     story: Story
     project: Project
-    choice: EngineChoice
-    engine: Engine
+    choices: dict[str, EngineChoice]  # by shot id
+    engines: dict[str, Engine]  # by shot id
     jobs: list[RenderJob]
     report: StoryReport
     lock: ProjectLock | None = None
@@ -287,6 +290,18 @@ class StoryWork:
     @property
     def live(self) -> bool:
         return self.report.status == OK
+
+    def spec(self, shot: Shot) -> EngineSpec:
+        """The spec of ``shot``'s engine (planning)."""
+        return self.engines[shot.id].spec()
+
+    def choice_of(self, job: RenderJob) -> EngineChoice:
+        """Which engine renders ``job``, and why."""
+        return self.choices[job.shot_id]
+
+    def engine_of(self, job: RenderJob) -> Engine:
+        """The engine that renders ``job``."""
+        return self.engines[job.shot_id]
 
     def tried_all(self) -> bool:
         """Every job of this process was rendered or failed (not cut short by fail-fast)."""
@@ -336,23 +351,26 @@ class Runner:
 
         return cuda_device_name()
 
-    def engine_for(self, story: Story) -> tuple[EngineChoice, Engine]:
-        from storyreel.engines.select import choose_engine, make_engine, resolve_model_dir
+    def engines_for(self, story: Story) -> tuple[dict[str, EngineChoice], dict[str, Engine]]:
+        """Each shot's engine choice and engine, by shot id (every engine built once per batch)."""
+        from storyreel.engines.select import choose_shot_engines, make_engine
 
-        model_dir, source = resolve_model_dir(self.options.model, story)
-        requested = self.options.engine or story.defaults.engine
-        choice = choose_engine(requested, model_dir, source, gpu_name=self.gpu_name)
-        key = (choice.name, choice.model_dir)
-        if key not in self.engines:
-            self.engines[key] = make_engine(choice, device=self.processes.device, memory=self.options.memory)
-            if self.processes.is_main:
-                self.say(f"engine: [bold]{choice.name}[/] — {escape(choice.reason)}")
-        return choice, self.engines[key]
-
-    def plan(self, story: Story, engine: Engine) -> list[RenderJob]:
-        return plan_story(
-            story, engine.spec(), only=self.options.only, cache_threshold=self.options.cache_threshold
+        options = self.options
+        choices = choose_shot_engines(
+            story, options.engine, options.model, options.wan_model, gpu_name=self.gpu_name
         )
+        engines = {}
+        for shot_id, choice in choices.items():
+            key = (choice.name, choice.model_dir)
+            if key not in self.engines:
+                self.engines[key] = make_engine(choice, device=self.processes.device, memory=options.memory)
+                if self.processes.is_main:
+                    self.say(f"engine: [bold]{choice.name}[/] — {escape(choice.reason)}")
+            engines[shot_id] = self.engines[key]
+        return choices, engines
+
+    def plan(self, work: StoryWork, only: list[str] | None) -> list[RenderJob]:
+        return plan_story(work.story, work.spec, only=only, cache_threshold=self.options.cache_threshold)
 
     def todo(self, work: StoryWork) -> list[RenderJob]:
         if self.options.force:
@@ -394,9 +412,10 @@ class Runner:
         started = time.time()
         partial_path(clip).unlink(missing_ok=True)
         with atomic_path(clip) as tmp:
-            result = work.engine.render(job, tmp, on_step, project=project)
+            result = work.engine_of(job).render(job, tmp, on_step, project=project)
         where = {"host": socket.gethostname(), "pid": os.getpid(), "process_index": self.processes.index}
-        record = clip_record(job, work.engine.name, work.engine.versions(), result, started, **where)
+        engine = work.engine_of(job)
+        record = clip_record(job, engine.name, engine.versions(), result, started, **where)
         atomic_write_json(meta, record)  # the record last: only then does the clip count as current
         return result.seconds
 
@@ -420,7 +439,7 @@ class Runner:
                     if self.stopped:
                         break
                     try:
-                        self.load(work.engine)
+                        self.load(work.engine_of(job))
                         seconds = self.render_one(work, job, progress, steps_task)
                     except HintedError as err:
                         self.fail(work.report, err, job.shot_id)
@@ -456,7 +475,7 @@ class Runner:
         """All the story's jobs (``--only`` narrows what is rendered, not what the reel needs)."""
         if not self.options.only:
             return work.jobs
-        return plan_story(work.story, work.engine.spec(), cache_threshold=self.options.cache_threshold)
+        return self.plan(work, None)
 
     # ----------------------------------------------------------------------------------------- run
 
@@ -475,18 +494,19 @@ class Runner:
         (the model engine encodes every prompt and identity, then may free its text encoder). An engine
         that cannot load fails every story that uses it."""
         live = [w for w in works if w.live and w.mine]
-        for engine in {id(w.engine): w.engine for w in live}.values():
-            users = [w for w in live if w.engine is engine]
+        work = [(w.engine_of(job), job, w) for w in live for job in w.mine]
+        for engine in {id(engine): engine for engine, _, _ in work}.values():
+            users = [(job, w) for used, job, w in work if used is engine]
             if self.stopped:
                 return
             try:
                 self.load(engine)
                 prepare = getattr(engine, "prepare", None)
                 if prepare is not None:
-                    prepare([(job, w.project) for w in users for job in w.mine])
+                    prepare([(job, w.project) for job, w in users])
             except HintedError as err:
-                for work in users:
-                    self.fail(work.report, err)
+                for story in {id(w): w for _, w in users}.values():
+                    self.fail(story.report, err)
 
     def progress(self) -> Progress:
         """The progress display (process 0 only): shots of the whole batch, and the current shot's steps."""
@@ -500,13 +520,15 @@ class Runner:
 
         report = StoryReport(story.path, "", "")
         try:
-            choice, engine = self.engine_for(story)
-            report.engine, report.reason = choice.name, choice.reason
-            jobs = self.plan(story, engine)
+            choices, engines = self.engines_for(story)
+            distinct = {choice.name: choice.reason for choice in choices.values()}
+            report.engine, report.reason = ", ".join(distinct), "; ".join(distinct.values())
+            work = StoryWork(story, Project.from_story(story), choices, engines, [], report)
+            work.jobs = self.plan(work, self.options.only)
         except HintedError as err:
             self.fail(report, err)
             return report
-        return StoryWork(story, Project.from_story(story), choice, engine, jobs, report)
+        return work
 
     def run(self, stories: Sequence[Story]) -> list[StoryReport]:
         started = [self._start(story) if not self.stopped else None for story in stories]

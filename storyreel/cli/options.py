@@ -29,6 +29,7 @@ __all__ = [
     "ProjectOption",
     "StoriesArgument",
     "StoryArgument",
+    "WanModelOption",
     "expand_stories",
     "keep_going_for",
 ]
@@ -46,12 +47,23 @@ StoriesArgument = Annotated[
 ]
 EngineOption = Annotated[
     str | None,
-    typer.Option("--engine", help="auto | ingredients | preview (default: the story's defaults.engine)."),
+    typer.Option(
+        "--engine",
+        help="auto | ingredients | wan-vace | preview, for every shot (default: each shot's engine:, "
+        "else the story's defaults.engine).",
+    ),
 ]
 ModelOption = Annotated[
     Path | None,
     typer.Option(
         "--model", "-m", help="Model folder (default: the story's defaults.model, else $STORYREEL_MODEL)."
+    ),
+]
+WanModelOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--wan-model",
+        help="Wan VACE model folder (default: the story's defaults.wan_model, else $STORYREEL_WAN_MODEL).",
     ),
 ]
 CacheThresholdOption = Annotated[

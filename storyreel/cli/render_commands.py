@@ -24,6 +24,7 @@ from storyreel.cli.options import (
     KeepGoingOption,
     ModelOption,
     StoriesArgument,
+    WanModelOption,
     expand_stories,
     keep_going_for,
 )
@@ -77,6 +78,8 @@ def render_args(stories: list[str], options: RenderOptions) -> list[str]:
         args += ["--engine", options.engine]
     if options.model:
         args += ["--model", str(Path(options.model).absolute())]
+    if options.wan_model:
+        args += ["--wan-model", str(Path(options.wan_model).absolute())]
     args += ["--force"] if options.force else []
     for shot_id in options.only or []:
         args += ["--only", shot_id]
@@ -129,6 +132,7 @@ def render(
     stories: StoriesArgument = None,
     engine: EngineOption = None,
     model: ModelOption = None,
+    wan_model: WanModelOption = None,
     force: Annotated[
         bool, typer.Option("--force", help="Render every shot again, even current ones.")
     ] = False,
@@ -178,6 +182,7 @@ def render(
     options = RenderOptions(
         engine=engine,
         model=model,
+        wan_model=wan_model,
         force=force,
         only=split_ids(only),
         memory=memory,
@@ -243,6 +248,7 @@ def plan(
     stories: StoriesArgument = None,
     engine: EngineOption = None,
     model: ModelOption = None,
+    wan_model: WanModelOption = None,
     cache_threshold: CacheThresholdOption = None,
     json_: JsonOption = False,
 ) -> None:
@@ -252,7 +258,9 @@ def plan(
     paths = expand_stories(stories)
 
     def one(path: Path) -> Any:
-        planned = plan_story(path, engine=engine, model=model, cache_threshold=cache_threshold)
+        planned = plan_story(
+            path, engine=engine, model=model, wan_model=wan_model, cache_threshold=cache_threshold
+        )
         print_plan(planned)
         return planned
 
@@ -267,10 +275,12 @@ def plan(
 def print_plan(planned: Any) -> None:  # planned: storyreel.api.Plan
     """The plan of one story as a table, then its counts (results: stdout)."""
     reporter.notice(f"engine: [bold]{planned.engine}[/] — {escape(planned.engine_reason)}")
-    first = planned.jobs[0].job
-    title = f"{planned.story.title}: {first.engine}, {first.width}x{first.height} at {first.fps} fps"
+    sizes = dict.fromkeys(
+        f"{e.job.engine}, {e.job.width}x{e.job.height} at {e.job.fps} fps" for e in planned.jobs
+    )
+    title = f"{planned.story.title}: {'; '.join(sizes)}"
     table = Table(title=escape(title), title_justify="left")
-    for column in ("shot", "cast", "frames", "seed", "key", "status"):
+    for column in ("shot", "engine", "cast", "frames", "seed", "key", "status"):
         right = column in ("frames", "seed")
         table.add_column(column, justify="right" if right else "left", no_wrap=column != "cast")
     colours = {"done": "green", "stale": "yellow", "todo": "red"}
@@ -279,6 +289,7 @@ def print_plan(planned: Any) -> None:  # planned: storyreel.api.Plan
         colour = colours.get(entry.status, "red")
         table.add_row(
             escape(job.shot_id),
+            job.engine,
             escape(", ".join(job.cast)) or "-",
             str(job.frames),
             str(job.seed),

@@ -203,7 +203,8 @@ class RayRunner(Runner):
         projects' caches and add every entry a shot reads to its files."""
         groups: dict[tuple[EngineChoice, EngineSpec], list[_Shot]] = {}
         for shot in shots:
-            groups.setdefault((shot.work.choice, shot.work.engine.spec()), []).append(shot)
+            work = shot.work
+            groups.setdefault((work.choice_of(shot.job), work.engine_of(shot.job).spec()), []).append(shot)
         for (choice, spec), group in groups.items():
             jobs = [(shot.location, shot.travel) for shot in group]
             needs = self.call_any(pool, "cache_files", choice, spec, jobs)
@@ -264,7 +265,7 @@ class RayRunner(Runner):
             shots.append(_Shot(work, job, travel, project_location(work.project), files))
         shots.sort(key=lambda shot: _cost(shot.job), reverse=True)
         started = time.perf_counter()
-        engines = {(w.choice, w.engine.spec()): None for w in works if w.mine}
+        engines = {(w.choice_of(job), w.engine_of(job).spec()): None for w, job in todo}
         pool = self.start_pool(len(shots), list(engines))  # they load while the caches are filled
         graceful = False
         try:
@@ -296,7 +297,11 @@ class RayRunner(Runner):
                 shot.tried.add(index)
                 work = shot.work
                 call = pool.handles[index].render.remote(
-                    work.choice, work.engine.spec(), shot.location, shot.travel, shot.files
+                    work.choice_of(shot.job),
+                    work.engine_of(shot.job).spec(),
+                    shot.location,
+                    shot.travel,
+                    shot.files,
                 )
                 running[call] = (index, shot, time.perf_counter())
             if not running and not pool.loading:

@@ -74,6 +74,7 @@ def model_spec(model_dir: Path) -> EngineSpec:
         model_revision=model_revision(model_dir),
         generative=True,
         min_cast=1,
+        guidance=released.GUIDANCE,
     )
 
 

@@ -7,22 +7,26 @@
 * prompt embeddings cached per prompt (:mod:`storyreel.engines.text_cache`); with
   :meth:`WanVaceEngine.prepare` every prompt of a batch is encoded first and, on a GPU with an offloading
   memory mode, UMT5 is then freed;
-* sampler defaults from Wan's reference code: 50 steps, guidance 5.0, its default negative prompt;
+* sampler defaults from Wan's reference code: 50 steps, guidance 5.0, its default negative prompt; the
+  first-block cache threshold (``--cache-threshold``) through diffusers' cache hooks;
 * memory modes as for Ingredients (:func:`storyreel.models.wan_vace.load_pipeline`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from storyreel.engines.base import EngineSpec, RenderResult, StepProgress, rss_peak_bytes
+from storyreel.engines.base import RenderResult, StepProgress, rss_peak_bytes
 from storyreel.engines.text_cache import Embeddings, TextEmbeddingCache
 from storyreel.engines.video import FrameWriter
+from storyreel.errors import StoryreelError
+from storyreel.plan import EngineSpec
 
 if TYPE_CHECKING:
     import torch
@@ -30,7 +34,6 @@ if TYPE_CHECKING:
 
     from storyreel.plan import RenderJob
     from storyreel.project import Project
-    from storyreel.story import Story
 
 ENGINE_NAME = "wan-vace"
 ENGINE_VERSION = "1"  # bump when this engine's use of the pipeline changes the pixels
@@ -46,26 +49,43 @@ DEFAULT_NEGATIVE_PROMPT = (
 """Wan 2.1's ``sample_neg_prompt`` (its shared config), used when a shot and the story set none."""
 
 
-def model_spec(model_dir: Path, output_width: int, output_height: int) -> EngineSpec:
-    """Size, frame rules and revision for a reel of ``output_width`` x ``output_height``, from the folder's
-    files (no weights loaded)."""
+def model_spec(model_dir: Path) -> EngineSpec:
+    """Native size (landscape; jobs take the reel's orientation), frame rules and revision of a folder, from
+    its files (no weights loaded)."""
     from storyreel.models.wan_vace import model_revision, native_format, require_complete
 
     require_complete(model_dir)
     native = native_format(model_dir)
-    width, height = native.size_for(output_width, output_height)
     return EngineSpec(
         name=ENGINE_NAME,
         version=ENGINE_VERSION,
         fps=native.fps,
-        width=width,
-        height=height,
+        width=native.width,
+        height=native.height,
         max_frames=native.max_frames,
         frame_multiple=FRAME_MULTIPLE,
         model_revision=model_revision(model_dir),
         generative=True,
         min_cast=0,
+        orientable=True,
+        guidance=DEFAULT_GUIDANCE,
+        router=False,
     )
+
+
+@contextlib.contextmanager
+def first_block_cache(transformer, threshold: float | None) -> Iterator[None]:
+    """diffusers' first-block cache on ``transformer`` for the duration of the block (none when None)."""
+    if threshold is None:
+        yield
+        return
+    from diffusers.hooks import FirstBlockCacheConfig
+
+    transformer.enable_cache(FirstBlockCacheConfig(threshold=float(threshold)))
+    try:
+        yield
+    finally:
+        transformer.disable_cache()
 
 
 class WanVaceEngine:
@@ -80,28 +100,27 @@ class WanVaceEngine:
         self.pipe = None
         self.device: torch.device | None = None
         self.dtype: torch.dtype | None = None
-        self._revision: str | None = None
+        self._spec: EngineSpec | None = None
         self._texts: TextEmbeddingCache | None = None
         self.load_seconds = 0.0
 
-    def spec_for(self, output_width: int, output_height: int) -> EngineSpec:
-        """The engine's spec for a reel of this size (the orientation picks the native size)."""
-        spec = model_spec(self.model_dir, output_width, output_height)
-        self._revision = spec.model_revision
-        return spec
+    def spec(self) -> EngineSpec:
+        if self._spec is None:
+            self._spec = model_spec(self.model_dir)
+        return self._spec
 
     def versions(self) -> dict[str, str]:
         import diffusers
         import torch
         import transformers
 
-        from storyreel.models.wan_vace import model_revision, read_record
+        from storyreel.models.wan_vace import read_record
 
         record = read_record(self.model_dir)
         found = {
             "engine": ENGINE_VERSION,
             "model_dir": str(self.model_dir),
-            "model_revision": self._revision or model_revision(self.model_dir),
+            "model_revision": self.spec().model_revision or "",
             "variant": record.variant if record else "unrecorded",
             "torch": torch.__version__,
             "diffusers": diffusers.__version__,
@@ -121,7 +140,7 @@ class WanVaceEngine:
         import torch
         import transformers.utils.logging
 
-        from storyreel.models.wan_vace import load_pipeline, model_revision
+        from storyreel.models.wan_vace import load_pipeline
 
         diffusers.utils.logging.disable_progress_bar()  # the runner shows its own progress
         transformers.utils.logging.disable_progress_bar()
@@ -130,8 +149,7 @@ class WanVaceEngine:
         self.device = torch.device(device)
         self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
         self.pipe = load_pipeline(self.model_dir, device=self.device, dtype=self.dtype, memory=self.memory)
-        self._revision = self._revision or model_revision(self.model_dir)
-        self._texts = TextEmbeddingCache(self._revision, MAX_SEQUENCE_LENGTH, self.dtype)
+        self._texts = TextEmbeddingCache(self.spec().model_revision or "", MAX_SEQUENCE_LENGTH, self.dtype)
         self.load_seconds = time.perf_counter() - started
 
     # ------------------------------------------------------------------------------------------ text
@@ -152,42 +170,68 @@ class WanVaceEngine:
         """The job's (prompt, negative prompt) embeddings, from the cache when possible."""
         self.load()
         assert self._texts is not None
-        negative = job.negative_prompt if job.negative_prompt is not None else DEFAULT_NEGATIVE_PROMPT
-        return self._texts.get(project.text_cache_dir, job.prompt, negative, self._encode)
+        return self._texts.get(project.text_cache_dir, job.prompt, self._negative(job), self._encode)
+
+    @staticmethod
+    def _negative(job: RenderJob) -> str:
+        return job.negative_prompt if job.negative_prompt is not None else DEFAULT_NEGATIVE_PROMPT
 
     def prepare(self, work: Iterable[tuple[RenderJob, Project]]) -> None:
-        """Encode every prompt of a batch up front; on a GPU with offloading, then free the UMT5 encoder."""
+        """Encode every prompt and crop every person of a batch up front (into the project caches); on a GPU
+        with offloading, then free the UMT5 encoder. A job whose people cannot be cropped (no face found,
+        say) is left to its render, which reports the error for that shot."""
         from storyreel.models.wan_vace import free_text_encoder
 
         self.load()
         for job, project in work:
             self.text_embeddings(job, project)
+            with contextlib.suppress(StoryreelError):
+                self.references(job, project)
         assert self.pipe is not None and self.device is not None
         if self.device.type == "cuda" and self.memory != "none" and self.pipe.text_encoder is not None:
             free_text_encoder(self.pipe)
 
-    # ------------------------------------------------------------------------------------ references
-
-    def references(self, job: RenderJob, story: Story, project: Project) -> tuple[list[Image.Image], dict]:
-        """The job's people, left to right, as reference images, and the reference cache's hit/miss counts."""
+    def cache_files(self, job: RenderJob, project: Project) -> list[Path]:
+        """The project cache files rendering ``job`` reads: each photo's reference crop and the prompt's
+        embeddings (named from the job alone; they need not exist yet). A Ray render ships them."""
         from storyreel.reference_cache import ReferenceCache
 
-        cache = ReferenceCache(project.cache_dir / "references")
-        modes = job.combine or {name: story.cast[name].combine for name in job.cast}
-        images = [cache.get(story.cast[name], modes[name]) for name in job.cast]
+        self.load()
+        assert self._texts is not None
+        references = ReferenceCache(project.reference_cache_dir)
+        files = [
+            path
+            for name in job.cast
+            for sha, token in zip(job.photo_hashes[name], job.faces[name], strict=True)
+            for path in references.entry_files(sha, token)
+        ]
+        return [*files, *self._texts.entry_files(project.text_cache_dir, job.prompt, self._negative(job))]
+
+    # ------------------------------------------------------------------------------------ references
+
+    def references(self, job: RenderJob, project: Project) -> tuple[list[Image.Image], dict[str, int]]:
+        """The job's people, left to right, as reference images (each person's photo chosen as
+        ``job.combine`` says), and the reference cache's hit and miss counts."""
+        from storyreel.reference_cache import ReferenceCache
+
+        cache = ReferenceCache(project.reference_cache_dir)
+        modes = job.combine or dict.fromkeys(job.cast, "mean")
+        images = [
+            cache.get_person(job.photos[name], job.face_choices(name), modes[name]) for name in job.cast
+        ]
         return images, {"reference_cache_hits": cache.hits, "reference_cache_misses": cache.misses}
 
     # ---------------------------------------------------------------------------------------- render
 
     def render(
-        self, job: RenderJob, output: Path, progress: StepProgress, *, story: Story, project: Project
+        self, job: RenderJob, output: Path, progress: StepProgress, *, project: Project
     ) -> RenderResult:
         import torch
 
         self.load()
         assert self.pipe is not None and self.device is not None
         started = time.perf_counter()
-        references, cache_stats = self.references(job, story, project)
+        references, cache_stats = self.references(job, project)
         prompt_embeds, negative_embeds = self.text_embeddings(job, project)
         prepared = time.perf_counter()
         if self.device.type == "cuda":
@@ -198,20 +242,21 @@ class WanVaceEngine:
             progress(step + 1, steps)
             return tensors
 
-        result = self.pipe(
-            reference_images=references or None,
-            prompt_embeds=prompt_embeds.to(self.device),
-            negative_prompt_embeds=negative_embeds.to(self.device),
-            height=job.height,
-            width=job.width,
-            num_frames=job.frames,
-            num_inference_steps=steps,
-            guidance_scale=job.guidance if job.guidance is not None else DEFAULT_GUIDANCE,
-            generator=torch.Generator("cpu").manual_seed(job.seed),
-            output_type="np",
-            callback_on_step_end=on_step,
-            max_sequence_length=MAX_SEQUENCE_LENGTH,
-        )
+        with first_block_cache(self.pipe.transformer, job.cache_threshold):
+            result = self.pipe(
+                reference_images=references or None,
+                prompt_embeds=prompt_embeds.to(self.device),
+                negative_prompt_embeds=negative_embeds.to(self.device),
+                height=job.height,
+                width=job.width,
+                num_frames=job.frames,
+                num_inference_steps=steps,
+                guidance_scale=job.guidance if job.guidance is not None else DEFAULT_GUIDANCE,
+                generator=torch.Generator("cpu").manual_seed(job.seed),
+                output_type="np",
+                callback_on_step_end=on_step,
+                max_sequence_length=MAX_SEQUENCE_LENGTH,
+            )
         generated = time.perf_counter()
         frames = np.clip(np.rint(np.asarray(result.frames[0]) * 255.0), 0, 255).astype(np.uint8)
         height, width = frames.shape[1:3]

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FOLDER_RECORD",
+    "MAX_REFERENCES",
     "PIPELINE_CLASS",
     "VARIANTS",
     "WAN_480P",
@@ -72,10 +73,9 @@ class NativeFormat:
     fps: int
     max_frames: int
 
-    def size_for(self, width: int, height: int) -> tuple[int, int]:
-        """The native (width, height) with the orientation of an output of ``width`` x ``height``."""
-        return (self.height, self.width) if height > width else (self.width, self.height)
 
+MAX_REFERENCES = 3
+"""Reference images VACE's own "reference anything" preprocessing accepts ("no more than three images")."""
 
 WAN_480P = NativeFormat(width=832, height=480, fps=16, max_frames=81)
 """Wan 2.1's 480p bucket (832*480 and 480*832), 16 fps, 81 frames (its SIZE_CONFIGS, sample_fps and
@@ -199,7 +199,7 @@ def download(variant: str, local_dir: Path, revision: str | None = None, repo_id
     """Download (or resume) a released variant into ``local_dir`` with huggingface_hub, check it is
     complete and record what it is in ``storyreel.json``. ``repo_id`` overrides the variant's repository."""
     from ingredients_model.checkpoint import download_snapshot
-    from ingredients_model.errors import IngredientsError
+    from ingredients_model.errors import HintedError
 
     if variant not in VARIANTS:
         raise StoryreelError(
@@ -209,8 +209,8 @@ def download(variant: str, local_dir: Path, revision: str | None = None, repo_id
     repo = repo_id or chosen.repo_id
     try:
         path = download_snapshot(local_dir, repo, revision)
-    except IngredientsError as err:
-        raise StoryreelError(err.message, err.hint) from err
+    except HintedError as err:
+        raise StoryreelError.from_error(err) from err
     require_complete(path)
     write_record(path, FolderRecord(chosen.name, repo, revision, chosen.native))
     return path

@@ -117,19 +117,24 @@ class Checker:
             ):
                 self.doc.problem(("output", "file"), f"reel file {file!r} must end in .mp4 or .webm")
         if isinstance(defaults, dict):
-            model = self.inside(
-                ("defaults", "model"),
-                defaults.get("model"),
-                "model folder",
-                "keep models inside the project (a symlink such as models/ingredients → /data/ingredients "
-                "is fine), or leave `model` out and use `storyreel render --model DIR` or $STORYREEL_MODEL",
-            )
-            if model is not None and not is_dir(model):
-                self.warn(
-                    ("defaults", "model"),
-                    f"model folder {defaults['model']} does not exist (yet)",
-                    f"get the weights with `storyreel models download {defaults['model']}`",
+            for field, option, env, name in (
+                ("model", "--model", "$STORYREEL_MODEL", "ingredients"),
+                ("wan_model", "--wan-model", "$STORYREEL_WAN_MODEL", "wan-vace-1.3b"),
+            ):
+                model = self.inside(
+                    ("defaults", field),
+                    defaults.get(field),
+                    "model folder",
+                    f"keep models inside the project (a symlink such as models/{name} → /data/{name} is "
+                    f"fine), or leave `{field}` out and use `storyreel render {option} DIR` or {env}",
                 )
+                if model is not None and not is_dir(model):
+                    download = "" if field == "model" else f"{name} "
+                    self.warn(
+                        ("defaults", field),
+                        f"model folder {defaults[field]} does not exist (yet)",
+                        f"get the weights with `storyreel models download {download}{defaults[field]}`",
+                    )
         if isinstance(music, dict):
             path = self.inside(
                 ("music", "file"), music.get("file"), "music file", "copy the music into the project"
@@ -286,7 +291,6 @@ class Checker:
         more than the reel needs: each transition must be *shorter* than the shots it touches, where the
         reel would only shorten what does not fit.
         """
-        limit = released.MAX_FRAMES / released.FPS
         lengths = [
             None
             if shot is None
@@ -303,20 +307,7 @@ class Checker:
             if shot is None or length is None:
                 incoming = 0.0
                 continue
-            if length > limit + 1e-9:
-                self.warn(
-                    ("shots", index),
-                    f"{length:g} s is longer than the model's {released.MAX_FRAMES} frames at "
-                    f"{released.FPS} fps (≈{limit:.1f} s)",
-                    "the clip will be time-stretched to fill it; split long moments into several shots",
-                )
-            if shot.cast and len(shot.cast) > released.TRAINED_PEOPLE:
-                self.warn(
-                    ("shots", index, "cast"),
-                    f"{len(shot.cast)} people in one shot; the released weights were trained with "
-                    f"{released.TRAINED_PEOPLE}",
-                    "expect weaker likeness; two people per shot is the tested case",
-                )
+            self.check_model_limits(index, shot, length, shot.engine or defaults.engine)
             if join.kind == "crossfade" and join.last and shot.transition:
                 self.warn(
                     ("shots", index, "transition"),
@@ -334,6 +325,40 @@ class Checker:
                     "shorten the transitions or lengthen the shot",
                 )
             incoming = outgoing
+
+    def check_model_limits(self, index: int, shot: Shot, length: float, engine: str) -> None:
+        """Warn when a shot is longer than its model renders, or has more people than it was made for."""
+        from storyreel.models import wan_vace
+
+        wan = engine == "wan-vace"
+        frames, fps = (
+            (wan_vace.WAN_480P.max_frames, wan_vace.WAN_480P.fps)
+            if wan
+            else (released.MAX_FRAMES, released.FPS)
+        )
+        limit = frames / fps
+        if length > limit + 1e-9:
+            self.warn(
+                ("shots", index),
+                f"{length:g} s is longer than the {'Wan VACE ' if wan else ''}model's {frames} frames at "
+                f"{fps} fps (≈{limit:.1f} s)",
+                "the clip will be time-stretched to fill it; split long moments into several shots",
+            )
+        people = len(shot.cast or [])
+        if wan and people > wan_vace.MAX_REFERENCES:
+            self.warn(
+                ("shots", index, "cast"),
+                f"{people} people in one shot; VACE's own preprocessing takes at most "
+                f"{wan_vace.MAX_REFERENCES} reference images",
+                "expect people to merge or go missing; split the shot",
+            )
+        elif not wan and people > released.TRAINED_PEOPLE:
+            self.warn(
+                ("shots", index, "cast"),
+                f"{people} people in one shot; the released weights were trained with "
+                f"{released.TRAINED_PEOPLE}",
+                "expect weaker likeness; two people per shot is the tested case",
+            )
 
     def check_transition(
         self, index: int, shot: Shot, join: Join[float], length: float, following: float | None

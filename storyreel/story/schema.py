@@ -103,13 +103,20 @@ class Defaults(_Model):
     """Values every shot uses unless it sets its own."""
 
     engine: EngineName = Field(
-        "auto", description="auto (ingredients when a model and a GPU are present, else preview)"
+        "auto",
+        description="auto (ingredients, else wan-vace, when its model folder and a GPU are present; else "
+        "preview), ingredients, wan-vace or preview",
     )
     model: str | None = Field(
-        None, description="Model folder, relative to the project folder (after loading: absolute)"
+        None, description="Ingredients model folder, relative to the project folder (after loading: absolute)"
+    )
+    wan_model: str | None = Field(
+        None, description="Wan VACE model folder, relative to the project folder (after loading: absolute)"
     )
     steps: int = Field(released.STEPS, ge=1, le=1000, description="Denoising steps")
-    guidance: float = Field(released.GUIDANCE, ge=0, le=50, description="Classifier-free guidance scale")
+    guidance: float | None = Field(
+        None, ge=0, le=50, description="Classifier-free guidance scale (default: the engine's own)"
+    )
     seed: int = Field(2025, ge=0, le=2**32 - 1, description="Story seed; shot seeds are derived from it")
     negative_prompt: str | None = Field(None, description="Negative prompt for every shot")
     seconds: float = Field(6.0, gt=0, le=600, description="Length of a shot in the reel, in seconds")
@@ -168,6 +175,7 @@ class Shot(_Model):
         None, description="How this shot passes into the next (default: defaults.transition)"
     )
     caption: str | None = Field(None, max_length=500, description="Caption shown over this shot")
+    engine: EngineName | None = Field(None, description="Engine of this shot (default: defaults.engine)")
 
     @field_validator("id")
     @classmethod
@@ -263,6 +271,8 @@ class Story(_Model):
                 self.music.file = absolute_path(root, self.music.file)
             if self.defaults.model is not None:
                 self.defaults.model = str(absolute_path(root, Path(self.defaults.model)))
+            if self.defaults.wan_model is not None:
+                self.defaults.wan_model = str(absolute_path(root, Path(self.defaults.wan_model)))
         return self
 
     @property

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -13,12 +12,6 @@ from PIL import Image, ImageFilter
 from ingredients_model.face_tools import FaceBox, detect_faces, load_photo
 from storyreel.errors import StoryreelError
 from storyreel.reference_cache import FACE_MARGIN, ReferenceCache, ReferenceCacheWarning, widen
-
-
-@dataclass
-class Member:
-    photos: list[Path]
-    face: int | None = None
 
 
 @pytest.fixture
@@ -130,18 +123,20 @@ def test_a_person_gets_the_first_or_the_best_photo(photo: Path, tmp_path: Path) 
     blurred = tmp_path / "blurred.png"
     Image.open(photo).filter(ImageFilter.GaussianBlur(3)).save(blurred)
     cache = ReferenceCache(tmp_path / "refs")
-    member = Member([blurred, photo])
+    photos, faces = [blurred, photo], [None, None]
     sharp = cache.get_photo(photo)
     soft = cache.get_photo(blurred)
     assert sharp.quality > soft.quality
-    assert list(cache.get(member, "first").getdata()) == list(soft.image.getdata())
+    assert list(cache.get_person(photos, faces, "first").getdata()) == list(soft.image.getdata())
     for combine in ("best", "mean"):  # pixels cannot be averaged: mean means the best photo
-        assert list(cache.get(member, combine).getdata()) == list(sharp.image.getdata())
+        assert list(cache.get_person(photos, faces, combine).getdata()) == list(sharp.image.getdata())
+    with pytest.raises(ValueError, match="combine"):
+        cache.get_person(photos, faces, "median")
 
 
 def test_missing_photos_are_errors(tmp_path: Path) -> None:
     cache = ReferenceCache(tmp_path / "refs")
     with pytest.raises(StoryreelError, match="without photos"):
-        cache.get(Member([]))
+        cache.get_person([], [])
     with pytest.raises(StoryreelError, match="photo not found"):
-        cache.get(Member([tmp_path / "nope.jpg"]))
+        cache.get_person([tmp_path / "nope.jpg"], [None])

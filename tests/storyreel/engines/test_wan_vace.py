@@ -16,7 +16,7 @@ from storyreel.models.wan_vace_tiny import TINY_NATIVE
 from storyreel.plan import plan_story
 from storyreel.project import Project
 from storyreel.story import load_story
-from tests.storyreel.engines.projects import make_project
+from tests.helpers.projects import make_project
 
 
 def _frames(path: Path, width: int, height: int) -> np.ndarray:
@@ -28,15 +28,15 @@ def _frames(path: Path, width: int, height: int) -> np.ndarray:
     return np.frombuffer(raw, np.uint8).reshape(-1, height, width, 3)
 
 
-def test_spec_follows_the_folder_and_the_reel_orientation(tiny_wan_dir: Path, tmp_path: Path) -> None:
-    landscape, portrait = model_spec(tiny_wan_dir, 1920, 1080), model_spec(tiny_wan_dir, 1080, 1920)
-    assert (landscape.width, landscape.height, portrait.width, portrait.height) == (112, 64, 64, 112)
-    assert (landscape.fps, landscape.max_frames, landscape.frame_multiple) == (16, 17, 4)
-    assert landscape.generative and landscape.min_cast == 0 and landscape.model_revision
+def test_spec_comes_from_the_folder(tiny_wan_dir: Path, tmp_path: Path) -> None:
+    spec = model_spec(tiny_wan_dir)
+    assert (spec.width, spec.height, spec.fps, spec.max_frames, spec.frame_multiple) == (112, 64, 16, 17, 4)
+    assert spec.generative and spec.orientable and not spec.router and spec.min_cast == 0
+    assert spec.guidance == 5.0 and spec.model_revision
     released_like = Path(shutil.copytree(tiny_wan_dir, tmp_path / "m"))
     (released_like / FOLDER_RECORD).unlink()  # a folder downloaded without storyreel: Wan 2.1's 480p format
-    spec = model_spec(released_like, 720, 1280)
-    assert (spec.width, spec.height, spec.fps, spec.max_frames) == (480, 832, 16, 81)
+    spec = model_spec(released_like)
+    assert (spec.width, spec.height, spec.fps, spec.max_frames) == (832, 480, 16, 81)
 
 
 @pytest.mark.slow
@@ -47,7 +47,7 @@ def test_renders_people_as_references_deterministically(
     story = load_story(path)
     project = Project.from_story(story)
     engine = WanVaceEngine(tiny_wan_dir, memory="none")
-    jobs = plan_story(story, engine.spec_for(story.output.width, story.output.height))
+    jobs = plan_story(story, engine.spec())
     assert [(job.frames, job.fps, job.width, job.height) for job in jobs] == [
         (9, 16, 112, 64)
     ] * 2  # 8 → 4k+1
@@ -60,17 +60,18 @@ def test_renders_people_as_references_deterministically(
         and engine._texts.key(jobs[0].prompt, DEFAULT_NEGATIVE_PROMPT) in engine._texts.memory
     )
     steps: list[tuple[int, int]] = []
-    result = engine.render(jobs[0], tmp_path / "a.mp4", lambda d, t: steps.append((d, t)), story=story,
-                           project=project)  # fmt: skip
+    result = engine.render(jobs[0], tmp_path / "a.mp4", lambda d, t: steps.append((d, t)), project=project)
     assert steps == [(1, 2), (2, 2)]
     info = probe_video(tmp_path / "a.mp4")
     assert (info.width, info.height, info.fps, info.frames) == (TINY_NATIVE.width, TINY_NATIVE.height, 16, 9)
     assert result.details == {"reference_cache_hits": 0, "reference_cache_misses": 2, "references": 2}
-    again = engine.render(jobs[0], tmp_path / "b.mp4", lambda d, t: None, story=story, project=project)
+    files = engine.cache_files(jobs[0], project)  # what a Ray render ships: 2 crops + 2 records, 1 prompt
+    assert len(files) == 6 and all(path.is_file() for path in files)
+    again = engine.render(jobs[0], tmp_path / "b.mp4", lambda d, t: None, project=project)
     assert again.details["reference_cache_hits"] == 2
     first = _frames(tmp_path / "a.mp4", TINY_NATIVE.width, TINY_NATIVE.height)
     assert np.array_equal(first, _frames(tmp_path / "b.mp4", TINY_NATIVE.width, TINY_NATIVE.height))
-    engine.render(jobs[1], tmp_path / "c.mp4", lambda d, t: None, story=story, project=project)
+    engine.render(jobs[1], tmp_path / "c.mp4", lambda d, t: None, project=project)
     assert not np.array_equal(first, _frames(tmp_path / "c.mp4", TINY_NATIVE.width, TINY_NATIVE.height))
     versions = engine.versions()
     assert versions["variant"] == "tiny" and versions["model_revision"] == jobs[0].model_revision
