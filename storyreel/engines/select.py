@@ -76,7 +76,7 @@ def _unusable(engine: str, model_dir: Path | None, where: str) -> str | None:
     """Why ``auto`` cannot use ``engine`` with ``model_dir`` (None: it can, given a GPU)."""
     if model_dir is None:
         option, field, env = _SOURCES[engine][:3]
-        return f"no {engine} model folder given ({option}, {field} or ${env})"
+        return f"no model folder given ({option}, {field} or ${env})"
     if not model_dir.is_dir():
         return f"{engine} model folder {where} does not exist"
     if engine == "ingredients":

@@ -17,7 +17,11 @@ from tests.helpers.projects import make_project
 PREVIEW = EngineSpec(name="preview", version="1", uses_caption=True)
 MODEL = EngineSpec(
     name="ingredients", version="1", fps=8, width=720, height=480, max_frames=49, frame_multiple=8,
-    model_revision="rev-a", generative=True,
+    model_revision="rev-a", generative=True, guidance=6.0,
+)  # fmt: skip
+WAN = EngineSpec(
+    name="wan-vace", version="1", fps=16, width=832, height=480, max_frames=81, frame_multiple=4,
+    model_revision="rev-w", generative=True, orientable=True, guidance=5.0, router=False,
 )  # fmt: skip
 
 
@@ -198,3 +202,39 @@ def test_explicit_model_frames(story_path: Path) -> None:
     story = load_story(story_path)
     assert plan_story(story, MODEL)[0].frames == 17
     assert plan_story(story, PREVIEW)[0].frames == 26  # 17 frames at 8 fps = 2.125 s at 12 fps
+
+
+def test_each_shot_may_have_its_own_engine(story_path: Path) -> None:
+    story = load_story(story_path)
+    jobs = plan_story(story, lambda shot: WAN if shot.id == "s2" else MODEL)
+    assert [job.engine for job in jobs] == ["ingredients", "wan-vace", "ingredients"]
+    wan = jobs[1]
+    assert (wan.fps, wan.width, wan.height, wan.frames) == (16, 832, 480, 17)  # 1 s at 16 fps → 4k+1
+    assert (wan.guidance, wan.router_mode, wan.model_revision) == (5.0, None, "rev-w")
+    assert jobs[0].guidance == 6.0 and jobs[0].router_mode == "soft"
+    assert jobs[0].key == plan_story(story, MODEL)[0].key  # mixing leaves the other shots' keys alone
+
+
+def test_an_orientable_engine_takes_the_reels_orientation(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    portrait = load_story(make_project(tmp_path_factory, tmp_path / "v", shots=1, size="96x160"))
+    square = load_story(make_project(tmp_path_factory, tmp_path / "q", shots=1, size="160x160"))
+    assert (plan_story(portrait, WAN)[0].width, plan_story(portrait, WAN)[0].height) == (480, 832)
+    assert (plan_story(square, WAN)[0].width, plan_story(square, WAN)[0].height) == (832, 480)
+    assert (plan_story(portrait, MODEL)[0].width, plan_story(portrait, MODEL)[0].height) == (720, 480)
+
+
+def test_guidance_comes_from_the_shot_then_the_story_then_the_engine(story_path: Path) -> None:
+    _edit(story_path, "caption: Caption 1", "caption: Caption 1\n    guidance: 3.5")
+    story = load_story(story_path)
+    assert [job.guidance for job in plan_story(story, WAN)] == [3.5, 5.0, 5.0]
+    _edit(story_path, "seed: 5", "seed: 5, guidance: 7.0")
+    assert [job.guidance for job in plan_story(load_story(story_path), WAN)] == [3.5, 7.0, 7.0]
+
+
+def test_explicit_frames_count_at_the_ingredients_rate(story_path: Path) -> None:
+    _edit(story_path, "caption: Caption 1", "caption: Caption 1\n    frames: 17")
+    story = load_story(story_path)
+    assert plan_story(story, MODEL)[0].frames == 17
+    assert plan_story(story, WAN)[0].frames == 33  # 17 frames at 8 fps = 2.125 s → 34 at 16 fps → 4k+1
