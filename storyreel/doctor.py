@@ -83,7 +83,12 @@ def check_torch() -> list[Check]:
 
 def check_packages() -> list[Check]:
     checks = []
-    for dist in ("accelerate", "diffusers", "transformers"):
+    for dist in (
+        "accelerate",
+        "diffusers",
+        "transformers",
+        "ftfy",
+    ):  # ftfy: WanVACEPipeline's prompt cleaning
         version = _version(dist)
         checks.append(
             Check(dist, OK, version)
@@ -157,7 +162,45 @@ def check_model(model_dir: Path | None, source: str = "") -> list[Check]:
     return checks
 
 
-def run_checks(model_dir: Path | None, source: str = "") -> list[Check]:
+def check_wan_model(model_dir: Path | None, source: str = "") -> Check:
+    """The Wan VACE folder (optional: only the wan-vace engine needs it): complete, which variant, what
+    memory each mode needs."""
+    from storyreel.errors import StoryreelError
+
+    name = "wan-vace model"
+    if model_dir is None:
+        detail = "none given (--wan-model or $STORYREEL_WAN_MODEL): the wan-vace engine is unavailable"
+        return Check(name, WARN, detail, "storyreel models download wan-vace-1.3b DIR   (optional)")
+    from storyreel.models import wan_vace
+
+    where = f"{model_dir}" + (f" (from {source})" if source else "")
+    fix = f"storyreel models download wan-vace-1.3b {model_dir}   (or wan-vace-14b; resumes)"
+    if not model_dir.is_dir():
+        return Check(name, FAIL, f"{where} does not exist", fix)
+    try:
+        record = wan_vace.read_record(model_dir)
+    except StoryreelError as err:
+        return Check(name, FAIL, err.message, err.hint or "")
+    if record is not None and record.variant in wan_vace.VARIANTS:
+        fix = f"storyreel models download {record.variant} {model_dir}   (resumes)"
+    missing = wan_vace.missing_files(model_dir)
+    if missing:
+        return Check(name, FAIL, f"{where}: missing " + ", ".join(missing), fix)
+    native = wan_vace.native_format(model_dir)
+    none_gib, offload_gib = wan_vace.memory_thresholds(model_dir)
+    detail = (
+        f"{where} complete ({record.variant if record else 'variant not recorded'}), revision "
+        f"{wan_vace.model_revision(model_dir)}; {native.width}x{native.height} or {native.height}x"
+        f"{native.width}, {native.max_frames} frames at {native.fps} fps; estimated GPU memory: "
+        f"{none_gib:.0f} GiB for --memory none, {offload_gib:.0f} GiB for model_offload, less with "
+        "group_offload"
+    )
+    return Check(name, OK, detail)
+
+
+def run_checks(
+    model_dir: Path | None, source: str = "", wan_model_dir: Path | None = None, wan_source: str = ""
+) -> list[Check]:
     """Every check, in the order the table shows them."""
     return [
         *check_ffmpeg(),
@@ -165,4 +208,5 @@ def run_checks(model_dir: Path | None, source: str = "") -> list[Check]:
         *check_packages(),
         check_gpu_extra(),
         *check_model(model_dir, source),
+        check_wan_model(wan_model_dir, wan_source),
     ]

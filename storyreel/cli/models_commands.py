@@ -10,8 +10,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from storyreel.cli.app import StoryreelTyper, app, console, reporter
-from storyreel.cli.options import ModelOption
+from storyreel.cli.options import ModelOption, WanModelOption
 from storyreel.environment import environment_help
+from storyreel.errors import StoryreelError
 
 models_app = StoryreelTyper(help="Get model folders: the released weights, or a tiny random model for tests.")
 app.add_typer(models_app, name="models")
@@ -24,35 +25,74 @@ def models_tiny(
     directory: Annotated[
         Path, typer.Argument(help="Folder to write (replaced if present).", show_default=False)
     ],
+    engine: Annotated[
+        str, typer.Option("--engine", help="Which model: ingredients | wan-vace.")
+    ] = "ingredients",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random weights.")] = 0,
 ) -> None:
     """Write a tiny random model folder (released layout) to smoke-test the real engine on a CPU."""
-    from ingredients_model.checkpoint import model_revision, write_tiny_model_folder
+    if engine == "ingredients":
+        from ingredients_model.checkpoint import model_revision, write_tiny_model_folder
 
-    path = write_tiny_model_folder(directory, seed=seed)
+        path, option = write_tiny_model_folder(directory, seed=seed), "--model"
+    elif engine == "wan-vace":
+        from storyreel.models.wan_vace import model_revision
+        from storyreel.models.wan_vace_tiny import write_tiny_folder
+
+        path, option = write_tiny_folder(directory, seed=seed), "--wan-model"
+    else:
+        raise StoryreelError(
+            f"no tiny model for engine {engine!r}", hint="use --engine ingredients or wan-vace"
+        )
     console.print(f"[green]wrote[/] {escape(str(path))} (revision {model_revision(path)})", highlight=False)
     reporter.notice(
-        f"try it: [bold]storyreel render STORY --engine ingredients --model {escape(str(path))}[/] "
+        f"try it: [bold]storyreel render STORY --engine {engine} {option} {escape(str(path))}[/] "
         "(random weights: the clips are noise, the pipeline is real)"
     )
 
 
-@models_app.command("download")
+@models_app.command("download", epilog=environment_help("STORYREEL_MODEL", "STORYREEL_WAN_MODEL"))
 def models_download(
+    what: Annotated[
+        str | None,
+        typer.Argument(
+            help="ingredients (default), wan-vace-1.3b or wan-vace-14b; or directly the target folder "
+            "(Ingredients).",
+            show_default=False,
+        ),
+    ] = None,
     directory: Annotated[
         Path | None,
         typer.Argument(
-            help=f"Target (default: $STORYREEL_MODEL, else {DEFAULT_DOWNLOAD_DIR}).", show_default=False
+            help=f"Target (default: $STORYREEL_MODEL, else {DEFAULT_DOWNLOAD_DIR}; for Wan VACE: "
+            "$STORYREEL_WAN_MODEL, else models/<name>).",
+            show_default=False,
         ),
     ] = None,
     revision: Annotated[
         str | None, typer.Option("--revision", help="A branch, tag or commit of the model repository.")
     ] = None,
     repo: Annotated[
-        str | None, typer.Option("--repo", help="Model repository (default: feizhengcong/Ingredients).")
+        str | None, typer.Option("--repo", help="Model repository (default: the released one).")
     ] = None,
 ) -> None:
-    """Download the released weights with huggingface_hub (resumable; about 30 GB)."""
+    """Download released weights with huggingface_hub (resumable): Ingredients (about 30 GB) or
+    Wan2.1-VACE 1.3B / 14B in diffusers layout."""
+    from storyreel.models.wan_vace import VARIANTS
+
+    if what in VARIANTS:
+        _download_wan(what, directory, revision, repo)
+        return
+    if what is not None and what != "ingredients":
+        if directory is not None:
+            raise StoryreelError(
+                f"unknown model {what!r}", hint="use ingredients, " + ", ".join(VARIANTS) + " (then a folder)"
+            )
+        directory = Path(what)
+    _download_ingredients(directory, revision, repo)
+
+
+def _download_ingredients(directory: Path | None, revision: str | None, repo: str | None) -> None:
     from ingredients_model.checkpoint import DEFAULT_REPO_ID, download_model, model_revision
     from storyreel.engines.select import resolve_model_dir
 
@@ -64,14 +104,27 @@ def models_download(
     reporter.notice(f"use it with [bold]--model {shown}[/] or [bold]export STORYREEL_MODEL={shown}[/]")
 
 
-@app.command(epilog=environment_help("STORYREEL_MODEL"))
-def doctor(model: ModelOption = None) -> None:
-    """Check ffmpeg, torch/CUDA, GPU memory, the model folder and the GPU extra; say how to fix each."""
-    from storyreel.doctor import FAIL, OK, run_checks
-    from storyreel.engines.select import resolve_model_dir
+def _download_wan(variant: str, directory: Path | None, revision: str | None, repo: str | None) -> None:
+    from storyreel.engines.select import resolve_wan_model_dir
+    from storyreel.models.wan_vace import VARIANTS, download, model_revision
 
-    model_dir, source = resolve_model_dir(model, None)
-    checks = run_checks(model_dir, source)
+    target = directory or resolve_wan_model_dir(None, None)[0] or Path("models") / variant
+    reporter.notice(f"downloading {escape(repo or VARIANTS[variant].repo_id)} into {escape(str(target))} …")
+    path = download(variant, target, revision=revision, repo_id=repo)
+    shown = escape(str(path))
+    console.print(f"[green]complete[/]: {shown} (revision {model_revision(path)})", highlight=False)
+    reporter.notice(
+        f"use it with [bold]--wan-model {shown}[/] or [bold]export STORYREEL_WAN_MODEL={shown}[/]"
+    )
+
+
+@app.command(epilog=environment_help("STORYREEL_MODEL", "STORYREEL_WAN_MODEL"))
+def doctor(model: ModelOption = None, wan_model: WanModelOption = None) -> None:
+    """Check ffmpeg, torch/CUDA, GPU memory, the model folders and the GPU extra; say how to fix each."""
+    from storyreel.doctor import FAIL, OK, run_checks
+    from storyreel.engines.select import resolve_model_dir, resolve_wan_model_dir
+
+    checks = run_checks(*resolve_model_dir(model, None), *resolve_wan_model_dir(wan_model, None))
     table = Table(title="storyreel doctor", title_justify="left")
     for column in ("check", "", "details", "fix"):
         table.add_column(column, overflow="fold")

@@ -127,7 +127,7 @@ RayAttemptsOption = Annotated[
 ]
 
 
-@app.command(epilog=environment_help("STORYREEL_MODEL", "STORYREEL_FONT"))
+@app.command(epilog=environment_help("STORYREEL_MODEL", "STORYREEL_WAN_MODEL", "STORYREEL_FONT"))
 def render(
     stories: StoriesArgument = None,
     engine: EngineOption = None,
@@ -243,7 +243,7 @@ def print_reports(reports: list[StoryReport], totals: dict[str, Any]) -> None:
     )
 
 
-@app.command(epilog=environment_help("STORYREEL_MODEL"))
+@app.command(epilog=environment_help("STORYREEL_MODEL", "STORYREEL_WAN_MODEL"))
 def plan(
     stories: StoriesArgument = None,
     engine: EngineOption = None,

@@ -57,3 +57,44 @@ def test_doctor_without_a_model_still_works_for_previews(monkeypatch) -> None:
     checks = {c.name: c for c in run_checks(None)}
     assert checks["ffmpeg"].status == OK and checks["model folder"].status != FAIL
     assert "storyreel models download" in checks["model folder"].fix
+
+
+@pytest.mark.slow
+def test_models_tiny_wan_vace_then_doctor(tmp_path: Path) -> None:
+    from storyreel.models.wan_vace import missing_files as missing_wan_files
+
+    result = storyreel("models", "tiny", str(tmp_path / "wan"), "--engine", "wan-vace")
+    assert result.returncode == 0, result.stderr
+    assert missing_wan_files(tmp_path / "wan") == [] and "--engine wan-vace --wan-model" in result.stdout
+    doctor = storyreel("doctor", "--wan-model", str(tmp_path / "wan"))
+    assert "wan-vace model" in doctor.stdout and "complete (tiny)" in doctor.stdout
+    assert "ftfy" in doctor.stdout
+
+
+def test_doctor_names_what_a_wan_folder_lacks(tiny_wan_dir: Path, tmp_path: Path) -> None:
+    from storyreel.doctor import WARN, check_wan_model
+    from storyreel.models.wan_vace import FOLDER_RECORD
+
+    assert check_wan_model(None).status == WARN
+    good = check_wan_model(tiny_wan_dir, "--wan-model")
+    assert good.status == OK and "112x64 or 64x112, 17 frames at 16 fps" in good.detail
+    broken = Path(shutil.copytree(tiny_wan_dir, tmp_path / "wan"))
+    (broken / "text_encoder" / "model.safetensors").unlink()
+    check = check_wan_model(broken, "--wan-model")
+    assert check.status == FAIL and "text_encoder/model.safetensors" in check.detail
+    assert check.fix.startswith(f"storyreel models download wan-vace-1.3b {broken}")
+    (broken / FOLDER_RECORD).write_text("[")
+    assert check_wan_model(broken).status == FAIL
+    assert check_wan_model(tmp_path / "nowhere").status == FAIL
+
+
+@pytest.mark.slow
+def test_download_names_wan_variants_and_keeps_the_folder_form(tmp_path: Path) -> None:
+    offline = {"HF_HUB_OFFLINE": "1"}
+    wan = storyreel("models", "download", "wan-vace-1.3b", str(tmp_path / "w"), env=offline)
+    assert wan.returncode == 1 and "Wan-AI/Wan2.1-VACE-1.3B-diffusers" in wan.stdout
+    assert "Traceback" not in wan.stderr and "hint" in wan.stderr
+    legacy = storyreel("models", "download", str(tmp_path / "m"), env=offline)
+    assert legacy.returncode == 1 and "feizhengcong/Ingredients" in legacy.stdout
+    unknown = storyreel("models", "download", "wan-vace-7b", str(tmp_path / "x"))
+    assert unknown.returncode == 1 and "unknown model" in unknown.stderr
