@@ -39,8 +39,22 @@ numbers are not comparable with ArcFace's). CLIPScore is added when a local CLIP
           "flags": ["drift:<a>/<b>" | "<flag>:<shot id>", ...]
         }
       },
-      "flag_count": int
+      "flag_count": int,
+      "engines": {                               # every engine evaluated on this story, kept across runs
+        "<engine>": {
+          "shots": {"<shot id>": {"key": str, "signature": str, "evaluated": "<UTC ISO time>",
+                                  "face_sim": float | null, "clip_score": float | null,
+                                  "characters": {"<name>": float | null}}},
+          "characters": {"<name>": {"mean_similarity": float | null, "shots": [shot id, ...]}}
+        }
+      }
     }
+
+**Comparing engines** (``engines``): each evaluation files its shots' results under the engine that made
+each clip, and keeps what earlier evaluations filed under other engines, as long as the shot is unchanged
+(same prompt and cast: ``signature``) and the face backend is the same (numbers of different backends are not
+comparable). Render the story with one engine, ``storyreel eval``, render it with another, ``storyreel eval``
+again: both engines' numbers stand side by side, per shot and per person.
 
 Flags: ``low_similarity`` (similarity below the threshold), ``missing`` (matched in fewer than half of
 the frames with faces, or never), ``duplicated`` (two or more faces look most like the character, above
@@ -52,6 +66,7 @@ are less similar than the threshold).
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import math
@@ -287,7 +302,56 @@ def evaluate_story(
         "shots": shots,
         "characters": characters,
         "flag_count": flag_count,
+        "engines": compare_engines(story, shots, face_backend.name, read_eval(project)),
     }
+
+
+def shot_signature(story: Story, shot_id: str) -> str:
+    """What an engine comparison holds fixed for a shot: its prompt (resolved) and cast (sha256, 16 hex)."""
+    shot = next(s for s in story.shots if s.id == shot_id)
+    text = json.dumps([shot.resolved_prompt(story), list(shot.cast or [])], ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def compare_engines(
+    story: Story, shots: dict[str, Any], backend: str, previous: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The ``engines`` section: this evaluation's results by engine, merged with ``previous`` (see the
+    module docstring for what is kept)."""
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    signatures = {shot.id: shot_signature(story, shot.id) for shot in story.shots}
+    filed: dict[str, dict[str, Any]] = {}
+    if previous is not None and previous.get("backend") == backend:
+        for engine, data in (previous.get("engines") or {}).items():
+            for shot_id, entry in (data.get("shots") or {}).items():
+                if isinstance(entry, dict) and entry.get("signature") == signatures.get(shot_id):
+                    filed.setdefault(engine, {})[shot_id] = entry
+    for shot_id, shot in shots.items():
+        if shot["status"] != "ok" or not shot.get("engine") or "stale" in shot["flags"]:
+            continue
+        filed.setdefault(shot["engine"], {})[shot_id] = {
+            "key": shot["key"],
+            "signature": signatures[shot_id],
+            "evaluated": now,
+            "face_sim": shot["face_sim"],
+            "clip_score": shot["clip_score"],
+            "characters": {name: c["similarity"] for name, c in shot["characters"].items()},
+        }
+    engines: dict[str, Any] = {}
+    for engine in sorted(filed):
+        entries = {shot.id: filed[engine][shot.id] for shot in story.shots if shot.id in filed[engine]}
+        people: dict[str, Any] = {}
+        for name in story.cast:
+            cast_in = [sid for sid, e in entries.items() if name in e["characters"]]
+            values = [entries[sid]["characters"][name] for sid in cast_in]
+            values = [v for v in values if v is not None]
+            if cast_in:
+                people[name] = {
+                    "mean_similarity": _round(float(np.mean(values))) if values else None,
+                    "shots": cast_in,
+                }
+        engines[engine] = {"shots": entries, "characters": people}
+    return engines
 
 
 def _consistency(story, shots, appearances, backend, threshold: float) -> dict[str, Any]:

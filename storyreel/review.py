@@ -319,6 +319,7 @@ def render_html(
         shots.append(
             {
                 "id": r.shot_id,
+                "engine": r.meta.get("engine") if isinstance(r.meta.get("engine"), str) else None,
                 "caption": r.caption,
                 "seek": _seek(starts[r.shot_id], timeline[0], _rel(reel, renders))
                 if r.shot_id in starts

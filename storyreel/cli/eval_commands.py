@@ -86,6 +86,41 @@ def consistency_table(report: dict[str, Any]) -> Table:
     return table
 
 
+def engine_tables(report: dict[str, Any]) -> list[Table]:
+    """Engines side by side (when the story was evaluated with more than one): face similarity and
+    CLIPScore per shot, mean similarity per person; the better value of each row in bold."""
+    engines = report.get("engines") or {}
+    if len(engines) < 2:
+        return []
+    names = sorted(engines)
+
+    def row(values: list[float | None], digits: int = 2, scale: float = 1.0) -> list[str]:
+        best = max((v for v in values if v is not None), default=None)
+        return [
+            f"[bold]{_num(v, scale, digits)}[/]" if v is not None and v == best else _num(v, scale, digits)
+            for v in values
+        ]
+
+    shots = Table(title="Engines per shot (face sim · CLIPScore)", title_justify="left")
+    shots.add_column("shot")
+    for name in names:
+        shots.add_column(f"{name} face sim", justify="right")
+        shots.add_column(f"{name} CLIP", justify="right")
+    for shot_id in dict.fromkeys(sid for name in names for sid in engines[name]["shots"]):
+        entries = [engines[name]["shots"].get(shot_id, {}) for name in names]
+        faces = row([e.get("face_sim") for e in entries])
+        clips = row([e.get("clip_score") for e in entries], digits=1)
+        shots.add_row(shot_id, *[cell for pair in zip(faces, clips, strict=True) for cell in pair])
+    people = Table(title="Engines per person (mean similarity to the cast photos)", title_justify="left")
+    people.add_column("character")
+    for name in names:
+        people.add_column(name, justify="right")
+    for person in dict.fromkeys(p for name in names for p in engines[name]["characters"]):
+        values = [engines[name]["characters"].get(person, {}).get("mean_similarity") for name in names]
+        people.add_row(person, *row(values))
+    return [shots, people]
+
+
 @app.command("eval", epilog=environment_help("STORYREEL_CLIP"))
 def eval_command(
     stories: StoriesArgument = None,
@@ -157,6 +192,8 @@ def print_report(path: Path, report: dict[str, Any], written: Path, review: Path
     if report["characters"]:
         console.print(character_table(report))
         console.print(consistency_table(report))
+    for table in engine_tables(report):
+        console.print(table)
     flagged = report["flag_count"]
     summary = f"[red]{flagged} flag(s)[/]" if flagged else "[green]no flags[/]"
     written_at = escape(shown_path(written))

@@ -188,3 +188,46 @@ def test_stale_and_unrendered_projects(rendered, tmp_path):
     with pytest.raises(StoryreelError, match="no rendered shots") as err:
         evaluate_story(project.load_story(), project, backend="dlib")
     assert "storyreel render" in err.value.hint
+
+
+def _shot_result(engine: str, face_sim: float, people: dict[str, float], **extra) -> dict:
+    return {
+        "status": "ok", "engine": engine, "key": f"{engine}-key", "face_sim": face_sim, "clip_score": None,
+        "characters": {name: {"similarity": value} for name, value in people.items()}, "flags": [], **extra,
+    }  # fmt: skip
+
+
+def test_engines_are_compared_across_evaluations(tmp_path_factory, tmp_path) -> None:
+    from storyreel.cli.eval_commands import engine_tables
+    from storyreel.evaluate import compare_engines
+    from storyreel.story import load_story
+    from tests.helpers.projects import make_project
+
+    path = make_project(tmp_path_factory, tmp_path / "p", shots=2)
+    story = load_story(path)
+    first = {
+        "s1": _shot_result("ingredients", 0.7, {"nora": 0.8, "sam": 0.6}),
+        "s2": {"status": "not_rendered"},
+    }
+    engines = compare_engines(story, first, "dlib", None)
+    assert list(engines) == ["ingredients"] and engine_tables({"engines": engines}) == []
+    # the story rendered again with wan-vace: the ingredients numbers stay beside the new ones
+    second = {
+        "s1": _shot_result("wan-vace", 0.75, {"nora": 0.9, "sam": 0.5}),
+        "s2": _shot_result("wan-vace", 0.6, {"eileen": 0.6}),
+    }
+    engines = compare_engines(story, second, "dlib", {"backend": "dlib", "engines": engines})
+    assert sorted(engines) == ["ingredients", "wan-vace"]
+    assert engines["ingredients"]["shots"]["s1"]["face_sim"] == 0.7
+    assert engines["wan-vace"]["characters"]["nora"] == {"mean_similarity": 0.9, "shots": ["s1"]}
+    assert engines["wan-vace"]["characters"]["eileen"]["shots"] == ["s2"]
+    shots, people = engine_tables({"engines": engines})
+    assert [c.header for c in shots.columns][1:3] == ["ingredients face sim", "ingredients CLIP"]
+    assert people.row_count == 3  # nora, sam, eileen
+    # another face backend's numbers are not comparable; a changed shot drops its old numbers
+    assert list(compare_engines(story, {}, "arcface", {"backend": "dlib", "engines": engines})) == []
+    path.write_text(path.read_text().replace("sit at a kitchen table", "sit on a bench"))
+    changed = compare_engines(load_story(path), {}, "dlib", {"backend": "dlib", "engines": engines})
+    assert "ingredients" not in changed and list(changed["wan-vace"]["shots"]) == ["s2"]
+    stale = {"s2": _shot_result("preview", 0.1, {"eileen": 0.1}, flags=["stale"])}
+    assert "preview" not in compare_engines(story, stale, "dlib", None)

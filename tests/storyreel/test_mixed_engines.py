@@ -54,7 +54,8 @@ def test_a_story_mixing_ingredients_and_wan_vace_renders(
     # each clip keeps its length, retimed to the reel's frame rate (8 and 16 fps → 12 fps)
     assert reel.frames == sum(round(clip.frames * 12 / clip.fps) for clip in clips.values())
     page = (root / "renders" / "index.html").read_text()
-    assert page.count("wan-vace") >= 2 and "ingredients" in page
+    badge = '<span class="engine" title="the engine that made this shot">{}</span>'
+    assert page.count(badge.format("wan-vace")) == 2 and page.count(badge.format("ingredients")) == 1
     before = snapshot(root / "renders", "s*")
     (again,) = _render([path], model=tiny_model_dir, wan_model=tiny_wan_dir, memory="none")
     assert again.rendered == [] and snapshot(root / "renders", "s*") == before
