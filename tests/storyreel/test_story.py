@@ -144,6 +144,43 @@ shots:
     assert len(found) == 4
 
 
+def test_wan_vace_shots_are_checked_against_wan_limits(tmp_path: Path) -> None:
+    root = make_project(tmp_path, ("alice", "bob", "carl", "dora"))
+    story = load_story(
+        write(
+            root,
+            """\
+title: Mixed
+defaults: {engine: wan-vace, wan_model: models/wan}
+cast:
+  alice: {photos: [cast/alice/1.jpg], description: a}
+  bob: {photos: [cast/bob/1.jpg], description: b}
+  carl: {photos: [cast/carl/1.jpg], description: c}
+  dora: {photos: [cast/dora/1.jpg], description: d}
+shots:
+  - id: one
+    prompt: "{alice}, {bob}, {carl} and {dora} at a table"
+    seconds: 6
+  - id: two
+    prompt: "{alice} and {bob} and {carl}"
+    seconds: 5
+  - id: three
+    prompt: "{alice} and {bob}"
+    seconds: 6
+    engine: ingredients
+""",
+        )
+    )
+    assert story.shots[2].engine == "ingredients" and story.defaults.wan_model == str(root / "models" / "wan")
+    found = [(w.line, w.message) for w in story.warnings]
+    assert any(line == 2 and "models/wan does not exist" in m for line, m in found)
+    assert any(
+        line == 9 and "4 people in one shot" in m and "at most 3 reference images" in m for line, m in found
+    )
+    assert any(line == 9 and "Wan VACE model's 81 frames at 16 fps (≈5.1 s)" in m for line, m in found)
+    assert len(found) == 3  # 3 people with wan-vace, 6 s with ingredients: fine
+
+
 def test_empty_sections_mean_defaults(tmp_path: Path) -> None:
     text = "title: t\noutput:\ndefaults:\ncast:\n  # ana: {description: x}\nshots:\n  - {id: a, prompt: p}\n"
     story = load_story(write(tmp_path, text))
