@@ -1,5 +1,5 @@
-"""Render engines: one protocol (:mod:`.base`), the full Ingredients model, Wan2.1-VACE, a CPU preview; each
-turns a :class:`~storyreel.plan.RenderJob` into a clip, and ``auto`` picks one per story (:mod:`.select`)."""
+"""Render engines: one protocol (:mod:`.base`), the full Ingredients model, Wan2.1-VACE, a CPU preview;
+each turns a :class:`~storyreel.plan.RenderJob` into a clip, and :mod:`.select` picks each shot's engine."""
 
 from __future__ import annotations
 

@@ -91,7 +91,7 @@ def test_the_format_reference_in_projects_example_is_a_valid_story(tmp_path: Pat
     (tmp_path / "story.yaml").write_text(reference, encoding="utf-8")
     story = load_story(tmp_path / "story.yaml")
     assert story.shots[0].resolved_prompt(story).endswith("kitchen table, a {TV} on")
-    assert [w.path for w in story.warnings] == ["defaults.model"]
+    assert [w.path for w in story.warnings] == ["defaults.model", "defaults.wan_model"]
 
 
 def test_project_paths(tmp_path: Path) -> None:

@@ -140,3 +140,16 @@ def test_missing_photos_are_errors(tmp_path: Path) -> None:
         cache.get_person([], [])
     with pytest.raises(StoryreelError, match="photo not found"):
         cache.get_person([tmp_path / "nope.jpg"], [None])
+
+
+def test_a_face_choice_is_applied_as_planned(t1_jpg: Path, tmp_path: Path) -> None:
+    from storyreel.cast import FaceChoice
+
+    group = tmp_path / "group.jpg"
+    group.write_bytes(t1_jpg.read_bytes())
+    cache = ReferenceCache(tmp_path / "refs")
+    by_number = cache.get_photo(group, 3)
+    by_choice = cache.get_photo(group, FaceChoice(face=3))
+    assert by_choice.hit and list(by_choice.image.getdata()) == list(by_number.image.getdata())
+    box = detect_faces(load_photo(group))[2]
+    assert by_number.image.size == Image.open(group).crop(widen(box, load_photo(group).size)).size
