@@ -64,7 +64,8 @@ def test_renders_people_as_references_deterministically(
     assert steps == [(1, 2), (2, 2)]
     info = probe_video(tmp_path / "a.mp4")
     assert (info.width, info.height, info.fps, info.frames) == (TINY_NATIVE.width, TINY_NATIVE.height, 16, 9)
-    assert result.details == {"reference_cache_hits": 0, "reference_cache_misses": 2, "references": 2}
+    # prepare() cropped both people into the cache; the render reads them back
+    assert result.details == {"reference_cache_hits": 2, "reference_cache_misses": 0, "references": 2}
     files = engine.cache_files(jobs[0], project)  # what a Ray render ships: 2 crops + 2 records, 1 prompt
     assert len(files) == 6 and all(path.is_file() for path in files)
     again = engine.render(jobs[0], tmp_path / "b.mp4", lambda d, t: None, project=project)
