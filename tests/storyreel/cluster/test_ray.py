@@ -101,6 +101,32 @@ def test_tiny_model_batch_encodes_each_person_once(
         assert _outputs(on_ray) == _outputs(here)
 
 
+def test_a_story_mixing_engines_renders_on_ray_as_locally(
+    local_ray, tiny_model_dir: Path, tiny_wan_dir: Path, tmp_path_factory, tmp_path: Path
+) -> None:
+    import torch
+
+    story = make_project(tmp_path_factory, tmp_path / "ray" / "mix", shots=2, engine="ingredients", steps=2)
+    story.write_text(
+        story.read_text().replace(
+            "    caption: Caption 2\n", "    caption: Caption 2\n    engine: wan-vace\n"
+        )
+    )
+    (local,) = _copies([story], tmp_path / "local")
+    (report,) = _on_ray([story], model=tiny_model_dir, wan_model=tiny_wan_dir)
+    assert sorted(report.rendered) == ["s1", "s2"] and report.engine == "ingredients, wan-vace"
+    records = {p.stem: json.loads(p.read_text()) for p in (story.parent / "renders").glob("s*.json")}
+    assert records["s2"]["engine"] == "wan-vace" and records["s2"]["details"]["reference_cache_misses"] == 0
+    assert len(list((story.parent / ".storyreel" / "cache" / "references").glob("*/*.png"))) == 1
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the workers (1 CPU each): the same arithmetic
+    try:
+        _render([local], model=tiny_model_dir, wan_model=tiny_wan_dir)
+    finally:
+        torch.set_num_threads(threads)
+    assert _outputs(story) == _outputs(local)
+
+
 def _killer(cluster, shot: str | None, stop: threading.Event, killed: list) -> threading.Thread:
     """Kill (SIGKILL, by pid) each worker seen writing ``shot``'s clip (any shot if None), once each;
     with ``shot=None`` only the first."""
