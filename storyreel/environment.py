@@ -7,7 +7,9 @@ __all__ = ["ENVIRONMENT", "environment_help"]
 
 ENVIRONMENT: dict[str, str] = {
     "STORYREEL_MODEL": "model folder used when neither --model nor the story's defaults.model names one",
-    "STORYREEL_WAN_MODEL": "Wan VACE model folder used when neither --wan-model nor defaults.wan_model names it",
+    "STORYREEL_WAN_MODEL": (
+        "Wan VACE model folder used when neither --wan-model nor the story's defaults.wan_model names one"
+    ),
     "STORYREEL_FONT": "TrueType font for burned-in captions, title and credit cards (default: DejaVu Sans)",
     "STORYREEL_CLIP": "local CLIP ViT-B/32 folder for `storyreel eval`'s CLIPScore (same as --clip)",
     "RAY_ADDRESS": "the Ray cluster `render --ray` joins when --ray-address is not given",

@@ -65,7 +65,7 @@ def test_models_tiny_wan_vace_then_doctor(tmp_path: Path) -> None:
 
     result = storyreel("models", "tiny", str(tmp_path / "wan"), "--engine", "wan-vace")
     assert result.returncode == 0, result.stderr
-    assert missing_wan_files(tmp_path / "wan") == [] and "--engine wan-vace --wan-model" in result.stdout
+    assert missing_wan_files(tmp_path / "wan") == [] and "--engine wan-vace --wan-model" in result.stderr
     doctor = storyreel("doctor", "--wan-model", str(tmp_path / "wan"))
     assert "wan-vace model" in doctor.stdout and "complete (tiny)" in doctor.stdout
     assert "ftfy" in doctor.stdout
@@ -92,9 +92,9 @@ def test_doctor_names_what_a_wan_folder_lacks(tiny_wan_dir: Path, tmp_path: Path
 def test_download_names_wan_variants_and_keeps_the_folder_form(tmp_path: Path) -> None:
     offline = {"HF_HUB_OFFLINE": "1"}
     wan = storyreel("models", "download", "wan-vace-1.3b", str(tmp_path / "w"), env=offline)
-    assert wan.returncode == 1 and "Wan-AI/Wan2.1-VACE-1.3B-diffusers" in wan.stdout
+    assert wan.returncode == 1 and "Wan-AI/Wan2.1-VACE-1.3B-diffusers" in wan.stderr
     assert "Traceback" not in wan.stderr and "hint" in wan.stderr
     legacy = storyreel("models", "download", str(tmp_path / "m"), env=offline)
-    assert legacy.returncode == 1 and "feizhengcong/Ingredients" in legacy.stdout
+    assert legacy.returncode == 1 and "feizhengcong/Ingredients" in legacy.stderr
     unknown = storyreel("models", "download", "wan-vace-7b", str(tmp_path / "x"))
     assert unknown.returncode == 1 and "unknown model" in unknown.stderr
