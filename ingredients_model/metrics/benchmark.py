@@ -1,4 +1,4 @@
-"""The paper's evaluation protocol on an evaluation set: Face Sim, CLIPScore and FID, as in Table 1.
+"""Table 1 of the paper on an evaluation set: Face Sim, CLIPScore and FID, by protocol.
 
 Evaluation set layout (one folder per case)::
 
@@ -8,15 +8,21 @@ Evaluation set layout (one folder per case)::
 Usage::
 
     python -m ingredients_model.metrics.benchmark --data DIR --model MODEL [--out RENDERS] \\
-        [--videos VIDEOS] [--clip CLIP_DIR] [--inception FILE] [--backend auto|arcface|curricularface|dlib]
+        [--videos VIDEOS] [--protocol released|strict|both] [--clip CLIP_DIR] \\
+        [--inception FILE_OR_DIR] [--face-models BUFFALO_L]
 
 Without ``--videos`` every case is rendered with the pipeline into ``--out`` (``<case>.mp4``; existing files
 are reused, so an interrupted run resumes); with ``--videos`` the clips ``VIDEOS/<case>.mp4`` are evaluated.
 
-Per case: 16 evenly spaced frames; Face Sim = mean over frames of the minimum greedy-matched similarity
-(:mod:`ingredients_model.metrics.face_similarity`; a case without any detected face scores 0, as in
-ConsisID's code); CLIPScore = mean over frames (needs ``--clip``); FID = between all reference faces and
-all generated face crops matched to a reference (needs ``--inception``). Table values are means over cases.
+``--protocol released`` (:mod:`ingredients_model.metrics.released`) reproduces the public Ingredients scripts,
+and its row is printed under the paper's: buffalo_l faces (``--face-models``, else
+``MODEL/face_encoder/models/buffalo_l``, else ``~/.insightface/models/buffalo_l``), 24 frames, best pair per
+frame, per-frame "FID" from torchvision's Inception-v3 (``--inception`` or torch's hub cache).
+``--protocol strict`` is ours (:mod:`ingredients_model.metrics.face_similarity`): ``--frames`` evenly spaced
+frames (16), every person matched one to one, minimum over people; set-level FID of torch-fidelity features of
+the matched face crops against the reference faces. ``both`` (default) prints both rows; a protocol whose
+face model is missing is then reported as not computed instead of stopping the run. Table values are means
+over cases (Face Sim in percent).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from pathlib import Path
 from PIL import Image
 
 from ingredients_model.errors import IngredientsError
+from ingredients_model.metrics import released
 from ingredients_model.metrics.face_similarity import (
     BACKENDS,
     FaceBackend,
@@ -39,7 +46,13 @@ from ingredients_model.metrics.face_similarity import (
     load_face_backend,
     reference_face,
 )
-from ingredients_model.metrics.fid import FeatureExtractor, fid
+from ingredients_model.metrics.fid import INCEPTION_WEIGHTS_FILE, FeatureExtractor, fid
+from ingredients_model.metrics.protocols import (
+    DEFAULT_PROTOCOL,
+    PROTOCOL_CHOICES,
+    PROTOCOL_LABELS,
+    expand_protocol,
+)
 from ingredients_model.metrics.video import DEFAULT_NUM_FRAMES, sample_video_frames, write_video
 
 PAPER_ROW = {"method": "Ingredients (paper, Table 1)", "face_sim": 77.1, "clip_score": 26.7, "fid": 106.3}
@@ -57,31 +70,46 @@ class Case:
 
 @dataclass
 class CaseResult:
-    """Scores of one case (face_sim in [0, 1]; clip_score ×100 or None without a CLIP model)."""
+    """Scores of one case by one protocol (face_sim as a fraction; None where not measurable)."""
 
     name: str
     video: str
-    face_sim: float
-    per_ref: list[float | None]
+    face_sim: float | None
     frames: int
     frames_with_faces: int
+    per_ref: list[float | None] = field(default_factory=list)  # strict: per person, when matched
     clip_score: float | None = None
+    fid: float | None = None  # released: the case's mean per-frame value (strict FID is set-level)
 
 
 @dataclass
-class BenchmarkResult:
-    """Table values (means over cases; face_sim in percent) and the per-case details."""
+class ProtocolResult:
+    """One protocol's table row (means over cases; face_sim in percent) and the per-case details."""
 
-    backend: str
-    backend_label: str
-    face_sim: float
+    protocol: str
+    label: str
+    face_model: str
+    face_sim: float | None
     clip_score: float | None
     fid: float | None
     cases: list[CaseResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
+    @classmethod
+    def not_computed(cls, protocol: str, reason: str) -> ProtocolResult:
+        return cls(
+            protocol, PROTOCOL_LABELS[protocol], "–", None, None, None, notes=[f"not computed: {reason}"]
+        )
+
+
+@dataclass
+class BenchmarkResult:
+    """The protocols' rows, in the order run (released first)."""
+
+    protocols: dict[str, ProtocolResult]
+
     def to_dict(self) -> dict:
-        return {**asdict(self), "paper": PAPER_ROW}
+        return {"paper": PAPER_ROW, "protocols": {name: asdict(r) for name, r in self.protocols.items()}}
 
 
 def load_cases(data_dir: Path) -> list[Case]:
@@ -153,7 +181,12 @@ def render_cases(
     return videos
 
 
-def evaluate_cases(
+def _mean(values: Sequence[float | None]) -> float | None:
+    kept = [v for v in values if v is not None]
+    return sum(kept) / len(kept) if kept else None
+
+
+def evaluate_strict(
     cases: Sequence[Case],
     videos: dict[str, Path],
     backend: FaceBackend,
@@ -161,8 +194,8 @@ def evaluate_cases(
     clip_scorer=None,
     fid_extractor: FeatureExtractor | None = None,
     num_frames: int = DEFAULT_NUM_FRAMES,
-) -> BenchmarkResult:
-    """Score every case's video against its references (see the module docstring for the protocol)."""
+) -> ProtocolResult:
+    """``protocol: strict`` on every case (see the module docstring)."""
     from ingredients_model.photos import load_photo
 
     results: list[CaseResult] = []
@@ -184,9 +217,9 @@ def evaluate_cases(
                 name=case.name,
                 video=str(videos[case.name]),
                 face_sim=result.summary.face_sim or 0.0,
-                per_ref=list(result.summary.per_ref),
                 frames=result.summary.frames,
                 frames_with_faces=result.summary.frames_with_faces,
+                per_ref=list(result.summary.per_ref),
                 clip_score=clip_scorer.score(frames, case.prompt) if clip_scorer is not None else None,
             )
         )
@@ -195,27 +228,92 @@ def evaluate_cases(
         notes.append(f"Face Sim measured with {backend.label}.")
     fid_value = None
     if fid_extractor is None:
-        notes.append("FID not computed: pass --inception with the FID Inception weights.")
+        notes.append(f"FID not computed: pass --inception with torch-fidelity's {INCEPTION_WEIGHTS_FILE}.")
     elif len(fake_crops) < 2 or len(ref_crops) < 2:
         notes.append(f"FID not computed: {len(fake_crops)} generated face crops matched (need ≥ 2).")
     else:
         fid_value = fid(ref_crops, fake_crops, fid_extractor)
     if clip_scorer is None:
         notes.append("CLIPScore not computed: pass --clip with a local CLIP ViT-B/32 folder.")
-    clip_values = [r.clip_score for r in results if r.clip_score is not None]
-    return BenchmarkResult(
-        backend=backend.name,
-        backend_label=backend.label,
-        face_sim=100.0 * sum(r.face_sim for r in results) / len(results),
-        clip_score=sum(clip_values) / len(clip_values) if clip_values else None,
+    return ProtocolResult(
+        protocol="strict",
+        label=PROTOCOL_LABELS["strict"],
+        face_model=backend.label,
+        face_sim=100.0 * sum(r.face_sim or 0.0 for r in results) / len(results),
+        clip_score=_mean([r.clip_score for r in results]),
         fid=fid_value,
         cases=results,
         notes=notes,
     )
 
 
+def evaluate_released(
+    cases: Sequence[Case],
+    videos: dict[str, Path],
+    face_app,
+    *,
+    clip_scorer=None,
+    features: released.ReleasedFeatureExtractor | None = None,
+    face_model: str = "insightface buffalo_l (w600k_r50), det_size 320",
+) -> ProtocolResult:
+    """``protocol: released`` on every case: the public scripts' rules (see
+    :mod:`ingredients_model.metrics.released`).
+
+    ``face_app`` is an insightface ``FaceAnalysis`` (:func:`released.load_face_analysis`). Reference photos
+    are opened as the script opens them (``Image.open(...).convert("RGB")``). A case with no face in any
+    frame scores Face Sim 0 (the script's default for an empty list) and is left out of the FID mean.
+    """
+    results: list[CaseResult] = []
+    notes: list[str] = []
+    for case in cases:
+        refs = []
+        for ref in case.refs:
+            try:
+                with Image.open(ref) as photo:
+                    image = photo.convert("RGB")
+            except OSError as err:
+                raise IngredientsError(
+                    f"cannot read reference {ref}: {err}", "Use a JPEG or PNG photo."
+                ) from err
+            refs.append(released.reference_face(face_app, image, what=f"reference {ref}"))
+        video = videos[case.name]
+        scored = released.score_video(face_app, refs, video, features)
+        if scored.frames_without_faces:
+            notes.append(
+                f"{case.name}: {scored.frames_without_faces} of {scored.frames} frames without a face were "
+                "left out (the public script stops on such a frame)."
+            )
+        results.append(
+            CaseResult(
+                name=case.name,
+                video=str(video),
+                face_sim=scored.face_sim,
+                frames=scored.frames,
+                frames_with_faces=scored.frames - scored.frames_without_faces,
+                clip_score=released.clip_score_video(clip_scorer, video, case.prompt)
+                if clip_scorer
+                else None,
+                fid=scored.fid,
+            )
+        )
+    if features is None:
+        notes.append(f"FID not computed: needs torchvision and {released.INCEPTION_FILE} (--inception).")
+    if clip_scorer is None:
+        notes.append("CLIPScore not computed: pass --clip with a local CLIP ViT-B/32 folder.")
+    return ProtocolResult(
+        protocol="released",
+        label=PROTOCOL_LABELS["released"],
+        face_model=face_model,
+        face_sim=100.0 * sum(r.face_sim or 0.0 for r in results) / len(results),
+        clip_score=_mean([r.clip_score for r in results]),
+        fid=_mean([r.fid for r in results]),
+        cases=results,
+        notes=notes,
+    )
+
+
 def format_table(result: BenchmarkResult) -> str:
-    """The paper's Table 1 format: our row under the paper's Ingredients row."""
+    """The paper's Table 1 format: the paper's Ingredients row, then one row per protocol (released first)."""
 
     def cell(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.1f}"
@@ -228,13 +326,16 @@ def format_table(result: BenchmarkResult) -> str:
             cell(PAPER_ROW["clip_score"]),
             cell(PAPER_ROW["fid"]),
         ),
-        (
-            f"this run ({result.backend}, {len(result.cases)} cases)",
-            cell(result.face_sim),
-            cell(result.clip_score),
-            cell(result.fid),
-        ),
     ]
+    for name, row in result.protocols.items():
+        rows.append(
+            (
+                f"this run, {name} ({len(row.cases)} cases)",
+                cell(row.face_sim),
+                cell(row.clip_score),
+                cell(row.fid),
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = [
         " | ".join(
@@ -244,7 +345,10 @@ def format_table(result: BenchmarkResult) -> str:
         for row in rows
     ]
     lines.insert(1, "-+-".join("-" * w for w in widths))
-    return "\n".join(lines + [f"note: {note}" for note in result.notes])
+    for name, row in result.protocols.items():
+        lines.append(f"{name}: {row.label}; faces: {row.face_model}")
+        lines += [f"  note: {note}" for note in row.notes]
+    return "\n".join(lines)
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -252,6 +356,76 @@ def _write_json(path: Path, data: dict) -> None:
     tmp = path.with_name(path.name + ".partial")
     tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, path)
+
+
+def _strict_fid_extractor(inception: Path | None, device: str):
+    """torch-fidelity's Inception for the strict FID from ``--inception`` (the file or its folder)."""
+    if inception is None:
+        return None
+    from ingredients_model.metrics.fid import inception_extractor
+
+    return inception_extractor(inception, device=device)
+
+
+def _released_features(inception: Path | None, device: str):
+    """torchvision's Inception for the released FID from ``--inception`` or torch's hub cache."""
+    path = released.find_inception_weights(inception)
+    return released.torchvision_inception(path, device=device)
+
+
+def run_protocols(
+    args: argparse.Namespace, cases: Sequence[Case], videos: dict[str, Path], clip_scorer
+) -> BenchmarkResult:
+    """Set up and run each chosen protocol. With ``both``, a protocol that cannot run is reported as not
+    computed; a protocol asked for by name raises instead. A missing FID network is a note either way."""
+    chosen = expand_protocol(args.protocol)
+    rows: dict[str, ProtocolResult] = {}
+    for name in chosen:
+        try:
+            if name == "released":
+                folder = released.find_buffalo_l(args.face_models, args.model)
+                app = released.load_face_analysis(folder, device=args.device, det_size=args.det_size)
+                features, fid_note = None, None
+                try:
+                    features = _released_features(args.inception, args.device)
+                except IngredientsError as err:
+                    fid_note = f"FID not computed: {err.message}"
+                row = evaluate_released(
+                    cases,
+                    videos,
+                    app,
+                    clip_scorer=clip_scorer,
+                    features=features,
+                    face_model=f"insightface buffalo_l from {folder}, det_size {args.det_size}",
+                )
+                if fid_note:
+                    row.notes = [n for n in row.notes if not n.startswith("FID not computed")] + [fid_note]
+            else:
+                face_dir = args.model / "face_encoder" if args.model is not None else None
+                backend = load_face_backend(args.backend, face_dir, device=args.device)
+                extractor, fid_note = None, None
+                try:
+                    extractor = _strict_fid_extractor(args.inception, args.device)
+                except IngredientsError as err:
+                    fid_note = f"FID not computed: {err.message}"
+                row = evaluate_strict(
+                    cases,
+                    videos,
+                    backend,
+                    clip_scorer=clip_scorer,
+                    fid_extractor=extractor,
+                    num_frames=args.frames,
+                )
+                if fid_note:
+                    row.notes = [n for n in row.notes if not n.startswith("FID not computed")] + [fid_note]
+        except IngredientsError as err:
+            if len(chosen) == 1:
+                raise
+            row = ProtocolResult.not_computed(
+                name, f"{err.message} ({err.hint})" if err.hint else err.message
+            )
+        rows[name] = row
+    return BenchmarkResult(rows)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -262,15 +436,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--data", type=Path, required=True, help="evaluation set folder")
-    parser.add_argument("--model", type=Path, help="model folder (renders, and face_encoder/ for ArcFace)")
+    parser.add_argument(
+        "--model", type=Path, help="model folder (renders, and face_encoder/ for the face models)"
+    )
     parser.add_argument(
         "--videos", type=Path, help="evaluate existing VIDEOS/<case>.mp4 instead of rendering"
     )
     parser.add_argument("--out", type=Path, default=Path("benchmark_renders"), help="where renders go")
+    parser.add_argument(
+        "--protocol",
+        choices=PROTOCOL_CHOICES,
+        default=DEFAULT_PROTOCOL,
+        help="released, strict or both (default)",
+    )
     parser.add_argument("--clip", type=Path, help="local CLIP ViT-B/32 folder (for CLIPScore)")
-    parser.add_argument("--inception", type=Path, help="FID Inception weights file or folder (for FID)")
-    parser.add_argument("--backend", choices=BACKENDS, default="auto", help="face similarity backend")
-    parser.add_argument("--frames", type=int, default=DEFAULT_NUM_FRAMES, help="frames sampled per clip")
+    parser.add_argument(
+        "--inception",
+        type=Path,
+        help=f"FID weights: a file, or a folder holding {released.INCEPTION_FILE} (released; default: "
+        f"torch's hub cache) and/or {INCEPTION_WEIGHTS_FILE} (strict)",
+    )
+    parser.add_argument("--face-models", type=Path, help="released: folder with buffalo_l's ONNX files")
+    parser.add_argument(
+        "--det-size", type=int, default=released.DET_SIZE, help="released: detector size (320)"
+    )
+    parser.add_argument("--backend", choices=BACKENDS, default="auto", help="strict: face similarity backend")
+    parser.add_argument(
+        "--frames",
+        type=int,
+        default=DEFAULT_NUM_FRAMES,
+        help="strict: frames sampled per clip (released: 24)",
+    )
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--guidance", type=float, default=6.0)
     parser.add_argument("--seed", type=int, default=42)
@@ -298,21 +494,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 seed=args.seed,
                 num_frames=args.num_frames,
             )
-        face_dir = args.model / "face_encoder" if args.model is not None else None
-        backend = load_face_backend(args.backend, face_dir, device=args.device)
         clip_scorer = None
         if args.clip is not None:
             from ingredients_model.metrics.clip_score import ClipScorer
 
             clip_scorer = ClipScorer(args.clip, device=args.device)
-        extractor = None
-        if args.inception is not None:
-            from ingredients_model.metrics.fid import inception_extractor
-
-            extractor = inception_extractor(args.inception, device=args.device)
-        result = evaluate_cases(
-            cases, videos, backend, clip_scorer=clip_scorer, fid_extractor=extractor, num_frames=args.frames
-        )
+        result = run_protocols(args, cases, videos, clip_scorer)
     except IngredientsError as err:
         print(f"error: {err.message}", file=sys.stderr)
         if err.hint:

@@ -1,4 +1,9 @@
-"""CLIPScore: mean image-text cosine similarity ×100 (clipped at 0) over sampled frames.
+"""CLIPScore of sampled frames against a prompt, by either protocol.
+
+- strict (ours, :meth:`ClipScorer.score`): RGB frames, ``max(100 · cos(image, text), 0)`` per frame, mean.
+- released (the public ``metric/clip_score.py``, :meth:`ClipScorer.released_score`): the frames as the
+  script hands them over (OpenCV's BGR arrays), ``logits_per_image`` (``logit_scale.exp()`` · cos) averaged,
+  no clamp.
 
 The paper uses CLIP ViT-B/32; load it from a local folder in the Hugging Face layout (e.g.
 ``huggingface-cli download openai/clip-vit-base-patch32 --local-dir DIR`` on a machine with hub access).
@@ -74,8 +79,26 @@ class ClipScorer:
         return np.clip(100.0 * cos, 0.0, None)
 
     def score(self, frames: Sequence[Image.Image], text: str) -> float:
-        """Mean CLIPScore of ``frames`` against ``text``."""
+        """Mean CLIPScore of ``frames`` against ``text`` (strict protocol)."""
         return float(self.frame_scores(frames, text).mean())
+
+    def released_score(self, frames: Sequence[np.ndarray], text: str) -> float:
+        """The public script's CLIPScore: ``frames`` are uint8 arrays [H, W, 3] passed to the processor as
+        they are (the script passes OpenCV's BGR frames), ``logits_per_image`` averaged over frames, no clamp.
+        The prompt is truncated at the text model's length (77 for CLIP, the tokenizer's own limit)."""
+        if len(frames) == 0:
+            raise ValueError("no frames to score")
+        inputs = self.processor(
+            text=text,
+            images=[np.asarray(f, dtype=np.uint8) for f in frames],
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=self.model.config.text_config.max_position_embeddings,
+        ).to(self.device)
+        with self._torch.no_grad():
+            outputs = self.model(**inputs)
+        return float(outputs.logits_per_image.float().mean())
 
 
 def _as_tensor(output):

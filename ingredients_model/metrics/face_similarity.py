@@ -1,4 +1,7 @@
-"""Face similarity between generated clips and reference photos (the paper's "Face Sim").
+"""Face similarity between generated clips and reference photos, ``protocol: strict`` (ours).
+
+The public scripts' rules (buffalo_l, the 2 largest faces, best pair per frame) are
+:mod:`ingredients_model.metrics.released`; this module measures what a multi-person production needs.
 
 Backends (all weights local, never downloaded at run time):
 
@@ -7,14 +10,15 @@ Backends (all weights local, never downloaded at run time):
   (``face_encoder/models/antelopev2/``, ``face_encoder/antelopev2/`` or ``face_encoder/`` itself).
 - ``curricularface``: the same SCRFD detection + alignment, embeddings from CurricularFace IR-101
   ``face_encoder/glint360k_curricular_face_r101_backbone.bin`` (TFace ``IR_101`` state dict; see
-  :mod:`ingredients_model.metrics.curricularface`), cosine similarity. Used by ConsisID / Ingredients.
+  :mod:`ingredients_model.metrics.curricularface`), cosine similarity. ConsisID's evaluation uses it (the
+  Ingredients script loads it too, but its returned numbers come from ArcFace).
 - ``dlib``: the offline fallback (engineer D's :mod:`ingredients_model.face_tools`, HOG detector + dlib's
   ResNet 128-d descriptor, weights from ``face-recognition-models``). Similarity is ``1 − euclidean distance``
   (dlib's same-person threshold 0.6 becomes 0.4). Its numbers are *not* comparable with the paper's.
 
-Protocol per frame: detect all faces, match them greedily (one to one) to the reference faces, take the
-minimum similarity over matches (:mod:`ingredients_model.metrics.matching`); a clip's score is the mean
-of the per-frame minima, clamped at 0, over frames with at least one face.
+Strict protocol per frame: detect all faces, match them greedily (one to one) to the reference faces, take
+the minimum over the references (0 for one left without a face), clamped at 0
+(:mod:`ingredients_model.metrics.matching`); a clip's score is the mean over all sampled frames.
 """
 
 from __future__ import annotations
@@ -118,7 +122,8 @@ class DlibBackend:
         return 1.0 - float(self._tools.face_distance(a, b))
 
 
-def _providers(device: str) -> list[str]:
+def onnx_providers(device: str) -> list[str]:
+    """onnxruntime providers for ``device``: CUDA first on ``cuda*`` when available, else CPU."""
     import onnxruntime
 
     available = onnxruntime.get_available_providers()
@@ -152,7 +157,7 @@ class _InsightFaceDetection:
     def _init_detector(self, detector_path: Path, device: str, det_size: int) -> None:
         from insightface.model_zoo import get_model
 
-        self._detector = get_model(str(detector_path), providers=_providers(device))
+        self._detector = get_model(str(detector_path), providers=onnx_providers(device))
         if self._detector is None:
             raise IngredientsError(f"{detector_path} is not a face detector ONNX file", GET_WEIGHTS_HINT)
         self._detector.prepare(
@@ -185,7 +190,7 @@ class ArcFaceBackend(_InsightFaceDetection):
 
         detector, recognizer = _require(face_encoder_dir, [DETECTOR_FILE, ARCFACE_FILE])
         self._init_detector(detector, device, det_size)
-        self._recognizer = get_model(str(recognizer), providers=_providers(device))
+        self._recognizer = get_model(str(recognizer), providers=onnx_providers(device))
         self._recognizer.prepare(ctx_id=0 if str(device).startswith("cuda") else -1)
 
     @classmethod
@@ -341,7 +346,7 @@ class ClipFaceResult:
 def clip_face_similarity(
     backend: FaceBackend, refs: Sequence[np.ndarray], frames: Sequence[Image.Image]
 ) -> ClipFaceResult:
-    """Detect every face per frame, match greedily to ``refs`` (embeddings), summarize (paper protocol)."""
+    """Detect every face per frame, match greedily to ``refs`` (embeddings), summarize (strict protocol)."""
     detections = [backend.detect(frame) for frame in frames]
     matches = [greedy_match(similarity_matrix(backend, refs, faces)) for faces in detections]
     return ClipFaceResult(detections=detections, frames=matches, summary=summarize(matches))

@@ -1,9 +1,11 @@
-"""The paper's multi-identity matching rule: greedy one-to-one assignment, then the minimum.
+"""The strict protocol's multi-identity rule (ours): greedy one-to-one assignment, then the minimum.
 
 For one frame, ``sim[r, f]`` is the similarity between reference face ``r`` and detected face ``f``.
 The highest remaining pair is matched first; its reference and its face are then removed, and so on
-until one side runs out. The frame's score is the minimum similarity over the matched pairs, so a
-clip only scores well when *every* person in it looks like their reference.
+until one side runs out. The frame's score is the minimum over *all references* of their matched
+similarity, where a reference left without a face scores 0, clamped at 0: a clip only scores well when
+*every* person is present and looks like their reference. (The public Ingredients scripts instead take the
+best pair per frame; see :mod:`ingredients_model.metrics.released`.)
 """
 
 from __future__ import annotations
@@ -35,8 +37,16 @@ class FrameMatch:
 
     @property
     def min_similarity(self) -> float | None:
-        """The paper's per-frame score: the minimum over matches (None when nothing matched)."""
+        """The minimum over matches (None when nothing matched)."""
         return min((m.similarity for m in self.matches), default=None)
+
+    @property
+    def strict_score(self) -> float:
+        """The strict per-frame score: minimum over references, 0 for a missing one, clamped at 0."""
+        if self.num_refs == 0:
+            return 0.0
+        values = [self.similarity_of(r) for r in range(self.num_refs)]
+        return max(0.0, min(0.0 if v is None else v for v in values))
 
     def similarity_of(self, ref: int) -> float | None:
         """The similarity of reference ``ref``'s match in this frame, or None if it has none."""
@@ -86,7 +96,7 @@ def greedy_match(sim: np.ndarray) -> FrameMatch:
 class ClipMatchSummary:
     """Per-clip aggregate of :class:`FrameMatch` results (the paper averages the per-frame minimum)."""
 
-    face_sim: float | None  # mean over frames with at least one match of the per-frame minimum (clamped at 0)
+    face_sim: float | None  # mean over all frames of FrameMatch.strict_score (None without frames)
     per_ref: tuple[float | None, ...]  # mean similarity of each reference over the frames it was matched in
     frames: int  # frames evaluated
     frames_with_faces: int  # frames with at least one detected face
@@ -96,13 +106,14 @@ class ClipMatchSummary:
 
 
 def summarize(frames: Sequence[FrameMatch]) -> ClipMatchSummary:
-    """Aggregate per-frame matches into the clip's face-similarity score.
+    """Aggregate per-frame matches into the clip's strict face-similarity score.
 
-    Frames without any detected face are skipped for the score (as in ConsisID's evaluation code) but
-    counted in ``frames_missing``; similarities are clamped at 0 before averaging.
+    Every frame counts: a person missing from a frame (or a frame without faces) scores 0 there, and is
+    counted in ``frames_missing``. ``per_ref`` averages each person's similarity (clamped at 0) over the
+    frames they were matched in.
     """
     num_refs = max((fm.num_refs for fm in frames), default=0)
-    minima = [max(0.0, fm.min_similarity) for fm in frames if fm.min_similarity is not None]
+    scores = [fm.strict_score for fm in frames]
     per_ref: list[float | None] = []
     missing: list[int] = []
     for r in range(num_refs):
@@ -112,7 +123,7 @@ def summarize(frames: Sequence[FrameMatch]) -> ClipMatchSummary:
         missing.append(sum(v is None for v in values))
     detections = [fm.num_faces for fm in frames]
     return ClipMatchSummary(
-        face_sim=float(np.mean(minima)) if minima else None,
+        face_sim=float(np.mean(scores)) if scores else None,
         per_ref=tuple(per_ref),
         frames=len(frames),
         frames_with_faces=sum(n > 0 for n in detections),

@@ -1,4 +1,9 @@
-"""Evenly spaced frame sampling from video files (ffmpeg via imageio-ffmpeg, no ffprobe) and arrays."""
+"""Frame sampling from video files (ffmpeg via imageio-ffmpeg, no ffprobe) and arrays.
+
+:func:`sample_indices` is the strict protocol's rule (evenly spaced, rounded, no duplicates); the released
+protocol's two index rules live in :mod:`ingredients_model.metrics.released`. Both decode with
+:func:`read_video_frames`.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,9 @@ from PIL import Image
 
 from ingredients_model.errors import IngredientsError
 
-DEFAULT_NUM_FRAMES = 16  # ConsisID's / Ingredients' evaluation samples 16 frames per clip
+DEFAULT_NUM_FRAMES = (
+    16  # the strict protocol's default; the public Ingredients scripts sample 24 (released.py)
+)
 
 
 def sample_indices(total: int, num: int) -> list[int]:
@@ -33,35 +40,53 @@ def count_frames(path: Path) -> int:
     return int(frames)
 
 
-def sample_video_frames(path: Path | str, num: int = DEFAULT_NUM_FRAMES) -> list[Image.Image]:
-    """Decode ``num`` evenly spaced RGB frames of the video at ``path``.
+def read_video_frames(path: Path | str, indices: Sequence[int]) -> list[Image.Image]:
+    """The RGB frames at ``indices`` of the video at ``path``, in the order given (repeats allowed).
 
-    Raises :class:`IngredientsError` when the file is missing, unreadable, or has no frames.
+    Indices past the last frame are skipped (as OpenCV's failed reads are in the public scripts).
+    Raises :class:`IngredientsError` when the file is missing, unreadable, or yields no frame.
     """
     import imageio_ffmpeg
 
     path = Path(path)
     if not path.is_file():
         raise IngredientsError(f"video not found: {path}", "Render it first, or check the path.")
-    wanted = set(sample_indices(count_frames(path), num))
-    frames: list[Image.Image] = []
-    reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
+    wanted = set(indices)
+    decoded: dict[int, Image.Image] = {}
     try:
+        reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
         meta = next(reader)
+    except (RuntimeError, OSError, StopIteration) as err:
+        raise IngredientsError(
+            f"cannot read video {path}: {err}", "Check the file plays; re-render it."
+        ) from err
+    try:
         width, height = meta["size"]
         for index, raw in enumerate(reader):
             if index in wanted:
                 array = np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3)
-                frames.append(Image.fromarray(array.copy()))
-            if len(frames) == len(wanted):
-                break
-    except (RuntimeError, OSError, StopIteration) as err:
+                decoded[index] = Image.fromarray(array.copy())
+                if len(decoded) == len(wanted):
+                    break
+    except (RuntimeError, OSError) as err:
         raise IngredientsError(f"cannot decode video {path}: {err}", "Re-render the clip.") from err
     finally:
         reader.close()
+    frames = [decoded[i] for i in indices if i in decoded]
     if not frames:
         raise IngredientsError(f"video has no frames: {path}", "Re-render the clip.")
     return frames
+
+
+def sample_video_frames(path: Path | str, num: int = DEFAULT_NUM_FRAMES) -> list[Image.Image]:
+    """Decode ``num`` evenly spaced RGB frames (:func:`sample_indices`) of the video at ``path``.
+
+    Raises :class:`IngredientsError` when the file is missing, unreadable, or has no frames.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise IngredientsError(f"video not found: {path}", "Render it first, or check the path.")
+    return read_video_frames(path, sample_indices(count_frames(path), num))
 
 
 def sample_array_frames(

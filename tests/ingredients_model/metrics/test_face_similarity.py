@@ -51,14 +51,14 @@ def test_two_references_matched_one_to_one_in_a_group(dlib_backend, group):
     assert len(result.matched_embeddings(1)) == 2
 
 
-def test_frame_without_faces_is_skipped(dlib_backend, astronaut_png):
+def test_frame_without_faces_scores_zero(dlib_backend, astronaut_png):
     astronaut = Image.open(astronaut_png).convert("RGB")
     ref = reference_face(dlib_backend, astronaut).embedding
     blank = Image.new("RGB", (128, 96), (90, 120, 200))
     result = clip_face_similarity(dlib_backend, [ref], [blank, astronaut])
     assert result.summary.frames == 2 and result.summary.frames_with_faces == 1
     assert result.summary.frames_missing == (1,)
-    assert result.summary.face_sim == pytest.approx(1.0, abs=1e-6)
+    assert result.summary.face_sim == pytest.approx(0.5, abs=1e-6)  # (0 + 1) / 2: the person must be there
 
 
 def test_reference_without_face_is_a_user_error(dlib_backend):

@@ -45,15 +45,16 @@ def test_rejects_bad_input():
         greedy_match(np.array([[np.nan]]))
 
 
-def test_summarize_mean_of_frame_minima_clamped_and_per_ref():
+def test_summarize_strict_every_person_every_frame():
     frames = [
         greedy_match(np.array([[0.8, 0.1], [0.2, 0.6]])),  # min 0.6
-        greedy_match(np.array([[0.4], [-0.5]])),  # ref 0 matched 0.4, ref 1 missing -> min 0.4
-        greedy_match(np.zeros((2, 0))),  # no faces: skipped for the score
+        greedy_match(np.array([[0.4], [-0.5]])),  # ref 0 matched 0.4, ref 1 missing -> 0
+        greedy_match(np.zeros((2, 0))),  # no faces: both missing -> 0
         greedy_match(np.array([[-0.2, 0.9], [0.95, -0.3]])),  # min 0.9
     ]
     s = summarize(frames)
-    assert s.face_sim == pytest.approx((0.6 + 0.4 + 0.9) / 3)
+    assert s.face_sim == pytest.approx((0.6 + 0.0 + 0.0 + 0.9) / 4)
+    assert [f.strict_score for f in frames] == pytest.approx([0.6, 0.0, 0.0, 0.9])
     assert s.per_ref[0] == pytest.approx((0.8 + 0.4 + 0.9) / 3)
     assert s.per_ref[1] == pytest.approx((0.6 + 0.95) / 2)
     assert s.frames_missing == (1, 2)
