@@ -9,12 +9,17 @@ for the identity embedding instead of a crop of the video.
 
 Prepared folder (written by `prepare`):
     index.jsonl                 {"id", "file", "caption", "num_people", "frames", "height", "width",
-                                 "mask_source", "face_encoder"}
+                                 "mask_source", "face_encoder", "reference_draws", "reference_frames"}
     prepare.json                the PrepareConfig and versions it was built with
-    clips/<id>.safetensors      latents [F, C, h, w], image_latents [1, C, h, w], prompt_embeds [L, D],
-                                routing_mask [F, h/p, w/p] (int64, person index or -1),
-                                id_cond.<k> [id_dim], id_vit_hidden.<k>.<s> [tokens, vit_dim]
-    clips/<id>/person<k>.png    aligned face crop per person; clips/<id>/mask.png label preview (first frame)
+    clips/<id>.safetensors      latents_mean, latents_std [F, C, h, w] (the VAE's latent distribution,
+                                scaled), prompt_embeds [L, D], routing_mask [F, h/p, w/p] (int64, person
+                                index or -1); per reference draw j: image_latents_mean.<j>,
+                                image_latents_std.<j> [1, C, h, w], id_cond.<j>.<k> [id_dim],
+                                id_vit_hidden.<j>.<k>.<s> [tokens, vit_dim]
+    clips/<id>/person<k>.png    aligned face crop per person (draw 0); clips/<id>/mask.png label preview
+
+A training sample is (clip, key): the key picks one reference draw (key mod draws); the latent samples
+are drawn from the stored distributions per step (:func:`ingredients_model.training.model.sample_latents`).
 """
 
 from __future__ import annotations
@@ -25,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
 from ingredients_model.errors import IngredientsError
 
@@ -100,7 +104,8 @@ def interpolate_boxes(boxes: dict[int, list[float]], frames: list[int]) -> np.nd
 
 
 class PreparedDataset(torch.utils.data.Dataset):
-    """Samples of a prepared folder as dicts of tensors (see module docstring)."""
+    """Samples of a prepared folder as dicts of tensors (see module docstring); index with a clip number or
+    (clip number, key), the key choosing the reference draw."""
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
@@ -113,24 +118,43 @@ class PreparedDataset(torch.utils.data.Dataset):
         self.rows = [json.loads(line) for line in index.read_text().splitlines() if line.strip()]
         if not self.rows:
             raise IngredientsError(f"{index} lists no clips", "check the prepare log for skipped clips")
+        if any("reference_draws" not in row for row in self.rows):
+            raise IngredientsError(
+                f"{self.folder} was prepared by an older version (no reference draws, no latent statistics)",
+                "run prepare again with the same config: it rebuilds the cache",
+            )
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, item: int | tuple[int, int]) -> dict:
+        from safetensors import safe_open
+
+        i, key = item if isinstance(item, tuple) else (item, 0)
         row = self.rows[i]
-        tensors = load_file(self.folder / row["file"])
+        draw = key % row["reference_draws"]
         people = row["num_people"]
-        scales = sorted({int(k.split(".")[2]) for k in tensors if k.startswith("id_vit_hidden.0.")})
-        return {
-            "id": row["id"],
-            "latents": tensors["latents"],
-            "image_latents": tensors["image_latents"],
-            "prompt_embeds": tensors["prompt_embeds"],
-            "routing_mask": tensors["routing_mask"].long(),
-            "id_cond": [tensors[f"id_cond.{k}"] for k in range(people)],
-            "id_vit_hidden": [[tensors[f"id_vit_hidden.{k}.{s}"] for s in scales] for k in range(people)],
-        }
+        with safe_open(str(self.folder / row["file"]), framework="pt") as handle:
+            names = set(handle.keys())
+            scales = sorted(int(n.split(".")[3]) for n in names if n.startswith(f"id_vit_hidden.{draw}.0."))
+
+            def get(name: str) -> torch.Tensor:
+                return handle.get_tensor(name)
+
+            return {
+                "id": row["id"],
+                "draw": draw,
+                "latents_mean": get("latents_mean"),
+                "latents_std": get("latents_std"),
+                "image_latents_mean": get(f"image_latents_mean.{draw}"),
+                "image_latents_std": get(f"image_latents_std.{draw}"),
+                "prompt_embeds": get("prompt_embeds"),
+                "routing_mask": get("routing_mask").long(),
+                "id_cond": [get(f"id_cond.{draw}.{k}") for k in range(people)],
+                "id_vit_hidden": [
+                    [get(f"id_vit_hidden.{draw}.{k}.{s}") for s in scales] for k in range(people)
+                ],
+            }
 
 
 def collate(samples: list[dict]) -> dict:
@@ -144,8 +168,11 @@ def collate(samples: list[dict]) -> dict:
     (n,) = people
     return {
         "ids": [s["id"] for s in samples],
-        "latents": torch.stack([s["latents"] for s in samples]),
-        "image_latents": torch.stack([s["image_latents"] for s in samples]),
+        "draws": [s["draw"] for s in samples],
+        "latents_mean": torch.stack([s["latents_mean"] for s in samples]),
+        "latents_std": torch.stack([s["latents_std"] for s in samples]),
+        "image_latents_mean": torch.stack([s["image_latents_mean"] for s in samples]),
+        "image_latents_std": torch.stack([s["image_latents_std"] for s in samples]),
         "prompt_embeds": torch.stack([s["prompt_embeds"] for s in samples]),
         "routing_mask": torch.stack([s["routing_mask"] for s in samples]),
         "id_cond": [torch.stack([s["id_cond"][k] for s in samples]) for k in range(n)],
@@ -160,10 +187,11 @@ def collate(samples: list[dict]) -> dict:
 
 
 class ResumableSampler(torch.utils.data.Sampler):
-    """Endless shuffled indices for one process, fully determined by (seed, position): exact resume.
+    """Endless shuffled (clip, key) pairs for one process, fully determined by (seed, position): exact resume.
 
-    Epoch e uses randperm(n, seed + e); process `rank` of `world` takes every world-th index.
-    `start` skips that many of this process's samples (micro-batches already seen x batch size).
+    Epoch e uses randperm(n, seed + e); process `rank` of `world` takes every world-th index. The key (which
+    picks the reference draw) comes from (seed, epoch, index). `start` skips that many of this process's
+    samples (micro-batches already seen x batch size).
     """
 
     def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1, start: int = 0):
@@ -174,8 +202,9 @@ class ResumableSampler(torch.utils.data.Sampler):
         while True:
             perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + epoch)).tolist()
             perm = perm * max(1, -(-self.world // self.n))  # fewer samples than processes
-            for index in perm[self.rank :: self.world]:
+            for slot, index in enumerate(perm[self.rank :: self.world]):
                 if position >= self.start:
-                    yield index
+                    key = np.random.SeedSequence([self.seed, epoch, self.rank, slot]).generate_state(1)[0]
+                    yield index, int(key)
                 position += 1
             epoch += 1

@@ -1,9 +1,10 @@
 """Trained weights → a model folder in the released layout that `load_pipeline` loads directly.
 
-The transformer is rebuilt from `model_dir` exactly as training set it up, the checkpoint's trainable
-parameters are loaded, the LoRA is merged into the DiT weights (peft), and the plain transformer is saved;
-every other component folder of `model_dir` is hard-linked (or copied). Written to `<out>.partial`, then
-renamed, so `out` is complete or absent.
+The transformer is rebuilt from `model_dir` exactly as training set it up (the same starting point, see
+:mod:`ingredients_model.training.start`), the checkpoint's trainable parameters are loaded, the LoRA is merged
+into the DiT weights (peft), and the plain transformer is saved; every other component folder of `model_dir`
+is hard-linked (or copied), and `face_encoder/` comes from wherever training took it. Written to
+`<out>.partial`, then renamed, so `out` is complete or absent.
 """
 
 from __future__ import annotations
@@ -18,12 +19,8 @@ from safetensors.torch import load_file
 
 from ingredients_model.errors import IngredientsError
 from ingredients_model.training.config import TrainConfig
-from ingredients_model.training.model import (
-    TRAINABLE_FILE,
-    load_trainable_state,
-    load_transformer,
-    setup_trainable,
-)
+from ingredients_model.training.model import TRAINABLE_FILE, load_trainable_state, setup_trainable
+from ingredients_model.training.start import face_encoder_dir, load_start_transformer
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
@@ -33,7 +30,7 @@ def merged_transformer(config: TrainConfig, checkpoint: Path):
     weights = Path(checkpoint) / TRAINABLE_FILE
     if not weights.is_file():
         raise IngredientsError(f"{weights} is missing", "pass a checkpoint-<step> folder written by training")
-    transformer = load_transformer(config.model_dir, torch.float32)
+    transformer = load_start_transformer(config, torch.float32)
     setup_trainable(transformer, config.model_copy(update={"gradient_checkpointing": False}))
     load_trainable_state(transformer, load_file(str(weights)))
     if config.lora is not None:
@@ -70,12 +67,13 @@ def export_model(
         shutil.rmtree(partial)
     partial.mkdir(parents=True)
     for child in sorted(Path(config.model_dir).iterdir()):
-        if child.name == "transformer":
+        if child.name in ("transformer", "face_encoder"):
             continue
         if child.is_dir():
             _link_tree(child, partial / child.name)
         else:
             shutil.copy2(child, partial / child.name)
+    _link_tree(face_encoder_dir(config), partial / "face_encoder")
     transformer.to(_DTYPES[dtype]).save_pretrained(
         partial / "transformer", safe_serialization=True, max_shard_size="10GB"
     )

@@ -1,6 +1,7 @@
 """The accelerate training loop shared by both stages: mixed precision, gradient checkpointing and
 accumulation, checkpoints with exact resume (trainable weights, optimizer, scheduler, RNG, step, data
-position), JSONL (+ tensorboard) logging of every loss, and export at the end.
+position), JSONL (+ tensorboard) logging of every loss, a progress bar on the console (step, loss, lr, ETA;
+main process only), launch checks (:mod:`ingredients_model.training.launch`), and export at the end.
 
 Checkpoints: `<output_dir>/checkpoints/checkpoint-<step>/` (accelerate `save_state`; the model part holds
 only the trainable parameters, `trainable.safetensors`). Log: `<output_dir>/logs/train.jsonl`.
@@ -26,7 +27,6 @@ from ingredients_model.training.data import PreparedDataset, ResumableSampler, c
 from ingredients_model.training.model import (
     TRAINABLE_FILE,
     load_trainable_state,
-    load_transformer,
     rotary_embeddings,
     setup_trainable,
     trainable_state,
@@ -80,7 +80,7 @@ class TrainResult:
 
 def check_data_fits(sample: dict, model_config, config: TrainConfig) -> None:
     """IngredientsError when the prepared data was made for another model (size, channels, face encoder)."""
-    frames, channels, height, width = sample["latents"].shape
+    frames, channels, height, width = sample["latents_mean"].shape
     max_frames = (model_config.sample_frames - 1) // model_config.temporal_compression_ratio + 1
     problems = []
     if 2 * channels != model_config.in_channels:
@@ -186,14 +186,18 @@ class JsonlLogger:
 def train(config: TrainConfig, loss_fn: LossFn, stage: str) -> TrainResult:
     """Run one stage with `loss_fn` (returns a dict with "loss" plus the parts to log)."""
     from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
+    from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed, tqdm
     from diffusers import CogVideoXDPMScheduler
     from diffusers.optimization import get_scheduler
 
+    from ingredients_model.training.launch import process_state
+    from ingredients_model.training.start import load_start_transformer
+
+    process_state()  # stops on a launch that would not train as asked
     out = config.output_dir
     ckpt_dir = out / "checkpoints"
     dataset = PreparedDataset(config.data_dir)
-    transformer = load_transformer(config.model_dir, weight_dtype(config))
+    transformer = load_start_transformer(config, weight_dtype(config))
     check_data_fits(dataset[0], transformer.config, config)
     accelerator = Accelerator(
         mixed_precision=config.mixed_precision,
@@ -275,7 +279,7 @@ def train(config: TrainConfig, loss_fn: LossFn, stage: str) -> TrainResult:
         num_workers=config.dataloader_num_workers,
     )
     unwrapped = accelerator.unwrap_model(transformer)
-    first = dataset[0]["latents"]
+    first = dataset[0]["latents_mean"]
     p = unwrapped.config.patch_size
     rotary = rotary_embeddings(
         unwrapped.config, first.shape[0], first.shape[2] // p, first.shape[3] // p, accelerator.device
@@ -299,6 +303,9 @@ def train(config: TrainConfig, loss_fn: LossFn, stage: str) -> TrainResult:
     sums: dict[str, float] = {}
     micro = 0
     started = time.perf_counter()
+    progress = tqdm(
+        total=stop, initial=state.step, desc=stage, unit="step", dynamic_ncols=True, main_process_only=True
+    )
     transformer.train()
     batches = iter(loader)
     while state.step < stop:
@@ -329,11 +336,14 @@ def train(config: TrainConfig, loss_fn: LossFn, stage: str) -> TrainResult:
             "seconds": round(time.perf_counter() - started, 3),
         }
         history.append(row)
+        progress.update(1)
+        progress.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}", refresh=False)
         if logger is not None and (state.step % config.log_every == 0 or state.step == stop):
             logger.log(row)
         if state.step % config.checkpointing_steps == 0 or state.step == stop:
             _save_checkpoint(accelerator, config, ckpt_dir, state.step)
 
+    progress.close()
     accelerator.wait_for_everyone()
     if logger is not None:
         logger.close()

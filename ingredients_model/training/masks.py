@@ -89,15 +89,51 @@ class SamMasker:
         return torch.stack(out)
 
 
-def downsample_labels(labels: torch.Tensor, num_people: int, size: tuple[int, int, int]) -> torch.Tensor:
-    """Label maps [T, H, W] → [F, h, w] on the latent token grid by trilinear interpolation of one-hot maps.
+def latent_frame_groups(frames: int, temporal_ratio: int = 4) -> list[range]:
+    """The video frames behind each latent frame of CogVideoX's causal VAE: frame 0 alone, then groups of
+    ``temporal_ratio`` (1–4, 5–8, …). ``frames`` must be ``temporal_ratio · k + 1``."""
+    if frames < 1 or (frames - 1) % temporal_ratio:
+        raise ValueError(f"{frames} frames do not fit a causal VAE with temporal ratio {temporal_ratio}")
+    return [range(0, 1)] + [
+        range(1 + temporal_ratio * f, 1 + temporal_ratio * (f + 1))
+        for f in range((frames - 1) // temporal_ratio)
+    ]
 
-    Channel 0 is the background, 1..N the people; each token takes the channel with the largest weight.
+
+def label_coverage(
+    labels: torch.Tensor, num_people: int, size: tuple[int, int, int], temporal_ratio: int = 4
+):
+    """Per person and latent token, the fraction of the token's pixels (over its frames) the person covers:
+    [F, N, h, w] in 0..1, from label maps [T, H, W] (area averaging: ``interpolate(mode="area")``)."""
+    frames, height, width = size
+    onehot = F.one_hot((labels.long() + 1).clamp(min=0), num_people + 1)[
+        ..., 1:
+    ]  # [T, H, W, N], no background
+    spatial = F.interpolate(
+        onehot.permute(0, 3, 1, 2).float(), size=(height, width), mode="area"
+    )  # [T, N, h, w]
+    groups = latent_frame_groups(labels.shape[0], temporal_ratio)
+    if len(groups) != frames:
+        raise ValueError(f"{labels.shape[0]} frames make {len(groups)} latent frames, not {frames}")
+    return torch.stack([spatial[list(group)].mean(dim=0) for group in groups])
+
+
+def downsample_labels(
+    labels: torch.Tensor,
+    num_people: int,
+    size: tuple[int, int, int],
+    coverage: float = 0.25,
+    temporal_ratio: int = 4,
+) -> torch.Tensor:
+    """Label maps [T, H, W] → [F, h, w] on the latent token grid by area coverage.
+
+    A token belongs to the person covering the largest fraction of its pixels (over the video frames behind
+    its latent frame, :func:`latent_frame_groups`) when that fraction is at least ``coverage``; otherwise it
+    is background (-1), which the routing loss ignores. Point-sampling the label maps instead would call a
+    token 35 % covered by a person background.
     """
-    onehot = F.one_hot((labels.long() + 1).clamp(min=0), num_people + 1)  # [T, H, W, N+1]
-    onehot = onehot.permute(3, 0, 1, 2)[None].float()  # [1, N+1, T, H, W]
-    small = F.interpolate(onehot, size=size, mode="trilinear", align_corners=False)[0]
-    return small.argmax(dim=0) - 1
+    best, index = label_coverage(labels, num_people, size, temporal_ratio).max(dim=1)
+    return torch.where(best >= coverage, index, torch.full_like(index, BACKGROUND))
 
 
 def label_preview(labels: torch.Tensor) -> Image.Image:

@@ -40,6 +40,8 @@ def lora_config(options: LoraOptions):
 
 
 def load_transformer(model_dir: Path, dtype: torch.dtype = torch.float32):
+    """The Ingredients transformer of a complete model folder (strict: every tensor must be there). Training
+    builds its starting point with :func:`ingredients_model.training.start.load_start_transformer`."""
     from ingredients_model.transformer import IngredientsTransformer3DModel
 
     folder = Path(model_dir) / "transformer"
@@ -117,13 +119,27 @@ def rotary_embeddings(
     )
 
 
+def sample_latents(batch: dict, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw this step's VAE latent samples ``mean + std · ε`` of the video [B, F, C, h, w] and of the
+    identity canvas [B, 1, C, h, w] from the cached distributions."""
+
+    def draw(mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+        eps = torch.randn(mean.shape, generator=generator).to(mean.device, mean.dtype)
+        return mean + std * eps
+
+    return (
+        draw(batch["latents_mean"], batch["latents_std"]),
+        draw(batch["image_latents_mean"], batch["image_latents_std"]),
+    )
+
+
 def diffusion_inputs(
     batch: dict, scheduler, generator: torch.Generator, image_dropout: float, drop_image: bool
 ):
-    """Noise the latents at random timesteps; returns (model_input, noisy, latents, timesteps)."""
-    latents = batch["latents"]
+    """Draw the latents, noise them at random timesteps; returns (model_input, noisy, latents, timesteps).
+    Every random draw of the step comes from ``generator`` (seeded by the step's position)."""
+    latents, image = sample_latents(batch, generator)
     b = latents.shape[0]
-    image = batch["image_latents"]
     keep = (torch.rand(b, generator=generator) >= image_dropout).to(image.dtype)
     if drop_image:
         keep = torch.zeros_like(keep)

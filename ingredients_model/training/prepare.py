@@ -1,11 +1,12 @@
 """`prepare`: videos + captions → cached training samples (see data.py for both formats).
 
-Per clip: sample frames, find the people (manifest boxes, or face detection per frame linked across
-frames by embedding similarity), keep clips with at least `min_people`, encode one identity per person
-(reference photo, or the frame where the face is largest), build per-person masks (SAM prompted with the
-face boxes, threshold on the mask logits; or box-only), downsample them to the latent token grid, and
-cache VAE latents, the identity-canvas image latents and the T5 embeddings.
-Runs under `accelerate launch` too: each process takes every world-th clip.
+Per clip: sample frames (every `frame_stride`-th: 2 in the paper), find the people (manifest boxes, or face
+detection per frame linked across frames by embedding similarity), keep clips with at least `min_people`,
+encode the identities (a reference photo, or a random frame per person: `reference_draws` draws, one of
+which training picks per step), build per-person masks (SAM prompted with the face boxes, threshold on the
+mask logits; or box-only), downsample them to the latent token grid by area coverage, and cache the VAE
+latent distributions (mean and std: training draws the sample), the identity-canvas latent distribution per
+draw and the T5 embeddings. Runs under `accelerate launch` too: each process takes every world-th clip.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from ingredients_model.training.masks import (
     labels_from_scores,
     sam_labels,
 )
+from ingredients_model.training.start import face_encoder_dir
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +155,8 @@ class InsightfaceDetector:
 
 
 def make_detector(config: PrepareConfig, device: torch.device) -> DlibDetector | InsightfaceDetector:
-    """insightface when configured (or `auto` and the model folder has the released detector), else dlib."""
-    folder = config.model_dir / "face_encoder"
+    """insightface when configured (or `auto` and the face encoder has the released detector), else dlib."""
+    folder = face_encoder_dir(config)
     if config.detector == "dlib":
         return DlibDetector()
     if config.detector == "auto":
@@ -197,6 +199,7 @@ def link_faces(detections: list[list[Detection]], threshold: float) -> list[dict
 class Person:
     boxes: np.ndarray  # [T, 4] in crop pixels
     reference: Path | None = None
+    seen: list[int] | None = None  # frames where the face was detected (None: every frame)
 
 
 def people_from_tracks(
@@ -208,7 +211,10 @@ def people_from_tracks(
     good.sort(key=lambda tr: (len(tr), np.mean([d.score for d in tr.values()])), reverse=True)
     good = good[: config.max_people]
     return [
-        Person(interpolate_boxes({t: list(d.box) for t, d in tr.items()}, list(range(frames)))) for tr in good
+        Person(
+            interpolate_boxes({t: list(d.box) for t, d in tr.items()}, list(range(frames))), seen=sorted(tr)
+        )
+        for tr in good
     ]
 
 
@@ -241,6 +247,7 @@ class ModelGeometry:
     latent_frames: int
     token_height: int
     token_width: int
+    temporal_ratio: int = 4  # video frames per latent frame (after the first)
 
 
 def model_geometry(config: PrepareConfig, vae_config: dict) -> ModelGeometry:
@@ -279,6 +286,7 @@ def model_geometry(config: PrepareConfig, vae_config: dict) -> ModelGeometry:
         (frames - 1) // temporal + 1,
         height // spatial // patch,
         width // spatial // patch,
+        temporal,
     )
 
 
@@ -294,7 +302,7 @@ class Encoders:
         dtype = _DTYPES[config.dtype]
         self.device, self.dtype = device, dtype
         folder = config.model_dir
-        for sub in ("vae", "text_encoder", "tokenizer", "transformer", "face_encoder"):
+        for sub in ("vae", "text_encoder", "tokenizer", "transformer"):
             if not (folder / sub).is_dir():
                 raise IngredientsError(f"{folder / sub} is missing", download_hint(folder))
         self.vae = AutoencoderKLCogVideoX.from_pretrained(folder / "vae", torch_dtype=dtype).to(device).eval()
@@ -304,7 +312,7 @@ class Encoders:
         self.text_encoder = (
             T5EncoderModel.from_pretrained(folder / "text_encoder", torch_dtype=dtype).to(device).eval()
         )
-        self.faces = load_face_encoder(folder / "face_encoder", device=device)
+        self.faces = load_face_encoder(face_encoder_dir(config), device=device)
         self.max_sequence_length = config.max_sequence_length
 
     @torch.no_grad()
@@ -321,20 +329,23 @@ class Encoders:
         return self.text_encoder(ids.to(self.device))[0][0].float().cpu()
 
     @torch.no_grad()
-    def latents(
+    def latent_distribution(
         self, frames: np.ndarray, generator: torch.Generator, noise_sigma: float = 0.0
-    ) -> torch.Tensor:
-        """[T, H, W, 3] uint8 → scaled VAE latents [F, C, h, w] (optionally noising the pixels first)."""
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """[T, H, W, 3] uint8 → the VAE's latent distribution, scaled: (mean, std), each [F, C, h, w]
+        (optionally noising the pixels first). Training draws a sample ``mean + std · ε`` per step."""
         x = torch.from_numpy(np.array(frames)).float().div(127.5).sub(1).permute(3, 0, 1, 2)[None]
         if noise_sigma:
             x = x + torch.randn(x.shape, generator=generator) * noise_sigma
         dist = self.vae.encode(x.to(self.device, self.dtype)).latent_dist
-        noise = torch.randn(dist.mean.shape, generator=generator).to(self.device, self.dtype)
-        sample = dist.mean + dist.std * noise
         scale = self.vae.config.scaling_factor
         if getattr(self.vae.config, "invert_scale_latents", False):  # CogVideoX 1.5 VAEs
             scale = 1 / scale
-        return (sample * scale)[0].permute(1, 0, 2, 3).float().cpu().contiguous()
+
+        def tidy(t: torch.Tensor) -> torch.Tensor:
+            return (t * scale)[0].permute(1, 0, 2, 3).float().cpu().contiguous()
+
+        return tidy(dist.mean), tidy(dist.std)
 
 
 # ----------------------------------------------------------------------------------------- prepare
@@ -346,7 +357,7 @@ def _resize(frames: list[np.ndarray], width: int, height: int) -> np.ndarray:
     )
 
 
-PREPARE_VERSION = "1"
+PREPARE_VERSION = "2"
 """Bumped whenever the cached tensors' maths change (part of every clip key)."""
 
 _KEY_EXCLUDES = {"manifest", "output_dir", "overwrite", "device", "sam_batch_frames"}
@@ -371,6 +382,67 @@ def clip_key(entry: ManifestEntry, config: PrepareConfig, sources: str) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
+@dataclass
+class ReferenceDraw:
+    """One identity per person, each encoded from the frame ``frames[k]`` (None: the reference photo)."""
+
+    frames: list[int | None]
+    identities: list
+
+
+def encode_reference_draws(
+    people: list[Person],
+    frames: list[np.ndarray],
+    config: PrepareConfig,
+    encoders: Encoders,
+    generator: torch.Generator,
+    clip_id: str,
+) -> list[ReferenceDraw]:
+    """``config.reference_draws`` draws of a random reference frame per person (the paper's random reference
+    frame, drawn here because the face encoder does not run during training). A person with a reference photo
+    uses it in every draw (one draw when every person has a photo). A frame whose crop the face encoder finds
+    no face in is replaced by another random frame of that person; a person with no usable frame skips the
+    clip."""
+    from ingredients_model.photos import load_photo
+
+    encoded: dict[tuple[int, int | None], object] = {}
+
+    def encode(k: int, t: int | None):
+        if (k, t) not in encoded:
+            person = people[k]
+            image = load_photo(person.reference) if t is None else reference_crop(frames[t], person.boxes[t])
+            encoded[(k, t)] = encoders.faces.encode(image)
+        return encoded[(k, t)]
+
+    draws = []
+    photos_only = all(person.reference is not None for person in people)
+    for _ in range(1 if photos_only else config.reference_draws):  # photos only: every draw is the same
+        chosen: list[int | None] = []
+        identities = []
+        for k, person in enumerate(people):
+            if person.reference is not None:
+                try:
+                    identities.append(encode(k, None))
+                except IngredientsError as exc:  # unreadable photo, or no face in it: skip the clip
+                    raise SkipClip(f"{clip_id}: person {k}: {exc.message}") from exc
+                chosen.append(None)
+                continue
+            candidates = person.seen if person.seen is not None else list(range(len(frames)))
+            order = torch.randperm(len(candidates), generator=generator).tolist()
+            for index in order:
+                t = candidates[index]
+                try:
+                    identities.append(encode(k, t))
+                except IngredientsError:
+                    continue
+                chosen.append(t)
+                break
+            else:
+                raise SkipClip(f"{clip_id}: person {k}: the face encoder finds no face in any frame")
+        draws.append(ReferenceDraw(chosen, identities))
+    return draws
+
+
 def prepare_clip(
     entry: ManifestEntry,
     config: PrepareConfig,
@@ -383,7 +455,6 @@ def prepare_clip(
 ) -> dict:
     """Prepare one clip; returns its index row. Raises SkipClip when the clip is unusable."""
     from ingredients_model.faces import compose_identity_canvas
-    from ingredients_model.photos import load_photo
 
     generator = torch.Generator().manual_seed(config.seed * 1_000_003 + zlib.crc32(entry.id.encode()))
     raw = read_frames(entry.video, geometry.frames, config.frame_stride, entry.start)
@@ -403,18 +474,7 @@ def prepare_clip(
     people = sorted(people[: config.max_people], key=lambda p: float(np.mean(p.boxes[:, 0] + p.boxes[:, 2])))
     boxes = np.stack([p.boxes for p in people], axis=1)  # [T, N, 4]
 
-    identities = []
-    for k, person in enumerate(people):
-        try:
-            if person.reference is not None:
-                image = load_photo(person.reference)
-            else:
-                areas = (person.boxes[:, 2] - person.boxes[:, 0]) * (person.boxes[:, 3] - person.boxes[:, 1])
-                t = int(np.argmax(areas))
-                image = reference_crop(frames[t], person.boxes[t])
-            identities.append(encoders.faces.encode(image))
-        except IngredientsError as exc:  # no face / unreadable reference photo: skip the clip, keep going
-            raise SkipClip(f"{entry.id}: person {k}: {exc.message}") from exc
+    draws = encode_reference_draws(people, frames, config, encoders, generator, entry.id)
 
     box_labels = [labels_from_scores(box_scores(b, ch, cw), 0.0) for b in boxes]
     if masker is not None:
@@ -430,27 +490,33 @@ def prepare_clip(
     else:
         labels = torch.stack(box_labels)  # [T, H, W]
     grid = (geometry.latent_frames, geometry.token_height, geometry.token_width)
-    routing = downsample_labels(labels, len(people), grid)
+    routing = downsample_labels(labels, len(people), grid, config.mask_coverage, geometry.temporal_ratio)
 
     video = _resize(frames, geometry.width, geometry.height)
-    canvas = compose_identity_canvas([i.aligned_face for i in identities], geometry.width, geometry.height)
-    sigma = float(
-        torch.exp(torch.randn((), generator=generator) * config.image_noise_std + config.image_noise_mean)
-    )
+    latents_mean, latents_std = encoders.latent_distribution(video, generator)
     tensors = {
-        "latents": encoders.latents(video, generator),
-        "image_latents": encoders.latents(np.asarray(canvas)[None], generator, sigma),
+        "latents_mean": latents_mean,
+        "latents_std": latents_std,
         "prompt_embeds": encoders.prompt(entry.caption),
         "routing_mask": routing.to(torch.int64).contiguous(),
     }
-    for k, ident in enumerate(identities):
-        tensors[f"id_cond.{k}"] = ident.id_cond.float().contiguous()
-        for s, hidden in enumerate(ident.id_vit_hidden):
-            tensors[f"id_vit_hidden.{k}.{s}"] = hidden.float().contiguous()
+    for j, draw in enumerate(draws):
+        canvas = compose_identity_canvas(
+            [i.aligned_face for i in draw.identities], geometry.width, geometry.height
+        )
+        sigma = float(
+            torch.exp(torch.randn((), generator=generator) * config.image_noise_std + config.image_noise_mean)
+        )
+        mean, std = encoders.latent_distribution(np.asarray(canvas)[None], generator, sigma)
+        tensors[f"image_latents_mean.{j}"], tensors[f"image_latents_std.{j}"] = mean, std
+        for k, ident in enumerate(draw.identities):
+            tensors[f"id_cond.{j}.{k}"] = ident.id_cond.float().clone()  # a person's photo recurs in draws
+            for s, hidden in enumerate(ident.id_vit_hidden):
+                tensors[f"id_vit_hidden.{j}.{k}.{s}"] = hidden.float().clone()
 
     clip_dir = out_dir / "clips" / entry.id
     clip_dir.mkdir(parents=True, exist_ok=True)
-    for k, ident in enumerate(identities):
+    for k, ident in enumerate(draws[0].identities):
         ident.aligned_face.save(clip_dir / f"person{k}.png")
     label_preview(labels[0]).save(clip_dir / "mask.png")
     row = {
@@ -462,6 +528,8 @@ def prepare_clip(
         "height": geometry.height,
         "width": geometry.width,
         "mask_source": "sam" if masker is not None else "box",
+        "reference_draws": len(draws),
+        "reference_frames": [draw.frames for draw in draws],
         "face_encoder": encoders.faces.fingerprint,
         "key": key,
     }
@@ -489,20 +557,14 @@ def _write_json(path: Path, data: dict) -> None:
     partial.replace(path)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        from accelerate import PartialState
-
-        return PartialState().device
-    return torch.device(name)
-
-
 def run_prepare(config: PrepareConfig) -> list[dict]:
     """Prepare every manifest clip (this process's share under accelerate); returns the index rows."""
-    from accelerate import PartialState
+    from accelerate.utils import tqdm
 
-    state = PartialState()
-    device = resolve_device(config.device)
+    from ingredients_model.training.launch import process_state
+
+    state = process_state()
+    device = state.device if config.device == "auto" else torch.device(config.device)
     entries = read_manifest(config.manifest)
     out_dir = config.output_dir
     (out_dir / "clips").mkdir(parents=True, exist_ok=True)
@@ -517,7 +579,8 @@ def run_prepare(config: PrepareConfig) -> list[dict]:
     sources = f"{model_revision(config.model_dir)}:{encoders.faces.fingerprint}"
     keys = {entry.id: clip_key(entry, config, sources) for entry in entries}
     skipped = []
-    for entry in entries[state.process_index :: state.num_processes]:
+    mine = entries[state.process_index :: state.num_processes]
+    for entry in tqdm(mine, desc="prepare", unit="clip", main_process_only=True):
         if not config.overwrite and _cached_row(out_dir, entry.id, keys[entry.id]) is not None:
             continue
         (out_dir / "clips" / f"{entry.id}.json").unlink(missing_ok=True)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-FRAMES, WIDTH, HEIGHT = 9, 192, 128  # 3:2 like the tiny model (96x64), twice its size
+FRAMES, WIDTH, HEIGHT = 17, 192, 128  # 9 frames at the paper's interval of 2; 3:2 like the tiny model (96x64)
 COLOURS = [(220, 40, 40), (40, 80, 220)]
 
 
@@ -46,7 +46,8 @@ def blob_clip(seed: int, people: int = 2) -> tuple[list[np.ndarray], list[dict[s
         image = Image.new("RGB", (WIDTH, HEIGHT), (128, 128, 128))
         draw = ImageDraw.Draw(image)
         for k in range(people):
-            x, y = starts[k][0] + (3 * t if k == 0 else -3 * t), starts[k][1]
+            shift = 24 * t // (FRAMES - 1)  # 24 pixels over the clip
+            x, y = starts[k][0] + (shift if k == 0 else -shift), starts[k][1]
             box = [float(x), float(y), float(x + 48), float(y + 56)]
             draw.ellipse(box, fill=COLOURS[k])
             boxes[k][str(t)] = box
@@ -181,3 +182,39 @@ def train_config(kind: str, model_dir: Path, data_dir: Path, output_dir: Path, *
     )
     values.update(overrides)
     return (Stage1Config if kind == "stage1" else Stage2Config)(**values)
+
+
+_FACE_KEYS = {
+    "is_train_face",
+    "is_kps",
+    "cross_attn_interval",
+    "local_face_scale",
+    "cross_attn_dim_head",
+    "cross_attn_num_heads",
+}
+
+
+def write_base_folder(tiny_model_dir: Path, out: Path, kind: str, seed: int = 1) -> Path:
+    """A tiny model folder of another starting point, sized like the tiny Ingredients model:
+    ``cogvideox`` (diffusers' CogVideoXTransformer3DModel, no face_encoder/) or ``consisid`` (diffusers'
+    ConsisIDTransformer3DModel: face modules, no routers)."""
+    import shutil
+
+    import torch
+    from diffusers import CogVideoXTransformer3DModel, ConsisIDTransformer3DModel
+
+    from ingredients_model.tiny import tiny_transformer_config
+
+    shutil.copytree(tiny_model_dir, out, ignore=shutil.ignore_patterns("transformer"))
+    config = tiny_transformer_config()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if kind == "cogvideox":
+            shutil.rmtree(out / "face_encoder")
+            base = {k: v for k, v in config.items() if k not in _FACE_KEYS and not k.startswith("LFE_")}
+            model = CogVideoXTransformer3DModel(**base)
+        else:
+            inner = config["num_attention_heads"] * config["attention_head_dim"]
+            model = ConsisIDTransformer3DModel(**config, LFE_output_dim=int(inner / 3 * 2))
+    model.save_pretrained(out / "transformer")
+    return out

@@ -41,9 +41,10 @@ def test_exported_folder_loads_in_the_pipeline(
     merged = load_transformer(exported)
     assert not any("lora" in k for k in merged.state_dict())
     batch = collate([PreparedDataset(prepared_dir)[0]])
-    image = torch.cat([batch["image_latents"], torch.zeros_like(batch["latents"][:, 1:])], dim=1)
+    latents, image = batch["latents_mean"], batch["image_latents_mean"]
+    image = torch.cat([image, torch.zeros_like(latents[:, 1:])], dim=1)
     inputs = dict(
-        hidden_states=torch.cat([batch["latents"], image], dim=2),
+        hidden_states=torch.cat([latents, image], dim=2),
         encoder_hidden_states=batch["prompt_embeds"],
         timestep=torch.tensor([500]),
         id_cond=batch["id_cond"],
@@ -97,7 +98,7 @@ def test_data_for_another_model_is_refused(tmp_path: Path, tiny_model_dir: Path,
     sample = PreparedDataset(prepared_dir)[0]
     model_config = load_transformer(tiny_model_dir).config
     check_data_fits(sample, model_config, config)
-    sample["latents"] = sample["latents"][:, :, :6]
+    sample["latents_mean"] = sample["latents_mean"][:, :, :6]
     with pytest.raises(IngredientsError, match="native grid is 8x12"):
         check_data_fits(sample, model_config, config)
 

@@ -27,8 +27,11 @@ def test_box_masks_follow_the_blobs(prepared_dir: Path) -> None:
     assert [s["id"] for s in skipped] == ["solo", "noface"]
     assert "1 people found" in skipped[0]["reason"] and "no face" in skipped[1]["reason"]
     tensors = load_file(prepared_dir / rows[0]["file"])
-    assert tensors["latents"].shape == (3, 4, 8, 12)
-    assert tensors["image_latents"].shape == (1, 4, 8, 12)
+    assert tensors["latents_mean"].shape == tensors["latents_std"].shape == (3, 4, 8, 12)
+    assert (tensors["latents_std"] > 0).all()  # the distribution is cached, not a sample
+    # every person has a reference photo: one draw (a random frame is drawn only for people without one)
+    assert rows[0]["reference_draws"] == 1 and rows[0]["reference_frames"] == [[None, None]]
+    assert tensors["image_latents_mean.0"].shape == (1, 4, 8, 12) and tensors["id_cond.0.1"].shape == (8,)
     assert tensors["prompt_embeds"].shape == (226, 32)
     mask = tensors["routing_mask"]
     assert mask.shape == GRID and mask.dtype == torch.int64
@@ -45,8 +48,9 @@ def test_box_masks_follow_the_blobs(prepared_dir: Path) -> None:
 
 def test_prepared_dataset_batches(prepared_dir: Path) -> None:
     dataset = PreparedDataset(prepared_dir)
-    batch = collate([dataset[0], dataset[1]])
-    assert batch["latents"].shape == (2, 3, 4, 8, 12)
+    batch = collate([dataset[0], dataset[(1, 7)]])
+    assert batch["latents_mean"].shape == batch["latents_std"].shape == (2, 3, 4, 8, 12)
+    assert batch["image_latents_mean"].shape == (2, 1, 4, 8, 12) and batch["draws"] == [0, 0]
     assert batch["routing_mask"].shape == (2, *GRID)
     assert len(batch["id_cond"]) == 2 and batch["id_cond"][0].shape == (2, 8)
     assert len(batch["id_vit_hidden"][1]) == 2 and batch["id_vit_hidden"][1][0].dim() == 3
@@ -123,8 +127,8 @@ def test_detects_and_links_real_faces(tmp_path: Path, face_photos: list[Path], t
     frames = []
     for t in range(FRAMES):
         canvas = Image.new("RGB", (576, 384), (200, 200, 200))
-        canvas.paste(faces[1], (20 + 4 * t, 70))  # person from photo 1 on the left
-        canvas.paste(faces[0], (316 - 4 * t, 60))
+        canvas.paste(faces[1], (20 + 2 * t, 70))  # person from photo 1 on the left
+        canvas.paste(faces[0], (316 - 2 * t, 60))
         frames.append(np.asarray(canvas))
     write_video(tmp_path / "faces.mp4", frames)
     (tmp_path / "m.jsonl").write_text(json.dumps({"video": "faces.mp4", "caption": "two people"}) + "\n")
@@ -139,8 +143,11 @@ def test_detects_and_links_real_faces(tmp_path: Path, face_photos: list[Path], t
     )
     rows = run_prepare(config)
     assert len(rows) == 1 and rows[0]["num_people"] == 2
+    # no reference photos: each draw encodes a random frame per person
+    assert len({frames[0] for frames in rows[0]["reference_frames"]}) > 1
     mask = load_file(tmp_path / "out" / rows[0]["file"])["routing_mask"]
     assert mask.shape == GRID and set(mask.unique().tolist()) <= {-1, 0, 1}
+    assert rows[0]["reference_draws"] == 4
     # person 0 is the one on the left (photo 1), person 1 the one on the right (photo 0)
     clip = tmp_path / "out" / "clips" / "faces"
     for k, photo in enumerate([face_photos[1], face_photos[0]]):

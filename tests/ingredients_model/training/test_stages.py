@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from ingredients_model.training.model import load_transformer
 from ingredients_model.training.stage1 import run_stage1
 from ingredients_model.training.stage2 import run_stage2
+from ingredients_model.training.start import load_start_transformer
 
 from .conftest import train_config
 
@@ -22,8 +22,9 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     return load_file(path / "trainable.safetensors")
 
 
-def _base(model_dir: Path) -> dict[str, torch.Tensor]:
-    return {k: v.clone() for k, v in load_transformer(model_dir).state_dict().items()}
+def _base(config) -> dict[str, torch.Tensor]:
+    """The weights training starts from."""
+    return {k: v.clone() for k, v in load_start_transformer(config).state_dict().items()}
 
 
 def _changed(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> set[str]:
@@ -45,7 +46,7 @@ def test_stage2_routing_loss_falls_and_frozen_weights_stay(
         routing_loss_weight=1.0,
         gradient_checkpointing=True,
     )
-    base = _base(tiny_model_dir)
+    base = _base(config)
     result = run_stage2(config)
     losses = [row["routing_loss"] for row in result.history]
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
@@ -99,7 +100,7 @@ def test_stage1_updates_only_face_modules_and_lora(
         k.startswith(prefixes) or ("lora_" in k and k.startswith("transformer_blocks.")) for k in trained
     )
     assert any(k.startswith(prefixes[0]) for k in trained) and any(k.startswith(prefixes[1]) for k in trained)
-    base = _base(tiny_model_dir)
+    base = _base(config)
     changed = {k for k in trained if k in base and not torch.equal(base[k], trained[k])}
     assert any(k.startswith(prefixes[0]) for k in changed) and any(k.startswith(prefixes[1]) for k in changed)
     lora_b = [v for k, v in trained.items() if "lora_B" in k]
@@ -115,8 +116,40 @@ def test_stage1_updates_only_face_modules_and_lora(
     assert moved and all(k.startswith(prefixes) for k in moved)  # the DiT and the routers are untouched
 
 
+def test_dropping_is_uniform_among_global_local_and_both() -> None:
+    from collections import Counter
+
+    from ingredients_model.training.config import Stage1Config
+    from ingredients_model.training.stage1 import choose_conditioning
+
+    config = Stage1Config(model_dir="m", data_dir="d", output_dir="o")
+    generator = torch.Generator().manual_seed(0)
+    counts = Counter(choose_conditioning(config, generator) for _ in range(3000))
+    assert set(counts) == {"global", "local", "both"}
+    assert all(abs(n / 3000 - 1 / 3) < 0.03 for n in counts.values())
+
+
+def test_latent_samples_are_drawn_per_step() -> None:
+    from ingredients_model.training.model import sample_latents
+
+    mean, std = torch.full((1, 3, 4, 8, 12), 2.0), torch.full((1, 3, 4, 8, 12), 0.5)
+    batch = {
+        "latents_mean": mean,
+        "latents_std": std,
+        "image_latents_mean": mean[:, :1],
+        "image_latents_std": std[:, :1],
+    }
+    first, image = sample_latents(batch, torch.Generator().manual_seed(1))
+    second, _ = sample_latents(batch, torch.Generator().manual_seed(2))
+    assert first.shape == mean.shape and image.shape == (1, 1, 4, 8, 12)
+    assert not torch.equal(first, second)  # a new VAE latent sample every step
+    assert abs(float(first.mean()) - 2.0) < 0.05 and abs(float(first.std()) - 0.5) < 0.05
+    again, _ = sample_latents(batch, torch.Generator().manual_seed(1))
+    assert torch.equal(first, again)  # and the same one when the step is repeated (resume)
+
+
 def test_stage1_dropping_global_only_leaves_the_face_modules_alone(
-    tmp_path: Path, tiny_model_dir: Path, prepared_dir: Path
+    tmp_path: Path, tiny_model_dir: Path, prepared_dir: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     config = train_config(
         "stage1",
@@ -129,10 +162,13 @@ def test_stage1_dropping_global_only_leaves_the_face_modules_alone(
         p_local_only=0.0,
     )
     trained = _weights(run_stage1(config).checkpoint)
-    base = _base(tiny_model_dir)
+    base = _base(config)
     face = [k for k in trained if "lora_" not in k]
     assert face and all(torch.equal(trained[k], base[k]) for k in face)  # no identity tokens → no gradient
     assert any(v.abs().sum() > 0 for k, v in trained.items() if "lora_B" in k)
+    progress = capfd.readouterr().err  # the console progress bar: step, loss, lr and the time left
+    assert "stage1: 100%" in progress and "2/2" in progress and "loss=" in progress and "lr=" in progress
+    assert "<00:00" in progress
 
 
 @pytest.mark.slow
