@@ -312,7 +312,8 @@ def results(story: StoryLike) -> Results:
 
 def evaluate(story: StoryLike, **options: Any) -> tuple[dict[str, Any], Path, Path]:
     """Evaluate the rendered shots (:func:`storyreel.evaluate.evaluate_story`'s keyword ``options``:
-    ``backend``, ``model_dir``, ``clip_dir``, ``frames``, ``threshold``, ``device``, ``progress``), write
+    ``backend``, ``model_dir``, ``clip_dir``, ``frames``, ``threshold``, ``device``, ``protocol``,
+    ``face_models``, ``progress``), write
     ``renders/eval.json`` and refresh the review page; returns (report, eval.json, review page)."""
     from storyreel.evaluate import evaluate_story, write_eval
     from storyreel.outputs import refresh_review

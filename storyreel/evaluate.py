@@ -6,21 +6,32 @@ of each photo, see :mod:`storyreel.cast`). Face backends: ArcFace from the model
 ``face_encoder/`` when present, else the offline dlib backend (labelled as such everywhere: its
 numbers are not comparable with ArcFace's). CLIPScore is added when a local CLIP folder is given.
 
-``renders/eval.json`` (written atomically; read by the review page), format version 1::
+Scores come by protocol (:mod:`ingredients_model.metrics.protocols`): ``strict`` (ours: every person
+present, greedy one-to-one matching, minimum over people, on the frames above) and ``released`` (the public
+Ingredients scripts rule for rule: buffalo_l faces, the 2 largest per frame, best pair, 24 frames, per-frame
+"FID", BGR CLIPScore; each cast photo's chosen face is a reference). The character checks and flags below
+always use the strict matching.
+
+``renders/eval.json`` (written atomically; read by the review page), format version 2::
 
     {
-      "version": 1, "created": "<UTC ISO time>",
+      "version": 2, "created": "<UTC ISO time>",
       "backend": "arcface" | "curricularface" | "dlib", "backend_label": str, "offline_fallback": bool,
       "threshold": float,          # same-person threshold: similarities below it are flagged
       "frames_per_shot": int, "clip_model": str | null,
+      "protocols": {               # the protocols asked for (--protocol), released first
+        "released" | "strict": {"label": str, "face_model": str | null, "frames": int,
+                                "computed": bool, "notes": [str, ...]}
+      },
       "shots": {
         "<shot id>": {
           "status": "ok" | "not_rendered" | "stale",   # stale: rendered with cast no longer in the story
           "clip": "renders/<id>.mp4", "key": str | null, "engine": str | null,
           "cast": [name, ...],              # left to right, as rendered
-          "frames": int,                    # frames sampled
-          "face_sim": float | null,         # paper rule: mean over frames of the minimum matched similarity
-          "clip_score": float | null,       # CLIPScore (x100) of the frames against the shot's prompt
+          "released": {"face_sim": float | null, "clip_score": float | null, "fid": float | null,
+                       "frames": int, "frames_without_faces": int} | null,   # null: not computed
+          "strict": {"face_sim": float | null, "clip_score": float | null} | null,
+          "frames": int,                    # frames sampled (strict)
           "detections": {"mean": float, "max": int, "per_frame": [int, ...]},
           "characters": {
             "<name>": {"similarity": float | null,   # mean similarity to their cast photos when matched
@@ -43,7 +54,8 @@ numbers are not comparable with ArcFace's). CLIPScore is added when a local CLIP
       "engines": {                               # every engine evaluated on this story, kept across runs
         "<engine>": {
           "shots": {"<shot id>": {"key": str, "signature": str, "evaluated": "<UTC ISO time>",
-                                  "face_sim": float | null, "clip_score": float | null,
+                                  "face_sim": float | null, "clip_score": float | null,   # strict
+                                  "released": {...} | null,   # the shot's released scores
                                   "characters": {"<name>": float | null}}},
           "characters": {"<name>": {"mean_similarity": float | null, "shots": [shot id, ...]}}
         }
@@ -83,7 +95,7 @@ from storyreel.fsutil import atomic_write_json
 from storyreel.project import Project
 from storyreel.story import Story
 
-EVAL_VERSION = 1
+EVAL_VERSION = 2
 DEFAULT_FRAMES = 8
 
 Progress = Callable[[str], None]
@@ -219,15 +231,20 @@ def evaluate_story(
     frames: int = DEFAULT_FRAMES,
     threshold: float | None = None,
     device: str = "cpu",
+    protocol: str = "both",
+    face_models: Path | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Evaluate every rendered shot of ``story``; returns the ``eval.json`` document (see module docstring).
 
     ``model_dir``: the model folder whose ``face_encoder/`` holds the ArcFace weights (``--model``, else the
     story's ``defaults.model``, else ``$STORYREEL_MODEL``). ``threshold`` overrides the backend's
-    same-person threshold.
+    same-person threshold. ``protocol``: released, strict or both; ``face_models``: buffalo_l's folder for
+    the released protocol (default: the model folder's, then insightface's own). With ``both``, a released
+    protocol whose face model is missing is reported as not computed; asked for alone, it raises.
     """
     from ingredients_model.metrics.face_similarity import load_face_backend
+    from ingredients_model.metrics.protocols import expand_protocol
     from ingredients_model.metrics.video import sample_video_frames
 
     if not any(project.clip_path(shot.id).is_file() for shot in story.shots):
@@ -245,6 +262,13 @@ def evaluate_story(
         from ingredients_model.metrics.clip_score import ClipScorer
 
         scorer = ClipScorer(Path(clip_dir), device=device)
+    chosen = expand_protocol(protocol)
+    protocols = {name: _protocol_entry(name) for name in chosen}
+    if "strict" in protocols:
+        protocols["strict"].update(face_model=face_backend.label, frames=frames, computed=True)
+    released = (
+        _ReleasedProtocol.load(protocols, model_dir, face_models, device) if "released" in chosen else None
+    )
 
     refs: dict[str, np.ndarray] = {}
     shots: dict[str, Any] = {}
@@ -273,12 +297,15 @@ def evaluate_story(
         say(f"shot {shot.id}")
         images = sample_video_frames(clip, num=frames)
         entry, appearance = _evaluate_shot(face_backend, images, [refs[n] for n in cast], cast, threshold)
-        if scorer is not None:
-            entry["clip_score"] = _round(
-                scorer.score(images, job.get("prompt") or shot.resolved_prompt(story))
-            )
-        else:
-            entry["clip_score"] = None
+        prompt = job.get("prompt") or shot.resolved_prompt(story)
+        scores: dict[str, Any] = {}
+        if "released" in protocols:
+            scores["released"] = released.score(story, cast, clip, prompt, scorer) if released else None
+        if "strict" in protocols:
+            strict_face = entry["face_sim"]
+            strict_clip = scorer.score(images, prompt) if scorer is not None else None
+            scores["strict"] = {"face_sim": _round(strict_face), "clip_score": _round(strict_clip)}
+        entry = {**scores, **{k: v for k, v in entry.items() if k != "face_sim"}}
         if cast != list(shot.cast) or job.get("prompt", shot.resolved_prompt(story)) != shot.resolved_prompt(
             story
         ):
@@ -299,6 +326,7 @@ def evaluate_story(
         "threshold": threshold,
         "frames_per_shot": frames,
         "clip_model": str(clip_dir) if clip_dir is not None else None,
+        "protocols": protocols,
         "shots": shots,
         "characters": characters,
         "flag_count": flag_count,
@@ -333,8 +361,9 @@ def compare_engines(
             "key": shot["key"],
             "signature": signatures[shot_id],
             "evaluated": now,
-            "face_sim": shot["face_sim"],
-            "clip_score": shot["clip_score"],
+            "face_sim": (shot.get("strict") or {}).get("face_sim"),
+            "clip_score": (shot.get("strict") or {}).get("clip_score"),
+            "released": shot.get("released"),
             "characters": {name: c["similarity"] for name, c in shot["characters"].items()},
         }
     engines: dict[str, Any] = {}
@@ -352,6 +381,89 @@ def compare_engines(
                 }
         engines[engine] = {"shots": entries, "characters": people}
     return engines
+
+
+def _protocol_entry(name: str) -> dict[str, Any]:
+    from ingredients_model.metrics.protocols import PROTOCOL_LABELS
+
+    return {"label": PROTOCOL_LABELS[name], "face_model": None, "frames": 0, "computed": False, "notes": []}
+
+
+class _ReleasedProtocol:
+    """The public scripts' rules on a shot (:mod:`ingredients_model.metrics.released`): buffalo_l, and
+    torchvision's Inception for the per-frame "FID" when torchvision and its weights are there."""
+
+    def __init__(self, app, features):
+        self.app, self.features = app, features
+        self.refs: dict[tuple[str, str], Any] = {}
+
+    @classmethod
+    def load(cls, protocols: dict, model_dir: Path | None, face_models: Path | None, device: str):
+        from ingredients_model.errors import IngredientsError
+        from ingredients_model.metrics import released
+
+        entry = protocols["released"]
+        try:
+            folder = released.find_buffalo_l(face_models, model_dir)
+            app = released.load_face_analysis(folder, device=device)
+        except IngredientsError as err:
+            if len(protocols) == 1:
+                raise StoryreelError.from_error(err) from err
+            entry["notes"].append(f"not computed: {err.message}")
+            return None
+        features = None
+        try:
+            features = released.torchvision_inception(released.find_inception_weights(), device=device)
+        except IngredientsError as err:
+            entry["notes"].append(f"FID not computed: {err.message}")
+        entry.update(
+            face_model=f"insightface buffalo_l from {folder}, det_size {released.DET_SIZE}",
+            frames=released.NUM_FRAMES,
+            computed=True,
+        )
+        return cls(app, features)
+
+    def _references(self, story: Story, name: str) -> list:
+        """One reference per cast photo: the chosen face, cut out with room around it."""
+        from ingredients_model.errors import IngredientsError
+        from ingredients_model.metrics import released
+        from storyreel.cast import resolve_face
+
+        found = []
+        for photo in story.cast[name].photos:
+            key = (name, str(photo))
+            if key not in self.refs:
+                face = resolve_face(Path(photo), story.cast[name].face)
+                box = face.box
+                w, h = box.right - box.left, box.bottom - box.top
+                crop = face.image.crop(
+                    (max(0, box.left - w), max(0, box.top - h), box.right + w, box.bottom + h)
+                )
+                try:
+                    self.refs[key] = released.reference_face(self.app, crop, what=f"photo {photo} of {name}")
+                except IngredientsError as err:
+                    raise StoryreelError(
+                        f"buffalo_l finds no face in {photo} of {name}",
+                        "check the photo, or use --protocol strict",
+                    ) from err
+            found.append(self.refs[key])
+        return found
+
+    def score(self, story: Story, cast: list[str], clip: Path, prompt: str, scorer) -> dict[str, Any] | None:
+        from ingredients_model.metrics import released
+
+        refs = [ref for name in cast for ref in self._references(story, name)]
+        if not refs:
+            return None
+        result = released.score_video(self.app, refs, clip, self.features)
+        clip_score = released.clip_score_video(scorer, clip, prompt) if scorer is not None else None
+        return {
+            "face_sim": _round(result.face_sim),
+            "clip_score": _round(clip_score),
+            "fid": _round(result.fid),
+            "frames": result.frames,
+            "frames_without_faces": result.frames_without_faces,
+        }
 
 
 def _consistency(story, shots, appearances, backend, threshold: float) -> dict[str, Any]:

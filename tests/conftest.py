@@ -12,6 +12,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# tests never read insightface's own model folder (buffalo_l, released metrics): they build their own
+os.environ["INSIGHTFACE_HOME"] = os.path.join(os.path.dirname(__file__), "no-insightface-models-here")
 
 
 @pytest.fixture(scope="session")

@@ -90,7 +90,7 @@ class ClipScorer:
             raise ValueError("no frames to score")
         inputs = self.processor(
             text=text,
-            images=[np.asarray(f, dtype=np.uint8) for f in frames],
+            images=[np.ascontiguousarray(f, dtype=np.uint8) for f in frames],
             return_tensors="pt",
             padding=True,
             truncation=True,

@@ -9,10 +9,13 @@
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 from ingredients_model.errors import IngredientsError
 
-PROTOCOLS = ("released", "strict")
-PROTOCOL_CHOICES = (*PROTOCOLS, "both")
+ProtocolChoice = Literal["released", "strict", "both"]
+PROTOCOL_CHOICES: tuple[str, ...] = get_args(ProtocolChoice)
+PROTOCOLS = PROTOCOL_CHOICES[:2]
 DEFAULT_PROTOCOL = "both"
 PROTOCOL_LABELS = {
     "released": "released (the public Ingredients scripts: buffalo_l, 2 largest faces, best pair, 24 frames)",

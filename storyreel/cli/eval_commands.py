@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ingredients_model.metrics.protocols import DEFAULT_PROTOCOL, ProtocolChoice
 from storyreel.cli.app import app, console, reporter
 from storyreel.cli.batch import each_story, exit_for, print_story_count
 from storyreel.cli.console import emit_json
@@ -33,25 +34,44 @@ def _flags(flags: list[str]) -> str:
     return f"[red]{', '.join(flags)}[/]" if flags else "[green]ok[/]"
 
 
+# per protocol: the shot entry's scores shown, (key, name, digits)
+_SCORES = {
+    "released": [("face_sim", "sim", 2), ("clip_score", "CLIP", 1), ("fid", "FID", 1)],
+    "strict": [("face_sim", "sim", 2), ("clip_score", "CLIP", 1)],
+}
+
+
 def shot_table(report: dict[str, Any]) -> Table:
-    """One row per shot: faces found, the paper's face similarity, CLIPScore, flags."""
+    """One row per shot: faces found, one column per computed protocol (face similarity, CLIPScore and, for
+    released, FID), flags."""
     table = Table(title="Shots", title_justify="left")
-    for column in ("shot", "cast", "faces/frame", "face sim", "CLIPScore", "flags"):
-        table.add_column(
-            column, justify="right" if column in ("faces/frame", "face sim", "CLIPScore") else "left"
-        )
+    protocols = [name for name, entry in report["protocols"].items() if entry["computed"]]
+    table.add_column("shot")
+    table.add_column("cast")
+    table.add_column("faces/frame", justify="right")
+    for name in protocols:
+        labels = " / ".join(label for _k, label, _d in _SCORES[name])
+        table.add_column(f"{name}\n{labels}", justify="right", no_wrap=True)
+    table.add_column("flags")
     for shot_id, shot in report["shots"].items():
         if shot["status"] != "ok":
             note = "not rendered" if shot["status"] == "not_rendered" else "stale: re-render"
-            table.add_row(shot_id, ", ".join(shot["cast"]), "–", "–", "–", f"[yellow]{note}[/]")
+            table.add_row(
+                shot_id, ", ".join(shot["cast"]), "–", *["–"] * len(protocols), f"[yellow]{note}[/]"
+            )
             continue
         det = shot["detections"]
+        scores = [
+            " / ".join(
+                _num((shot.get(name) or {}).get(key), digits=digits) for key, _l, digits in _SCORES[name]
+            )
+            for name in protocols
+        ]
         table.add_row(
             shot_id,
             ", ".join(shot["cast"]) or "–",
             f"{det['mean']:.1f} (max {det['max']})",
-            _num(shot["face_sim"]),
-            _num(shot["clip_score"], digits=1),
+            *scores,
             _flags(shot["flags"]),
         )
     return table
@@ -145,6 +165,22 @@ def eval_command(
     device: Annotated[str, typer.Option("--device", help="cpu or cuda (ArcFace / CLIP).")] = "cpu",
     keep_going: KeepGoingOption = None,
     json_: JsonOption = False,
+    protocol: Annotated[
+        ProtocolChoice,
+        typer.Option(
+            "--protocol",
+            help="released (the public Ingredients scripts' rules, beside the paper's numbers), strict "
+            "(ours: every person present and recognisable) or both.",
+        ),
+    ] = DEFAULT_PROTOCOL,
+    face_models: Annotated[
+        Path | None,
+        typer.Option(
+            "--face-models",
+            help="released: folder with insightface's buffalo_l (default: <model>/face_encoder/models/"
+            "buffalo_l, then ~/.insightface/models/buffalo_l).",
+        ),
+    ] = None,
 ) -> None:
     """Check every character in every rendered shot; writes renders/eval.json and the review page."""
     from storyreel.api import evaluate
@@ -167,6 +203,8 @@ def eval_command(
                 frames=frames,
                 threshold=threshold,
                 device=device,
+                protocol=protocol,
+                face_models=face_models,
                 progress=progress,
             )
         print_report(path, report, written, review)
@@ -188,6 +226,10 @@ def print_report(path: Path, report: dict[str, Any], written: Path, review: Path
         console.print(f"[yellow]offline backend:[/] {escape(label)}", highlight=False)
     else:
         console.print(f"backend: {escape(label)}", highlight=False)
+    for entry in report["protocols"].values():
+        notes = f" — {escape('; '.join(entry['notes']))}" if entry["notes"] else ""
+        colour = "green" if entry["computed"] else "yellow"
+        console.print(f"[{colour}]protocol {entry['label']}[/]{notes}", highlight=False)
     console.print(shot_table(report))
     if report["characters"]:
         console.print(character_table(report))

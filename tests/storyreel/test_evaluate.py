@@ -72,9 +72,13 @@ def test_report_per_shot_and_character(report):
     for name in ("nora", "sam"):
         entry = breakfast["characters"][name]
         assert entry["similarity"] > report["threshold"] and entry["frames_seen"] == FRAMES
-    assert breakfast["face_sim"] == pytest.approx(
+    assert breakfast["strict"]["face_sim"] == pytest.approx(
         min(breakfast["characters"][n]["similarity"] for n in ("nora", "sam")), abs=0.05
     )
+    # both protocols by default; without buffalo_l the released one says why it is missing
+    assert list(report["protocols"]) == ["released", "strict"] and breakfast["released"] is None
+    assert not report["protocols"]["released"]["computed"]
+    assert "buffalo_l" in report["protocols"]["released"]["notes"][0]
     assert breakfast["engine"] == "preview" and len(breakfast["key"]) == 64
     assert shots["suit-up"]["characters"]["eileen"]["similarity"] > 0.5
     assert shots["orbit"]["status"] == "not_rendered"
@@ -127,9 +131,11 @@ def test_cli_eval_prints_tables_and_writes_json(rendered):
     assert "not rendered" in out and "duplicated:nora" in out
     saved = read_eval(rendered)
     assert saved is not None and saved["frames_per_shot"] == 2
-    assert saved["shots"]["breakfast"]["clip_score"] is None  # no CLIP folder given
+    assert saved["shots"]["breakfast"]["strict"]["clip_score"] is None  # no CLIP folder given
     page = rendered.review_path.read_text(encoding="utf-8")  # the review page shows the evaluation
-    assert "face_sim" in page and "duplicated:nora" in page
+    assert "strict / face_sim" in page and "duplicated:nora" in page
+    shots = out.split("Characters per shot")[0]
+    assert "strict" in shots and "FID" not in shots and "not computed" in out  # no buffalo_l here
 
 
 def test_cli_eval_of_several_stories_as_json(rendered, tmp_path):
@@ -158,7 +164,7 @@ def test_arcface_without_weights_is_a_user_error(rendered, tmp_path):
 
 
 def test_clip_score_with_tiny_clip(report, clip_dir):
-    scores = [shot["clip_score"] for shot in report["shots"].values() if shot["status"] == "ok"]
+    scores = [shot["strict"]["clip_score"] for shot in report["shots"].values() if shot["status"] == "ok"]
     assert len(scores) == 3 and all(0 <= score <= 100 for score in scores)
     assert report["clip_model"] == str(clip_dir)
 
@@ -192,7 +198,7 @@ def test_stale_and_unrendered_projects(rendered, tmp_path):
 
 def _shot_result(engine: str, face_sim: float, people: dict[str, float], **extra) -> dict:
     return {
-        "status": "ok", "engine": engine, "key": f"{engine}-key", "face_sim": face_sim, "clip_score": None,
+        "status": "ok", "engine": engine, "key": f"{engine}-key", "strict": {"face_sim": face_sim, "clip_score": None},
         "characters": {name: {"similarity": value} for name, value in people.items()}, "flags": [], **extra,
     }  # fmt: skip
 
@@ -231,3 +237,58 @@ def test_engines_are_compared_across_evaluations(tmp_path_factory, tmp_path) -> 
     assert "ingredients" not in changed and list(changed["wan-vace"]["shots"]) == ["s2"]
     stale = {"s2": _shot_result("preview", 0.1, {"eileen": 0.1}, flags=["stale"])}
     assert "preview" not in compare_engines(story, stale, "dlib", None)
+
+
+def test_both_protocols_with_a_stand_in_buffalo_l(rendered, clip_dir, tmp_path, monkeypatch):
+    """The released protocol end to end: insightface's FaceAnalysis from a buffalo_l folder (tiny random
+    ArcFace; detection by dlib in insightface's interface), 24 frames, BGR CLIPScore; eval.json, the table
+    and the review page carry both protocols, labelled."""
+    from ingredients_model.metrics import released
+    from tests.helpers.face_models import DlibKeypointDetector, write_buffalo_l
+
+    folder = write_buffalo_l(tmp_path / "buffalo_l")
+    load = released.load_face_analysis
+
+    def with_dlib_detector(path, device="cpu", det_size=released.DET_SIZE):
+        app = load(path, device=device, det_size=det_size)
+        app.models["detection"] = app.det_model = DlibKeypointDetector()
+        return app
+
+    monkeypatch.setattr(released, "load_face_analysis", with_dlib_detector)
+    report = evaluate_story(
+        rendered.load_story(), rendered, backend="dlib", frames=FRAMES, clip_dir=clip_dir, face_models=folder
+    )
+    assert report["protocols"]["released"]["computed"] and report["protocols"]["released"]["frames"] == 24
+    assert any("FID not computed" in note for note in report["protocols"]["released"]["notes"])
+    breakfast = report["shots"]["breakfast"]["released"]
+    assert breakfast["frames"] == 24 and breakfast["frames_without_faces"] == 0
+    assert breakfast["face_sim"] > 0.8  # the preview draws the cast photos themselves
+    assert breakfast["clip_score"] is not None and breakfast["fid"] is None
+    only = evaluate_story(rendered.load_story(), rendered, backend="dlib", frames=FRAMES, protocol="released",
+                          face_models=folder)  # fmt: skip
+    assert list(only["protocols"]) == ["released"] and "strict" not in only["shots"]["breakfast"]
+    write_eval(rendered, report)
+    from storyreel.outputs import refresh_review
+
+    page = refresh_review(rendered.load_story(), rendered).read_text(encoding="utf-8")
+    assert "released / face_sim" in page and "strict / face_sim" in page
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            str(rendered.story_path),
+            "--backend",
+            "dlib",
+            "--frames",
+            "1",
+            "--face-models",
+            str(folder),
+        ],
+        env={"STORYREEL_CLIP": None, "STORYREEL_MODEL": None},
+    )
+    assert result.exit_code == 0, result.output
+    shots = result.output.split("Characters per shot")[0]
+    assert "released" in shots and "FID" in shots and "strict" in shots, result.output  # both protocols
+    # asked for by name, a missing buffalo_l is an error, not a silent gap
+    with pytest.raises(StoryreelError, match="buffalo_l"):
+        evaluate_story(rendered.load_story(), rendered, backend="dlib", frames=1, protocol="released")

@@ -10,8 +10,7 @@ from ingredients_model.metrics.face_similarity import ArcFaceBackend, DlibBacken
 from ingredients_model.metrics.fid import TorchFeatureExtractor
 from ingredients_model.metrics.tiny import TinyFeatureNet, write_tiny_clip_folder
 from ingredients_model.metrics.video import write_video
-
-from .conftest import SquareFaceDetector, frame
+from tests.helpers.face_models import SquareFaceDetector, frame
 
 GROUP_BOX = (0, 100, 640, 520)  # three people of insightface's t1.jpg
 

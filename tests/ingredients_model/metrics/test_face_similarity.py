@@ -10,6 +10,7 @@ from ingredients_model.metrics.face_similarity import (
     load_face_backend,
     reference_face,
 )
+from tests.helpers.face_models import DlibKeypointDetector, write_tiny_arcface_onnx
 
 
 @pytest.fixture(scope="module")
@@ -99,47 +100,15 @@ def test_arcface_backend_finds_released_layout_and_names_missing_detector(tmp_pa
         fs.ArcFaceBackend(tmp_path / "face_encoder")
 
 
-class _DlibKeypointDetector:
-    """insightface's detector interface on dlib: boxes + the 5 keypoints ArcFace aligns on."""
-
-    def detect(self, bgr, max_num=0):
-        from ingredients_model import face_tools
-
-        image = Image.fromarray(bgr[:, :, ::-1].copy())
-        boxes, kpss = [], []
-        for box in reversed(face_tools.detect_faces(image)):  # right to left: the backend must sort
-            marks = face_tools.face_landmarks(image, box, points=68)
-            kps = [marks[36:42].mean(0), marks[42:48].mean(0), marks[30], marks[48], marks[54]]
-            boxes.append([box.left, box.top, box.right, box.bottom, box.score])
-            kpss.append(kps)
-        return np.array(boxes, dtype=np.float32).reshape(-1, 5), np.array(kpss, dtype=np.float32).reshape(
-            -1, 5, 2
-        )
-
-
 def test_arcface_backend_with_insightface_recognizer(tmp_path, t1_jpg):
     """The ArcFace glue on the real insightface ArcFaceONNX (a random 112x112 -> 512 ONNX graph)."""
     from insightface.model_zoo import get_model
-    from onnx import TensorProto, helper, numpy_helper, save
 
     from ingredients_model.metrics.face_similarity import ArcFaceBackend
 
-    rng = np.random.default_rng(0)
-    weight = numpy_helper.from_array(rng.normal(size=(3 * 112 * 112, 512)).astype(np.float32), "w")
-    graph = helper.make_graph(
-        [
-            helper.make_node("Flatten", ["input.1"], ["flat"]),
-            helper.make_node("MatMul", ["flat", "w"], ["emb"]),
-        ],
-        "arcface",
-        [helper.make_tensor_value_info("input.1", TensorProto.FLOAT, ["N", 3, 112, 112])],
-        [helper.make_tensor_value_info("emb", TensorProto.FLOAT, ["N", 512])],
-        initializer=[weight],
-    )
-    path = tmp_path / "glintr100.onnx"
-    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    path = write_tiny_arcface_onnx(tmp_path / "glintr100.onnx")
     recognizer = get_model(str(path), providers=["CPUExecutionProvider"])
-    backend = ArcFaceBackend.from_models(_DlibKeypointDetector(), recognizer)
+    backend = ArcFaceBackend.from_models(DlibKeypointDetector(), recognizer)
     group = Image.open(t1_jpg).convert("RGB").crop((0, 100, 640, 520))
     faces = backend.detect(group)
     assert len(faces) == 3
@@ -160,7 +129,7 @@ def test_curricularface_backend_aligns_and_embeds(t1_jpg):
 
     torch.manual_seed(0)
     net = IRBackbone(units=(1, 1, 1, 1), channels=(8, 8, 16, 16))
-    backend = CurricularFaceBackend.from_models(_DlibKeypointDetector(), net)
+    backend = CurricularFaceBackend.from_models(DlibKeypointDetector(), net)
     group = Image.open(t1_jpg).convert("RGB").crop((0, 100, 640, 520))
     faces = backend.detect(group)
     assert len(faces) == 3 and all(f.embedding.shape == (512,) for f in faces)

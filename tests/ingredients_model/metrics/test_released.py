@@ -16,8 +16,7 @@ from ingredients_model.errors import IngredientsError
 from ingredients_model.metrics import released
 from ingredients_model.metrics.face_similarity import ArcFaceBackend, clip_face_similarity
 from ingredients_model.metrics.video import write_video
-
-from .conftest import SquareFaceDetector, frame
+from tests.helpers.face_models import SquareFaceDetector, frame
 
 A, B, C, D = 0, 1, 2, 3
 SIZE = 80
