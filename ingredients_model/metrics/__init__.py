@@ -1,5 +1,7 @@
-"""Evaluation metrics of the Ingredients paper: face similarity (greedy matching, minimum rule),
-CLIPScore and FID on face crops, plus the paper-protocol benchmark runner (``python -m
+"""Evaluation metrics of the Ingredients paper, by protocol (:mod:`~ingredients_model.metrics.protocols`):
+``released`` reproduces the public metric scripts rule for rule (:mod:`~ingredients_model.metrics.released`);
+``strict`` is ours (greedy one-to-one matching, minimum over people: :mod:`~.matching`).
+Face similarity, CLIPScore and FID on face crops, and the Table 1 runner (``python -m
 ingredients_model.metrics.benchmark``). Submodules import their heavy dependencies lazily.
 """
 
