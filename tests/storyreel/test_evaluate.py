@@ -198,7 +198,8 @@ def test_stale_and_unrendered_projects(rendered, tmp_path):
 
 def _shot_result(engine: str, face_sim: float, people: dict[str, float], **extra) -> dict:
     return {
-        "status": "ok", "engine": engine, "key": f"{engine}-key", "strict": {"face_sim": face_sim, "clip_score": None},
+        "status": "ok", "engine": engine, "key": f"{engine}-key",
+        "strict": {"face_sim": face_sim, "clip_score": None},
         "characters": {name: {"similarity": value} for name, value in people.items()}, "flags": [], **extra,
     }  # fmt: skip
 
