@@ -206,7 +206,7 @@ def test_released_clip_score_is_bgr_logits_mean_without_clamp(tmp_path) -> None:
     assert value == pytest.approx(expected, abs=1e-4)
     assert value != pytest.approx(scorer.released_score(rgb, text), abs=1e-3)  # BGR is not RGB
     strict = scorer.score([Image.fromarray(f) for f in rgb], text)
-    scale = float(scorer.model.logit_scale.exp())
+    scale = float(scorer.model.logit_scale.detach().exp())
     print(
         f"\nCLIPScore, tiny random CLIP: released {value:+.3f} (logit scale {scale:.2f}), strict {strict:.3f}"
     )
