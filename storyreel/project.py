@@ -132,11 +132,11 @@ class Project:
         """``renders/<id>.json``: the job, key, engine, versions and timings of a clip."""
         return self.renders_dir / f"{_checked_id(shot_id)}.json"
 
-    def load_story(self) -> Story:
-        """Load and validate this project's story file."""
+    def load_story(self, *, cast_library: Path | None = None) -> Story:
+        """Load and validate this project's story file (``cast_library``: ``--cast-library``)."""
         from storyreel.story import load_story
 
-        return load_story(self.story_path)
+        return load_story(self.story_path, cast_library=cast_library)
 
 
 def _checked_id(shot_id: str) -> str:

@@ -13,6 +13,7 @@ from storyreel.cli.app import app, console, reporter
 from storyreel.cli.batch import each_story, exit_for, print_story_count
 from storyreel.cli.console import emit_json
 from storyreel.cli.options import (
+    CastLibraryOption,
     JsonOption,
     KeepGoingOption,
     ModelOption,
@@ -144,6 +145,7 @@ def eval_command(
     ] = None,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda (ArcFace / CLIP).")] = "cpu",
     keep_going: KeepGoingOption = None,
+    cast_library: CastLibraryOption = None,
     json_: JsonOption = False,
 ) -> None:
     """Check every character in every rendered shot; writes renders/eval.json and the review page."""
@@ -161,6 +163,7 @@ def eval_command(
 
             report, written, review = evaluate(
                 path,
+                cast_library=cast_library,
                 backend=backend,
                 model_dir=model,
                 clip_dir=clip,
