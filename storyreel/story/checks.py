@@ -219,7 +219,11 @@ class Checker:
             for index, photo in enumerate(photos):
                 loc = ("cast", name, "photos", index)
                 path = self.inside(
-                    loc, photo, "photo", f"copy it into the project: storyreel cast add PHOTO --name {name}"
+                    loc,
+                    photo,
+                    "photo",
+                    f"copy it into the project: storyreel cast add PHOTO --name {name}; or share the "
+                    f"person through the cast library (cast add --library) and write `library: {name}`",
                 )
                 if path is None:
                     continue
