@@ -196,7 +196,7 @@ class Checker:
             if member.get("library") is not None:
                 self.check_library_entry(name, member)
                 continue
-            if "description" not in member:
+            if member.get("description") is None:
                 words = CastMember.model_fields["description"].description
                 self.doc.problem(
                     ("cast", name),

@@ -91,12 +91,13 @@ def test_problems_point_at_the_story_line(
     entries = [
         "ann: {library: anna}",
         "bob: {library: sam, photos: [cast/sam/1.jpg]}",
-        "cid: {photos: [x.jpg]}",
+        "cid: {photos: [cast/sam/1.jpg], description: }",
     ]
     text = path.read_text().replace("cast:\n", "cast:\n" + "".join(f"  {entry}\n" for entry in entries))
     path.write_text(text.replace("{eileen} waves", "{eileen} and {noora} wave"))
     problems = _problems(path, cast_library=library)
     found = {(p.line, p.path): (p.message, p.hint or "") for p in problems}
+    assert len(found) == len(problems) == 4, problems
     assert "no member 'anna'" in found[(5, "cast.ann.library")][0]
     assert "members: eileen, nora, sam" in found[(5, "cast.ann.library")][1]
     assert "comes from the cast library" in found[(6, "cast.bob.photos")][0]
