@@ -122,7 +122,7 @@ def engine_tables(report: dict[str, Any]) -> list[Table]:
     return [shots, people]
 
 
-@app.command("eval", epilog=environment_help("STORYREEL_CLIP"))
+@app.command("eval", epilog=environment_help("STORYREEL_CLIP", "STORYREEL_CAST"))
 def eval_command(
     stories: StoriesArgument = None,
     backend: Annotated[

@@ -22,7 +22,7 @@ from storyreel.environment import environment_help
 from storyreel.reporting import shown_path
 
 
-@app.command("reel", epilog=environment_help("STORYREEL_FONT"))
+@app.command("reel", epilog=environment_help("STORYREEL_FONT", "STORYREEL_CAST"))
 def reel(
     stories: StoriesArgument = None,
     captions: Annotated[

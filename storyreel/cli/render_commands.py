@@ -130,7 +130,9 @@ RayAttemptsOption = Annotated[
 ]
 
 
-@app.command(epilog=environment_help("STORYREEL_MODEL", "STORYREEL_WAN_MODEL", "STORYREEL_FONT"))
+@app.command(
+    epilog=environment_help("STORYREEL_MODEL", "STORYREEL_WAN_MODEL", "STORYREEL_CAST", "STORYREEL_FONT")
+)
 def render(
     stories: StoriesArgument = None,
     engine: EngineOption = None,
@@ -248,7 +250,7 @@ def print_reports(reports: list[StoryReport], totals: dict[str, Any]) -> None:
     )
 
 
-@app.command(epilog=environment_help("STORYREEL_MODEL", "STORYREEL_WAN_MODEL"))
+@app.command(epilog=environment_help("STORYREEL_MODEL", "STORYREEL_WAN_MODEL", "STORYREEL_CAST"))
 def plan(
     stories: StoriesArgument = None,
     engine: EngineOption = None,

@@ -14,6 +14,7 @@ from storyreel.cli.app import app, console, console_err, reporter
 from storyreel.cli.batch import AlreadyReported, each_story, exit_for, print_story_count
 from storyreel.cli.console import emit_json
 from storyreel.cli.options import CastLibraryOption, JsonOption, StoriesArgument, expand_stories
+from storyreel.environment import environment_help
 from storyreel.reporting import plural, shown_path
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ def init(
         )
 
 
-@app.command()
+@app.command(epilog=environment_help("STORYREEL_CAST"))
 def validate(
     stories: StoriesArgument = None, cast_library: CastLibraryOption = None, json_: JsonOption = False
 ) -> None:
