@@ -5,6 +5,7 @@ A library is a folder laid out like a project's ``cast/``, plus its own identity
     <library>/<name>/<photo>, faces.json, crops/   written by `storyreel cast add --library`
     <library>/<name>/consent.yaml                  who gave consent, until when, for what (:mod:`.consent`)
     <library>/.storyreel/cache/identities/         the members' identities, shared by every project
+    <library>/.storyreel/cache/references/         their reference crops (wan-vace), likewise
 
 Which folder: ``--cast-library DIR``, else ``cast_library:`` in story.yaml (relative to the story's
 folder), else ``$STORYREEL_CAST`` (the same order as the model folder). It is the one path a story may
@@ -47,7 +48,7 @@ __all__ = [
     "LibraryMember",
     "add_member",
     "library_entry",
-    "member_identity_cache",
+    "member_cache_dir",
     "resolve_cast_library",
     "story_cast_library",
 ]
@@ -96,9 +97,16 @@ class CastLibrary:
         return self.root / ".storyreel"
 
     @property
+    def cache_dir(self) -> Path:
+        """``.storyreel/cache/``: the members' identities and reference crops, laid out as a project's."""
+        return self.state_dir / "cache"
+
+    @property
     def identity_cache_dir(self) -> Path:
         """``.storyreel/cache/identities/``: the members' identities, content-addressed."""
-        return self.state_dir / "cache" / "identities"
+        from storyreel.project import IDENTITIES
+
+        return self.cache_dir / IDENTITIES
 
     def __str__(self) -> str:
         return f"cast library {self.root} (from {self.source})"
@@ -164,10 +172,10 @@ class CastLibrary:
             )
         return LibraryMember(self, name, photos, description)
 
-    def render_identity_cache(self) -> Path | None:
-        """The identity cache renders use for members: the library's when it can be written to, else None
+    def render_cache_dir(self) -> Path | None:
+        """The cache folder renders use for members: the library's when it can be written to, else None
         (a read-only library: the project's cache is used; entries are content-addressed either way)."""
-        folder = self.identity_cache_dir
+        folder = self.cache_dir
         existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
         if existing is None or not os.access(existing, os.W_OK | os.X_OK):
             return None
@@ -196,11 +204,11 @@ def resolve_cast_library(
     return None
 
 
-def member_identity_cache(member: CastMember) -> Path | None:
-    """Where a story's cast member's identities are cached when not in the project: the library's cache
-    for library members (see :meth:`CastLibrary.render_identity_cache`), else None."""
+def member_cache_dir(member: CastMember) -> Path | None:
+    """Where a story's cast member's identities and reference crops are cached when not in the project:
+    the library's cache folder for library members (see :meth:`CastLibrary.render_cache_dir`), else None."""
     found = member.from_library
-    return found.library.render_identity_cache() if found is not None else None
+    return found.library.render_cache_dir() if found is not None else None
 
 
 def story_cast_library(story_path: Path) -> str | None:

@@ -24,9 +24,13 @@ from storyreel.fsutil import atomic_write_text
 if TYPE_CHECKING:
     from storyreel.story import Story
 
-__all__ = ["STORY_FILE", "Project", "init_project", "template_text"]
+__all__ = ["IDENTITIES", "REFERENCES", "STORY_FILE", "Project", "init_project", "template_text"]
 
 STORY_FILE = "story.yaml"
+IDENTITIES = "identities"
+"""The identity cache's folder in a cache folder (a project's ``.storyreel/cache/``, a cast library's)."""
+REFERENCES = "references"
+"""The reference-image cache's folder in a cache folder."""
 _SHOT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -87,12 +91,12 @@ class Project:
     @property
     def identity_cache_dir(self) -> Path:
         """``.storyreel/cache/identities/``: face-encoder outputs, content-addressed."""
-        return self.cache_dir / "identities"
+        return self.cache_dir / IDENTITIES
 
     @property
     def reference_cache_dir(self) -> Path:
         """``.storyreel/cache/references/``: reference-image crops (wan-vace), content-addressed."""
-        return self.cache_dir / "references"
+        return self.cache_dir / REFERENCES
 
     @property
     def text_cache_dir(self) -> Path:

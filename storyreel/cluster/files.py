@@ -4,8 +4,8 @@ A job names its photos by path on the driver. For the trip, :func:`travel_job` r
 relative to a worker's staging folder (``photos/<folder digest>/<name>``, with the ``cast add`` records
 next to them: :func:`storyreel.cast.photo_files`) and a project's cache entries go to
 ``cache/<path in the project's cache folder>`` (entries are content-addressed, so projects share them).
-People whose identities are cached elsewhere (cast library members: ``job.identity_caches``) get
-``identity-caches/<folder digest>/`` instead; :func:`driver_path` maps a staged cache file back to the
+People cached elsewhere (cast library members: ``job.cast_caches``) get ``cast-caches/<folder digest>/``
+instead; :func:`driver_path` maps a staged cache file back to the
 driver's. Photo and cache paths are not part of the job key, so the travelling job renders to the same
 key. :class:`Shipper` puts each file's bytes into the object store once (by content); :class:`Stage`
 writes them into a worker's private folder once each.
@@ -31,7 +31,7 @@ from storyreel.project import Project
 
 __all__ = [
     "CACHE",
-    "IDENTITY_CACHES",
+    "CAST_CACHES",
     "STAGE_PREFIX",
     "Files",
     "Shipped",
@@ -46,8 +46,8 @@ STAGE_PREFIX = "storyreel-ray-"
 """Workers stage files in ``$TMPDIR/storyreel-ray-<pid>-<random>/``."""
 CACHE = "cache"
 """The staged cache folder every staged project uses as its ``.storyreel/cache``."""
-IDENTITY_CACHES = "identity-caches"
-"""Staged identity cache folders of people cached outside their project (``job.identity_caches``)."""
+CAST_CACHES = "cast-caches"
+"""Staged cache folders of people cached outside their project (``job.cast_caches``)."""
 
 
 @dataclass(frozen=True)
@@ -97,12 +97,12 @@ class Shipper:
         return self.by_path[path]
 
 
-def _staged_identity_cache(folder: Path) -> str:
-    return f"{IDENTITY_CACHES}/{_digest(str(Path(folder).absolute()))}"
+def _staged_cache(folder: Path) -> str:
+    return f"{CAST_CACHES}/{_digest(str(Path(folder).absolute()))}"
 
 
 def travel_job(job: RenderJob, shipper: Shipper) -> tuple[RenderJob, Files]:
-    """``job`` with its photos and identity caches as staged paths, and the files that go with it (photos
+    """``job`` with its photos and cast caches as staged paths, and the files that go with it (photos
     and their records; cache entries are added once the engine has named them)."""
     files: Files = {}
     photos: dict[str, list[Path]] = {}
@@ -113,22 +113,22 @@ def travel_job(job: RenderJob, shipper: Shipper) -> tuple[RenderJob, Files]:
             for path in photo_files(photo):
                 files[f"{folder}/{path.relative_to(photo.parent).as_posix()}"] = shipper.ship_file(path)
             photos[name].append(Path(folder) / Path(photo).name)
-    caches = {name: Path(_staged_identity_cache(path)) for name, path in job.identity_caches.items()}
-    return job.model_copy(update={"photos": photos, "identity_caches": caches}), files
+    caches = {name: Path(_staged_cache(path)) for name, path in job.cast_caches.items()}
+    return job.model_copy(update={"photos": photos, "cast_caches": caches}), files
 
 
 def driver_path(staged: str, job: RenderJob, project: Project) -> Path:
     """The driver's copy of a staged cache file: ``cache/<rel>`` is in the project's cache folder,
-    ``identity-caches/<digest>/<rel>`` in that identity cache of ``job`` (the driver's job). Refuses any
+    ``cast-caches/<digest>/<rel>`` in that cast cache of ``job`` (the driver's job). Refuses any
     other name and any path that would leave its folder."""
     head, _, rel = staged.partition("/")
     home: Path | None = None
     if head == CACHE:
         home = project.cache_dir
-    elif head == IDENTITY_CACHES:
+    elif head == CAST_CACHES:
         digest, _, rel = rel.partition("/")
-        homes = {_staged_identity_cache(folder): Path(folder) for folder in job.identity_caches.values()}
-        home = homes.get(f"{IDENTITY_CACHES}/{digest}")
+        homes = {_staged_cache(folder): Path(folder) for folder in job.cast_caches.values()}
+        home = homes.get(f"{CAST_CACHES}/{digest}")
     path = home / rel if home is not None and rel else None
     if path is None or not path.resolve().is_relative_to(home.resolve()):
         raise StoryreelError(f"a worker named a cache file outside the cache folders: {staged}")
@@ -187,10 +187,10 @@ class Stage:
         return found
 
     def job(self, job: RenderJob) -> RenderJob:
-        """A travelling job with its photos and identity caches in this folder."""
+        """A travelling job with its photos and cast caches in this folder."""
         photos = {name: [self.path(str(p)) for p in paths] for name, paths in job.photos.items()}
-        caches = {name: self.path(str(folder)) for name, folder in job.identity_caches.items()}
-        return job.model_copy(update={"photos": photos, "identity_caches": caches})
+        caches = {name: self.path(str(folder)) for name, folder in job.cast_caches.items()}
+        return job.model_copy(update={"photos": photos, "cast_caches": caches})
 
     def name(self, path: Path, project: Project) -> str:
         """The staged name of a file in this folder (a cache file an engine named for ``project``, a staged

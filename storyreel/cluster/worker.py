@@ -77,7 +77,7 @@ class ShotWorker:
 
     def cache_files(self, choice: EngineChoice, spec: EngineSpec, jobs: list[tuple[str, RenderJob]]) -> list:
         """For each (project location, job): the staged names of the cache files rendering it reads
-        (``cache/…`` or ``identity-caches/…``: :meth:`Stage.name`; none for engines without caches)."""
+        (``cache/…`` or ``cast-caches/…``: :meth:`Stage.name`; none for engines without caches)."""
         engine = self.engine(choice, spec)
         method = getattr(engine, "cache_files", None)
         found = []

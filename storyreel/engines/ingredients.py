@@ -1,7 +1,7 @@
 """The ``ingredients`` engine: the full IngredientsPipeline from a model folder, loaded once per process.
 
 * identities from the project's identity cache (``IdentityCache``; a cast library member's from the
-  library's, as ``job.identity_caches`` says), built by the folder's face encoder,
+  library's, as ``job.cast_caches`` says), built by the folder's face encoder,
   each person's photos combined as the job says (``combine: mean | best | first`` in story.yaml);
 * prompt embeddings cached per prompt in memory and on disk (:mod:`storyreel.engines.text_cache`); with
   :meth:`IngredientsEngine.prepare` every prompt of a batch is encoded first and, on a GPU with an
@@ -27,6 +27,7 @@ from storyreel.engines.text_cache import Embeddings, TextEmbeddingCache
 from storyreel.engines.video import FrameWriter
 from storyreel.errors import StoryreelError
 from storyreel.plan import EngineSpec
+from storyreel.project import IDENTITIES
 
 if TYPE_CHECKING:
     import torch
@@ -77,12 +78,6 @@ def model_spec(model_dir: Path) -> EngineSpec:
         min_cast=1,
         guidance=released.GUIDANCE,
     )
-
-
-def identity_cache_dir(job: RenderJob, name: str, project: Project) -> Path:
-    """Where ``name``'s identities are cached: the job's folder for them (a cast library's), else the
-    project's."""
-    return Path(job.identity_caches.get(name, project.identity_cache_dir))
 
 
 class IngredientsEngine:
@@ -200,7 +195,7 @@ class IngredientsEngine:
         caches: dict[tuple[Path, str], IdentityCache] = {}
         people = []
         for name in job.cast:
-            where = (identity_cache_dir(job, name, project), modes[name])
+            where = (job.cache_dir(name, project.cache_dir) / IDENTITIES, modes[name])
             cache = caches.setdefault(where, IdentityCache(where[0], combine=where[1]))
             people.append(cache.get_person(job.photos[name], job.face_choices(name), self.encoder))
         stats = {
@@ -211,7 +206,7 @@ class IngredientsEngine:
 
     def cache_files(self, job: RenderJob, project: Project) -> list[Path]:
         """The cache files rendering ``job`` reads: each photo's identity entry (in the project's cache, or
-        the person's own: ``job.identity_caches``) and the prompt's embeddings (named from the job alone;
+        the person's own: ``job.cast_caches``) and the prompt's embeddings (named from the job alone;
         they need not exist yet). A Ray render ships them."""
         from storyreel.identity_cache import IdentityCache
 
@@ -221,7 +216,7 @@ class IngredientsEngine:
             path
             for name in job.cast
             for sha, token in zip(job.photo_hashes[name], job.faces[name], strict=True)
-            for path in IdentityCache(identity_cache_dir(job, name, project)).entry_files(
+            for path in IdentityCache(job.cache_dir(name, project.cache_dir) / IDENTITIES).entry_files(
                 sha, token, self.encoder.fingerprint
             )
         ]

@@ -121,11 +121,11 @@ def test_a_read_only_library_leaves_identities_to_the_project(
     tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
 ) -> None:
     library = CastLibrary(make_library(tmp_path_factory, tmp_path / "lib"))
-    assert library.render_identity_cache() == library.identity_cache_dir
+    assert library.render_cache_dir() == library.cache_dir
     shutil.rmtree(library.state_dir, ignore_errors=True)
     library.root.chmod(0o555)
     try:
-        assert library.render_identity_cache() is None
+        assert library.render_cache_dir() is None
     finally:
         library.root.chmod(0o755)
 
@@ -134,6 +134,7 @@ def test_identities_go_to_the_library_when_it_can_be_written(
     tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     library = CastLibrary(make_library(tmp_path_factory, tmp_path / "lib"))
-    assert library.render_identity_cache() == library.root / ".storyreel" / "cache" / "identities"
+    assert library.render_cache_dir() == library.root / ".storyreel" / "cache"
+    assert library.identity_cache_dir == library.root / ".storyreel" / "cache" / "identities"
     monkeypatch.setattr(os, "access", lambda path, mode: False)  # as a read-only folder answers
-    assert library.render_identity_cache() is None
+    assert library.render_cache_dir() is None

@@ -262,9 +262,9 @@ def test_a_member_renders_to_the_same_key_from_the_project_or_the_library(
     jobs, moved = plan_story(here, spec), plan_story(there, spec)
     assert [job.key for job in jobs] == [job.key for job in moved]  # photo bytes and faces, not paths
     assert moved[0].photos["nora"] == [library / "nora" / "1.jpg"] != jobs[0].photos["nora"]
-    assert moved[0].identity_caches == {
-        "nora": library / ".storyreel" / "cache" / "identities",
-        "sam": library / ".storyreel" / "cache" / "identities",
+    assert moved[0].cast_caches == {
+        "nora": library / ".storyreel" / "cache",
+        "sam": library / ".storyreel" / "cache",
     }
-    assert jobs[0].identity_caches == {} and "eileen" not in moved[1].identity_caches
+    assert jobs[0].cast_caches == {} and "eileen" not in moved[1].cast_caches
     assert moved[0].faces == jobs[0].faces and moved[0].faces["nora"][0].startswith("box=")
