@@ -25,7 +25,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+)
+from pydantic_core import PydanticCustomError
 
 from storyreel.errors import Location, StoryreelError
 from storyreel.fsutil import atomic_write_text
@@ -81,8 +90,17 @@ def _date_only(value: Any) -> Any:
     raise ValueError(f"expected a date written YYYY-MM-DD, got {value!r}")
 
 
-UseName = Annotated[str, StringConstraints(pattern=USE_PATTERN)]
-Uses = Annotated[list[UseName], BeforeValidator(as_uses)]
+def _use_word(value: str) -> str:
+    if not USE_RE.match(value):
+        message = f"{value!r} is not a use: write one lower-case word (internal, social, advertising, …)"
+        raise PydanticCustomError("story", "{message}", {"message": message, "hint": None, "field": None})
+    return value
+
+
+UseName = Annotated[
+    str, AfterValidator(_use_word), WithJsonSchema({"type": "string", "pattern": USE_PATTERN})
+]
+Uses = Annotated[list[UseName], BeforeValidator(as_uses, json_schema_input_type=str | list[UseName])]
 
 
 class Consent(BaseModel):
@@ -180,8 +198,6 @@ def parse_consent(text: str, path: Path) -> Consent:
             message = error["msg"].removeprefix("Value error, ")
             if error["type"] == "extra_forbidden":
                 message = "unknown key; allowed: " + ", ".join(Consent.model_fields)
-            elif error["type"] == "string_pattern_mismatch":
-                message = f"{error['input']!r} is not a use: write one lower-case word (internal, social, …)"
             problems.append(ConsentProblem(Location(path, lines.get(field, 1)), f"{where}: {message}"))
         raise ConsentError(path, problems) from None
 
@@ -231,8 +247,6 @@ def updated_consent(current: Consent | None, changes: Mapping[str, Any]) -> Cons
         if error["type"] == "missing":
             raise StoryreelError(f"a consent record needs {option}", f"give {CONSENT_USAGE}") from None
         message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "string_pattern_mismatch":
-            message = f"{error['input']!r} is not a use: write one lower-case word (internal, social, …)"
         raise StoryreelError(f"{option}: {message}", f"give {CONSENT_USAGE}") from None
 
 

@@ -186,3 +186,15 @@ def test_a_damaged_record_is_a_problem_naming_both_files(
     path = _project(tmp_path_factory, tmp_path / "p", from_library=("nora",))
     (problem,) = _problems(path, cast_library=library)
     assert problem.line == 9 and f"{library / 'nora' / CONSENT_FILE}:3: valid_until" in problem.message
+
+
+def test_use_is_one_word_or_a_list_of_words(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+    path = _project(tmp_path_factory, tmp_path / "p", header="use: social, print")
+    assert load_story(path).use == ["social", "print"]
+    path.write_text(path.read_text().replace("use: social, print", "use: [Social Media]"))
+    (problem,) = _problems(path)
+    assert (problem.line, problem.path) == (2, "use[0]")
+    assert (
+        problem.message
+        == "'Social Media' is not a use: write one lower-case word (internal, social, advertising, …)"
+    )
