@@ -14,8 +14,11 @@ The same functions the `storyreel` commands run, for scripts (e.g. a campaign of
 ``init_project(folder, example=False)`` makes a project, as ``storyreel init`` does.
 
 Every result has ``to_json()``: the very documents ``storyreel … --json`` prints (without the ``schema``
-field). Paths may be a story file or its project folder. Progress and notices go to stderr; pass
-``console=`` (a rich console or a :class:`~storyreel.reporting.Reporter`) to send them elsewhere.
+field). Paths may be a story file or its project folder. Functions that load a story take
+``cast_library=`` (``--cast-library``: the cast library, over the story's ``cast_library:`` and
+``$STORYREEL_CAST``); for :func:`render` it is a :class:`~storyreel.runner.RenderOptions` field.
+Progress and notices go to stderr; pass ``console=`` (a rich console or a
+:class:`~storyreel.reporting.Reporter`) to send them elsewhere.
 """
 
 from __future__ import annotations
@@ -58,17 +61,21 @@ def _path(story: Path | str) -> Path:
     return Project.find(Path(story)).story_path
 
 
-def _story(story: StoryLike) -> Story:
-    return story if isinstance(story, Story) else load_story(story)
+def _story(story: StoryLike, cast_library: Path | str | None = None) -> Story:
+    return story if isinstance(story, Story) else load_story(story, cast_library=cast_library)
 
 
-def load_story(path: Path | str) -> Story:
+def _folder(path: Path | str | None) -> Path | None:
+    return Path(path) if path is not None else None
+
+
+def load_story(path: Path | str, *, cast_library: Path | str | None = None) -> Story:
     """The story in ``path`` (a story file or a project folder), validated.
 
     Raises :class:`~storyreel.story.StoryValidationError` (its ``problems`` list every problem) or
     :class:`~storyreel.errors.StoryreelError` when the file cannot be read.
     """
-    return _load_story(_path(path))
+    return _load_story(_path(path), cast_library=_folder(cast_library))
 
 
 def _problem_json(problem: Problem) -> dict[str, Any]:
@@ -104,9 +111,12 @@ class Validation:
         if story is not None:
             entry["title"] = story.title
             entry["seconds"] = sum(shot.seconds or 0.0 for shot in story.shots)
+            entry["use"] = list(story.use)
+            entry["cast_library"] = str(story.library.root) if story.library is not None else None
             entry["cast"] = [
                 {"name": name, "photos": [str(p) for p in member.photos], "face": member.face,
-                 "description": member.description}
+                 "description": member.description,
+                 "library": member.from_library.name if member.from_library is not None else None}
                 for name, member in story.cast.items()
             ]  # fmt: skip
             entry["shots"] = [
@@ -119,11 +129,11 @@ class Validation:
         return entry
 
 
-def validate(path: Path | str) -> Validation:
+def validate(path: Path | str, *, cast_library: Path | str | None = None) -> Validation:
     """Load ``path`` and report its problems instead of raising for them (a missing file still raises)."""
     story_path = _path(path)
     try:
-        return Validation(story_path, _load_story(story_path))
+        return Validation(story_path, _load_story(story_path, cast_library=_folder(cast_library)))
     except StoryValidationError as err:
         return Validation(story_path, None, list(err.problems))
 
@@ -186,12 +196,13 @@ def plan(
     cache_threshold: float | None = None,
     only: Sequence[str] | None = None,
     wan_model: Path | str | None = None,
+    cast_library: Path | str | None = None,
 ) -> Plan:
     """What ``render`` would do: the engine it would choose for each shot and each job with its status."""
     from storyreel.engines.select import choose_shot_engines, make_engine
     from storyreel.plan import plan_story
 
-    loaded = _story(story)
+    loaded = _story(story, cast_library)
     choices = choose_shot_engines(
         loaded,
         engine,
@@ -285,12 +296,12 @@ class Results:
         }
 
 
-def results(story: StoryLike) -> Results:
+def results(story: StoryLike, *, cast_library: Path | str | None = None) -> Results:
     """What is on disk for ``story``: nothing is rendered or checked against the current story."""
     from storyreel.evaluate import read_eval
     from storyreel.reel_record import read_reel_record
 
-    loaded = _story(story)
+    loaded = _story(story, cast_library)
     project = Project.from_story(loaded)
 
     def existing(path: Path) -> Path | None:
@@ -310,7 +321,9 @@ def results(story: StoryLike) -> Results:
     )
 
 
-def evaluate(story: StoryLike, **options: Any) -> tuple[dict[str, Any], Path, Path]:
+def evaluate(
+    story: StoryLike, *, cast_library: Path | str | None = None, **options: Any
+) -> tuple[dict[str, Any], Path, Path]:
     """Evaluate the rendered shots (:func:`storyreel.evaluate.evaluate_story`'s keyword ``options``:
     ``backend``, ``model_dir``, ``clip_dir``, ``frames``, ``threshold``, ``device``, ``protocol``,
     ``face_models``, ``progress``), write
@@ -318,7 +331,7 @@ def evaluate(story: StoryLike, **options: Any) -> tuple[dict[str, Any], Path, Pa
     from storyreel.evaluate import evaluate_story, write_eval
     from storyreel.outputs import refresh_review
 
-    loaded = _story(story)
+    loaded = _story(story, cast_library)
     project = Project.from_story(loaded)
     report = evaluate_story(loaded, project, **options)
     path = write_eval(project, report)

@@ -10,6 +10,7 @@ ENVIRONMENT: dict[str, str] = {
     "STORYREEL_WAN_MODEL": (
         "Wan VACE model folder used when neither --wan-model nor the story's defaults.wan_model names one"
     ),
+    "STORYREEL_CAST": "cast library used when neither --cast-library nor the story's cast_library names one",
     "STORYREEL_FONT": "TrueType font for burned-in captions, title and credit cards (default: DejaVu Sans)",
     "STORYREEL_CLIP": "local CLIP ViT-B/32 folder for `storyreel eval`'s CLIPScore (same as --clip)",
     "RAY_ADDRESS": "the Ray cluster `render --ray` joins when --ray-address is not given",

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ingredients_model.released import FPS as MODEL_FPS
 from storyreel.cast import CastPhotos, FaceChoice, cast_photos
+from storyreel.cast_library import member_cache_dir
 from storyreel.errors import StoryreelError
 from storyreel.timeline import BURNED_CAPTIONS
 
@@ -66,9 +67,11 @@ class EngineSpec:
     router: bool = True
 
 
-NOT_IN_KEY = frozenset({"key", "photos", "descriptions"})
+NOT_IN_KEY = frozenset({"key", "photos", "descriptions", "cast_caches"})
 """Job fields that do not change the pixels on their own: where the photos are (their bytes are in
-``photo_hashes``) and the people's descriptions (the prompt the engine uses already contains them)."""
+``photo_hashes``), the people's descriptions (the prompt the engine uses already contains them) and where
+their identities and reference crops are cached (entries are content-addressed): a cast library member
+renders to the same key as the same person in the project."""
 
 
 class RenderJob(BaseModel):
@@ -82,6 +85,9 @@ class RenderJob(BaseModel):
     cast: list[str]
     photos: dict[str, list[Path]] = {}
     descriptions: dict[str, str] = {}
+    cast_caches: dict[str, Path] = {}
+    """The cache folder (laid out as a project's ``.storyreel/cache/``) of each person cached outside the
+    project: cast library members."""
     photo_hashes: dict[str, list[str]]
     faces: dict[str, list[str]]
     combine: dict[str, str] | None = None
@@ -118,6 +124,11 @@ class RenderJob(BaseModel):
         """Length of the rendered clip."""
         return self.frames / self.fps
 
+    def cache_dir(self, name: str, project_cache_dir: Path) -> Path:
+        """The cache folder for ``name``'s identities and reference crops: their own (``cast_caches``),
+        else the project's (``project_cache_dir``)."""
+        return Path(self.cast_caches.get(name, project_cache_dir))
+
     def face_choices(self, name: str) -> list[FaceChoice]:
         """The face chosen in each of ``name``'s photos (in the order of ``photos[name]``)."""
         return [FaceChoice.parse(token) for token in self.faces[name]]
@@ -151,9 +162,11 @@ def plan_shot(
     photos: Mapping[str, CastPhotos],
     *,
     cache_threshold: float | None = None,
+    cast_caches: Mapping[str, Path] | None = None,
 ) -> RenderJob:
     """The job for one shot of ``story`` on the engine described by ``spec`` (``photos``: from
-    :func:`~storyreel.cast.cast_photos` for everyone in the shot; nothing is read from disk here)."""
+    :func:`~storyreel.cast.cast_photos` for everyone in the shot; ``cast_caches``: the cache folder of
+    people not cached in the project; nothing is read from disk here)."""
     defaults = story.defaults
     cast = list(shot.cast or [])
     fps = spec.fps or story.output.fps
@@ -170,6 +183,7 @@ def plan_shot(
         cast=cast,
         photos={name: list(photos[name].paths) for name in cast},
         descriptions={name: story.cast[name].description for name in cast},
+        cast_caches={name: path for name, path in (cast_caches or {}).items() if name in cast},
         photo_hashes={name: list(photos[name].hashes) for name in cast},
         faces={name: [choice.token for choice in photos[name].faces] for name in cast},
         # only the model builds identities from all photos; the preview shows the first photo's face
@@ -227,7 +241,11 @@ def plan_story(
         )
     names = dict.fromkeys(name for shot in shots for name in shot.cast or [])
     photos = {name: cast_photos(story.cast[name]) for name in names}
-    return [plan_shot(story, shot, specs[shot.id], photos, cache_threshold=cache_threshold) for shot in shots]
+    caches = {name: path for name in names if (path := member_cache_dir(story.cast[name])) is not None}
+    return [
+        plan_shot(story, shot, specs[shot.id], photos, cache_threshold=cache_threshold, cast_caches=caches)
+        for shot in shots
+    ]
 
 
 def read_clip_meta(project: Project, shot_id: str) -> dict | None:

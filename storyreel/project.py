@@ -24,9 +24,13 @@ from storyreel.fsutil import atomic_write_text
 if TYPE_CHECKING:
     from storyreel.story import Story
 
-__all__ = ["STORY_FILE", "Project", "init_project", "template_text"]
+__all__ = ["IDENTITIES", "REFERENCES", "STORY_FILE", "Project", "init_project", "template_text"]
 
 STORY_FILE = "story.yaml"
+IDENTITIES = "identities"
+"""The identity cache's folder in a cache folder (a project's ``.storyreel/cache/``, a cast library's)."""
+REFERENCES = "references"
+"""The reference-image cache's folder in a cache folder."""
 _SHOT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -87,12 +91,12 @@ class Project:
     @property
     def identity_cache_dir(self) -> Path:
         """``.storyreel/cache/identities/``: face-encoder outputs, content-addressed."""
-        return self.cache_dir / "identities"
+        return self.cache_dir / IDENTITIES
 
     @property
     def reference_cache_dir(self) -> Path:
         """``.storyreel/cache/references/``: reference-image crops (wan-vace), content-addressed."""
-        return self.cache_dir / "references"
+        return self.cache_dir / REFERENCES
 
     @property
     def text_cache_dir(self) -> Path:
@@ -132,11 +136,11 @@ class Project:
         """``renders/<id>.json``: the job, key, engine, versions and timings of a clip."""
         return self.renders_dir / f"{_checked_id(shot_id)}.json"
 
-    def load_story(self) -> Story:
-        """Load and validate this project's story file."""
+    def load_story(self, *, cast_library: Path | None = None) -> Story:
+        """Load and validate this project's story file (``cast_library``: ``--cast-library``)."""
         from storyreel.story import load_story
 
-        return load_story(self.story_path)
+        return load_story(self.story_path, cast_library=cast_library)
 
 
 def _checked_id(shot_id: str) -> str:

@@ -56,7 +56,8 @@ if TYPE_CHECKING:
 @dataclass
 class RenderOptions:
     """What ``storyreel render`` was asked to do (``engine=None``: each shot's ``engine:``, else the story's
-    ``defaults.engine``; ``ray``: render on a Ray cluster, see :mod:`storyreel.cluster`)."""
+    ``defaults.engine``; ``cast_library``: ``--cast-library``; ``ray``: render on a Ray cluster, see
+    :mod:`storyreel.cluster`)."""
 
     engine: str | None = None
     model: Path | None = None
@@ -67,6 +68,7 @@ class RenderOptions:
     cache_threshold: float | None = None
     reel: bool = True
     wait: float = DEFAULT_WAIT_SECONDS
+    cast_library: Path | None = None
     ray: RayOptions | None = None
     keep_going: bool = False
 
@@ -519,6 +521,8 @@ class Runner:
         from storyreel.project import Project
 
         report = StoryReport(story.path, "", "")
+        for warning in story.consent_warnings if self.processes.is_main else ():
+            self.reporter.warning(str(warning))
         try:
             choices, engines = self.engines_for(story)
             distinct = {choice.name: choice.reason for choice in choices.values()}
@@ -610,7 +614,7 @@ def render_stories(
     seen: set[Path] = set()
     for path in paths:
         try:
-            story = load_story(Path(path))
+            story = load_story(Path(path), cast_library=options.cast_library)
         except HintedError as err:
             report = StoryReport(Path(path), "", "")
             runner.fail(report, err)

@@ -14,6 +14,7 @@ from storyreel.cli.app import app, console, reporter
 from storyreel.cli.batch import each_story, exit_for, print_story_count
 from storyreel.cli.console import emit_json
 from storyreel.cli.options import (
+    CastLibraryOption,
     JsonOption,
     KeepGoingOption,
     ModelOption,
@@ -141,7 +142,7 @@ def engine_tables(report: dict[str, Any]) -> list[Table]:
     return [shots, people]
 
 
-@app.command("eval", epilog=environment_help("STORYREEL_CLIP"))
+@app.command("eval", epilog=environment_help("STORYREEL_CLIP", "STORYREEL_CAST"))
 def eval_command(
     stories: StoriesArgument = None,
     backend: Annotated[
@@ -164,6 +165,7 @@ def eval_command(
     ] = None,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda (ArcFace / CLIP).")] = "cpu",
     keep_going: KeepGoingOption = None,
+    cast_library: CastLibraryOption = None,
     json_: JsonOption = False,
     protocol: Annotated[
         ProtocolChoice,
@@ -197,6 +199,7 @@ def eval_command(
 
             report, written, review = evaluate(
                 path,
+                cast_library=cast_library,
                 backend=backend,
                 model_dir=model,
                 clip_dir=clip,

@@ -21,6 +21,7 @@ from storyreel.errors import StoryreelError
 
 __all__ = [
     "CacheThresholdOption",
+    "CastLibraryOption",
     "CastNameArgument",
     "EngineOption",
     "JsonOption",
@@ -70,6 +71,15 @@ CacheThresholdOption = Annotated[
     float | None,
     typer.Option(
         "--cache-threshold", min=0.0, help="First-block cache threshold (e.g. 0.05; off by default)."
+    ),
+]
+CastLibraryOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--cast-library",
+        help="Cast library folder, may be outside the project (default: the story's cast_library, "
+        "else $STORYREEL_CAST).",
+        show_default=False,
     ),
 ]
 ProjectOption = Annotated[Path, typer.Option("--project", "-p", help="Project folder (or its story.yaml).")]

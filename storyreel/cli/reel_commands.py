@@ -11,12 +11,18 @@ from rich.markup import escape
 
 from storyreel.cli.app import app, console, reporter
 from storyreel.cli.batch import each_story, exit_for, print_story_count
-from storyreel.cli.options import KeepGoingOption, StoriesArgument, expand_stories, keep_going_for
+from storyreel.cli.options import (
+    CastLibraryOption,
+    KeepGoingOption,
+    StoriesArgument,
+    expand_stories,
+    keep_going_for,
+)
 from storyreel.environment import environment_help
 from storyreel.reporting import shown_path
 
 
-@app.command("reel", epilog=environment_help("STORYREEL_FONT"))
+@app.command("reel", epilog=environment_help("STORYREEL_FONT", "STORYREEL_CAST"))
 def reel(
     stories: StoriesArgument = None,
     captions: Annotated[
@@ -40,6 +46,7 @@ def reel(
         bool, typer.Option("--review/--no-review", help="also write renders/index.html")
     ] = True,
     keep_going: KeepGoingOption = None,
+    cast_library: CastLibraryOption = None,
 ) -> None:
     """Assemble the reel from the clips in renders/ (run `storyreel render` first to make them).
 
@@ -55,21 +62,25 @@ def reel(
         options["captions"] = captions
     outcomes = each_story(
         paths,
-        lambda path: assemble(path, review=review, video_format=video_format, **options),
+        lambda path: assemble(
+            path, review=review, video_format=video_format, cast_library=cast_library, **options
+        ),
         keep_going=keep_going_for(keep_going, paths),
     )
     print_story_count(outcomes)
     exit_for(outcomes)
 
 
-def assemble(path: Path, *, review: bool, video_format: str | None, **options: Any) -> Path:
+def assemble(
+    path: Path, *, review: bool, video_format: str | None, cast_library: Path | None = None, **options: Any
+) -> Path:
     """Assemble one story's reel (and review page) with a progress bar; print what was made."""
     from storyreel.outputs import build_outputs
     from storyreel.project import Project
     from storyreel.reel import ReelWarning
     from storyreel.story import load_story
 
-    loaded = load_story(Project.find(path).story_path)
+    loaded = load_story(Project.find(path).story_path, cast_library=cast_library)
     project = Project.from_story(loaded)
     if video_format is not None:
         options["video_format"] = video_format

@@ -19,6 +19,7 @@ from storyreel.cli.batch import each_story, exit_for, print_story_count
 from storyreel.cli.console import emit_json
 from storyreel.cli.options import (
     CacheThresholdOption,
+    CastLibraryOption,
     EngineOption,
     JsonOption,
     KeepGoingOption,
@@ -80,6 +81,8 @@ def render_args(stories: list[str], options: RenderOptions) -> list[str]:
         args += ["--model", str(Path(options.model).absolute())]
     if options.wan_model:
         args += ["--wan-model", str(Path(options.wan_model).absolute())]
+    if options.cast_library:
+        args += ["--cast-library", str(Path(options.cast_library).absolute())]
     args += ["--force"] if options.force else []
     for shot_id in options.only or []:
         args += ["--only", shot_id]
@@ -127,7 +130,9 @@ RayAttemptsOption = Annotated[
 ]
 
 
-@app.command(epilog=environment_help("STORYREEL_MODEL", "STORYREEL_WAN_MODEL", "STORYREEL_FONT"))
+@app.command(
+    epilog=environment_help("STORYREEL_MODEL", "STORYREEL_WAN_MODEL", "STORYREEL_CAST", "STORYREEL_FONT")
+)
 def render(
     stories: StoriesArgument = None,
     engine: EngineOption = None,
@@ -157,6 +162,7 @@ def render(
     ray_address: RayAddressOption = None,
     ray_cpus_per_worker: RayCpusOption = None,
     ray_attempts: RayAttemptsOption = DEFAULT_ATTEMPTS,
+    cast_library: CastLibraryOption = None,
     worker: Annotated[bool, typer.Option("--worker", hidden=True)] = False,
     lease: Annotated[float | None, typer.Option("--lease", hidden=True)] = None,
     keep_going: KeepGoingOption = None,
@@ -189,6 +195,7 @@ def render(
         cache_threshold=cache_threshold,
         reel=not no_reel,
         wait=wait,
+        cast_library=cast_library,
         ray=ray_options(ray, ray_address, ray_cpus_per_worker, ray_attempts),
         keep_going=keep_going_for(keep_going, paths),
     )
@@ -243,13 +250,14 @@ def print_reports(reports: list[StoryReport], totals: dict[str, Any]) -> None:
     )
 
 
-@app.command(epilog=environment_help("STORYREEL_MODEL", "STORYREEL_WAN_MODEL"))
+@app.command(epilog=environment_help("STORYREEL_MODEL", "STORYREEL_WAN_MODEL", "STORYREEL_CAST"))
 def plan(
     stories: StoriesArgument = None,
     engine: EngineOption = None,
     model: ModelOption = None,
     wan_model: WanModelOption = None,
     cache_threshold: CacheThresholdOption = None,
+    cast_library: CastLibraryOption = None,
     json_: JsonOption = False,
 ) -> None:
     """Show the render jobs of stories and which are done, stale or still to do."""
@@ -259,7 +267,12 @@ def plan(
 
     def one(path: Path) -> Any:
         planned = plan_story(
-            path, engine=engine, model=model, wan_model=wan_model, cache_threshold=cache_threshold
+            path,
+            engine=engine,
+            model=model,
+            wan_model=wan_model,
+            cache_threshold=cache_threshold,
+            cast_library=cast_library,
         )
         print_plan(planned)
         return planned
@@ -274,6 +287,8 @@ def plan(
 
 def print_plan(planned: Any) -> None:  # planned: storyreel.api.Plan
     """The plan of one story as a table, then its counts (results: stdout)."""
+    for warning in planned.story.consent_warnings:
+        reporter.warning(str(warning))
     reporter.notice(f"engine: [bold]{planned.engine}[/] — {escape(planned.engine_reason)}")
     sizes = dict.fromkeys(
         f"{e.job.engine}, {e.job.width}x{e.job.height} at {e.job.fps} fps" for e in planned.jobs

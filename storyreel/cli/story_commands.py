@@ -13,7 +13,8 @@ from rich.table import Table
 from storyreel.cli.app import app, console, console_err, reporter
 from storyreel.cli.batch import AlreadyReported, each_story, exit_for, print_story_count
 from storyreel.cli.console import emit_json
-from storyreel.cli.options import JsonOption, StoriesArgument, expand_stories
+from storyreel.cli.options import CastLibraryOption, JsonOption, StoriesArgument, expand_stories
+from storyreel.environment import environment_help
 from storyreel.reporting import plural, shown_path
 
 if TYPE_CHECKING:
@@ -52,15 +53,17 @@ def init(
         )
 
 
-@app.command()
-def validate(stories: StoriesArgument = None, json_: JsonOption = False) -> None:
+@app.command(epilog=environment_help("STORYREEL_CAST"))
+def validate(
+    stories: StoriesArgument = None, cast_library: CastLibraryOption = None, json_: JsonOption = False
+) -> None:
     """Check stories: print each one's cast and shots, warnings in yellow; exit 1 listing every problem."""
     from storyreel.api import validate as validate_story
 
     checks: dict[Path, Validation] = {}
 
     def one(path: Path) -> Validation:
-        checked = checks[path] = validate_story(path)
+        checked = checks[path] = validate_story(path, cast_library=cast_library)
         print_validation(checked)
         if not checked.ok:
             raise AlreadyReported(plural(len(checked.problems), "problem"), "fix them and validate again")
@@ -104,7 +107,9 @@ def print_validation(checked: Validation) -> None:
             shown_path(p) if not p.is_relative_to(loaded.root) else str(p.relative_to(loaded.root))
             for p in member.photos
         )
-        cast.add_row(name, escape(photos), str(member.face or ""), escape(member.description))
+        if member.from_library is not None:
+            photos = f"library: {member.from_library.name} ({plural(len(member.photos), 'photo')})"
+        cast.add_row(name, escape(photos), str(member.face or ""), escape(member.description or ""))
 
     shots = Table(title="Shots", title_justify="left")
     for column in ("#", "id", "cast (left → right)", "seconds", "seed", "transition", "caption"):
@@ -129,6 +134,10 @@ def print_validation(checked: Validation) -> None:
         highlight=False,
         soft_wrap=True,
     )
+    if loaded.library is not None and any(m.from_library for m in loaded.cast.values()):
+        console.print(escape(str(loaded.library)), highlight=False, soft_wrap=True)
+    if loaded.use:
+        console.print(f"use: {escape(', '.join(loaded.use))}", highlight=False)
     if loaded.cast:
         console.print(cast)
     console.print(shots)

@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.progress import Progress
 
 from storyreel.cluster import RayOptions
-from storyreel.cluster.files import CACHE, Files, Shipper, project_location, travel_job
+from storyreel.cluster.files import Files, Shipper, driver_path, project_location, travel_job
 from storyreel.cluster.worker import ShotOutput, ShotWorker
 from storyreel.engines.select import EngineChoice
 from storyreel.errors import HintedError, StoryreelError
@@ -200,7 +200,8 @@ class RayRunner(Runner):
 
     def fill_caches(self, pool: _Pool, shots: list[_Shot], shipper: Shipper) -> None:
         """Compute the missing cache entries of every shot once, on one worker, keep them in the
-        projects' caches and add every entry a shot reads to its files."""
+        projects' caches (a cast library member's in the library's) and add every entry a shot reads to
+        its files."""
         groups: dict[tuple[EngineChoice, EngineSpec], list[_Shot]] = {}
         for shot in shots:
             work = shot.work
@@ -209,13 +210,9 @@ class RayRunner(Runner):
             jobs = [(shot.location, shot.travel) for shot in group]
             needs = self.call_any(pool, "cache_files", choice, spec, jobs)
             missing: dict[str, list[tuple[Path, _Shot]]] = {}
-            for shot, relpaths in zip(group, needs, strict=True):
-                cache_dir = shot.work.project.cache_dir
-                for rel in relpaths:
-                    path = cache_dir / rel
-                    if not path.resolve().is_relative_to(cache_dir.resolve()):
-                        raise StoryreelError(f"a worker named a cache file outside the cache folder: {rel}")
-                    staged = f"{CACHE}/{rel}"
+            for shot, names in zip(group, needs, strict=True):
+                for staged in names:
+                    path = driver_path(staged, shot.job, shot.work.project)
                     if path.is_file():
                         shot.files[staged] = shipper.ship_file(path)
                     else:

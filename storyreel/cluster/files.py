@@ -4,9 +4,11 @@ A job names its photos by path on the driver. For the trip, :func:`travel_job` r
 relative to a worker's staging folder (``photos/<folder digest>/<name>``, with the ``cast add`` records
 next to them: :func:`storyreel.cast.photo_files`) and a project's cache entries go to
 ``cache/<path in the project's cache folder>`` (entries are content-addressed, so projects share them).
-Photo paths are not part of the job key, so the
-travelling job renders to the same key. :class:`Shipper` puts each file's bytes into the object store
-once (by content); :class:`Stage` writes them into a worker's private folder once each.
+People cached elsewhere (cast library members: ``job.cast_caches``) get ``cast-caches/<folder digest>/``
+instead; :func:`driver_path` maps a staged cache file back to the
+driver's. Photo and cache paths are not part of the job key, so the travelling job renders to the same
+key. :class:`Shipper` puts each file's bytes into the object store once (by content); :class:`Stage`
+writes them into a worker's private folder once each.
 """
 
 from __future__ import annotations
@@ -27,12 +29,25 @@ from storyreel.fsutil import atomic_write_bytes
 from storyreel.plan import RenderJob
 from storyreel.project import Project
 
-__all__ = ["CACHE", "STAGE_PREFIX", "Files", "Shipped", "Shipper", "Stage", "project_location", "travel_job"]
+__all__ = [
+    "CACHE",
+    "CAST_CACHES",
+    "STAGE_PREFIX",
+    "Files",
+    "Shipped",
+    "Shipper",
+    "Stage",
+    "driver_path",
+    "project_location",
+    "travel_job",
+]
 
 STAGE_PREFIX = "storyreel-ray-"
 """Workers stage files in ``$TMPDIR/storyreel-ray-<pid>-<random>/``."""
 CACHE = "cache"
 """The staged cache folder every staged project uses as its ``.storyreel/cache``."""
+CAST_CACHES = "cast-caches"
+"""Staged cache folders of people cached outside their project (``job.cast_caches``)."""
 
 
 @dataclass(frozen=True)
@@ -82,8 +97,13 @@ class Shipper:
         return self.by_path[path]
 
 
+def _staged_cache(folder: Path) -> str:
+    return f"{CAST_CACHES}/{_digest(str(Path(folder).absolute()))}"
+
+
 def travel_job(job: RenderJob, shipper: Shipper) -> tuple[RenderJob, Files]:
-    """``job`` with its photos as staged paths, and the files that go with it (photos and their records)."""
+    """``job`` with its photos and cast caches as staged paths, and the files that go with it (photos
+    and their records; cache entries are added once the engine has named them)."""
     files: Files = {}
     photos: dict[str, list[Path]] = {}
     for name, paths in job.photos.items():
@@ -93,7 +113,26 @@ def travel_job(job: RenderJob, shipper: Shipper) -> tuple[RenderJob, Files]:
             for path in photo_files(photo):
                 files[f"{folder}/{path.relative_to(photo.parent).as_posix()}"] = shipper.ship_file(path)
             photos[name].append(Path(folder) / Path(photo).name)
-    return job.model_copy(update={"photos": photos}), files
+    caches = {name: Path(_staged_cache(path)) for name, path in job.cast_caches.items()}
+    return job.model_copy(update={"photos": photos, "cast_caches": caches}), files
+
+
+def driver_path(staged: str, job: RenderJob, project: Project) -> Path:
+    """The driver's copy of a staged cache file: ``cache/<rel>`` is in the project's cache folder,
+    ``cast-caches/<digest>/<rel>`` in that cast cache of ``job`` (the driver's job). Refuses any
+    other name and any path that would leave its folder."""
+    head, _, rel = staged.partition("/")
+    home: Path | None = None
+    if head == CACHE:
+        home = project.cache_dir
+    elif head == CAST_CACHES:
+        digest, _, rel = rel.partition("/")
+        homes = {_staged_cache(folder): Path(folder) for folder in job.cast_caches.values()}
+        home = homes.get(f"{CAST_CACHES}/{digest}")
+    path = home / rel if home is not None and rel else None
+    if path is None or not path.resolve().is_relative_to(home.resolve()):
+        raise StoryreelError(f"a worker named a cache file outside the cache folders: {staged}")
+    return path
 
 
 def _pid_alive(pid: int) -> bool:
@@ -148,9 +187,21 @@ class Stage:
         return found
 
     def job(self, job: RenderJob) -> RenderJob:
-        """A travelling job with its photos in this folder."""
+        """A travelling job with its photos and cast caches in this folder."""
         photos = {name: [self.path(str(p)) for p in paths] for name, paths in job.photos.items()}
-        return job.model_copy(update={"photos": photos})
+        caches = {name: self.path(str(folder)) for name, folder in job.cast_caches.items()}
+        return job.model_copy(update={"photos": photos, "cast_caches": caches})
+
+    def name(self, path: Path, project: Project) -> str:
+        """The staged name of a file in this folder (a cache file an engine named for ``project``, a staged
+        project): ``cache/<rel>`` for the project's cache folder, else its path here."""
+        path = Path(path)
+        if path.is_relative_to(project.cache_dir):
+            return f"{CACHE}/{path.relative_to(project.cache_dir).as_posix()}"
+        resolved = path.resolve()
+        if not resolved.is_relative_to(self.root.resolve()):
+            raise ValueError(f"not in the staging folder: {path}")
+        return resolved.relative_to(self.root.resolve()).as_posix()
 
     def project(self, location: str) -> Project:
         """The staged stand-in of a project. Cache entries are content-addressed, so every staged project

@@ -11,7 +11,6 @@ import os
 import socket
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from storyreel.cluster.files import Files, Stage
@@ -77,15 +76,15 @@ class ShotWorker:
         return self.where()
 
     def cache_files(self, choice: EngineChoice, spec: EngineSpec, jobs: list[tuple[str, RenderJob]]) -> list:
-        """For each (project location, job): the cache files rendering it reads, relative to the
-        project's cache folder (none for engines without caches)."""
+        """For each (project location, job): the staged names of the cache files rendering it reads
+        (``cache/…`` or ``cast-caches/…``: :meth:`Stage.name`; none for engines without caches)."""
         engine = self.engine(choice, spec)
         method = getattr(engine, "cache_files", None)
         found = []
         for location, job in jobs:
             project = self.stage.project(location)
             paths = method(self.stage.job(job), project) if method is not None else []
-            found.append([Path(path).relative_to(project.cache_dir).as_posix() for path in paths])
+            found.append([self.stage.name(path, project) for path in paths])
         return found
 
     def prepare(

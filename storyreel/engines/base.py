@@ -38,11 +38,12 @@ class RenderResult:
 class Engine(Protocol):
     """A renderer of :class:`~storyreel.plan.RenderJob` s. Models are loaded once, never per shot.
 
-    An engine reads the files named in the job (``job.photos`` and the ``cast add`` records next to them)
-    and its caches under ``project``; nothing else. Engines with caches may also define
-    ``prepare(work: Iterable[tuple[RenderJob, Project]])`` (fill the caches for a whole batch up front)
-    and ``cache_files(job, project) -> list[Path]`` (the cache files rendering ``job`` reads), which a Ray
-    render uses to compute each cache entry once per cluster and ship it to the workers.
+    An engine reads the files named in the job (``job.photos`` and the ``cast add`` records next to them,
+    the cache folders of ``job.cast_caches``) and its caches under ``project``; nothing else.
+    Engines with caches may also define ``prepare(work: Iterable[tuple[RenderJob, Project]])`` (fill the
+    caches for a whole batch up front) and ``cache_files(job, project) -> list[Path]`` (the cache files
+    rendering ``job`` reads), which a Ray render uses to compute each cache entry once per cluster and
+    ship it to the workers.
     """
 
     name: str

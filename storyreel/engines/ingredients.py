@@ -1,6 +1,7 @@
 """The ``ingredients`` engine: the full IngredientsPipeline from a model folder, loaded once per process.
 
-* identities from the project's identity cache (``IdentityCache``), built by the folder's face encoder,
+* identities from the project's identity cache (``IdentityCache``; a cast library member's from the
+  library's, as ``job.cast_caches`` says), built by the folder's face encoder,
   each person's photos combined as the job says (``combine: mean | best | first`` in story.yaml);
 * prompt embeddings cached per prompt in memory and on disk (:mod:`storyreel.engines.text_cache`); with
   :meth:`IngredientsEngine.prepare` every prompt of a batch is encoded first and, on a GPU with an
@@ -26,6 +27,7 @@ from storyreel.engines.text_cache import Embeddings, TextEmbeddingCache
 from storyreel.engines.video import FrameWriter
 from storyreel.errors import StoryreelError
 from storyreel.plan import EngineSpec
+from storyreel.project import IDENTITIES
 
 if TYPE_CHECKING:
     import torch
@@ -190,13 +192,12 @@ class IngredientsEngine:
 
         self.load()
         modes = job.combine or dict.fromkeys(job.cast, "mean")
-        caches = {
-            mode: IdentityCache(project.identity_cache_dir, combine=mode) for mode in set(modes.values())
-        }
-        people = [
-            caches[modes[name]].get_person(job.photos[name], job.face_choices(name), self.encoder)
-            for name in job.cast
-        ]
+        caches: dict[tuple[Path, str], IdentityCache] = {}
+        people = []
+        for name in job.cast:
+            where = (job.cache_dir(name, project.cache_dir) / IDENTITIES, modes[name])
+            cache = caches.setdefault(where, IdentityCache(where[0], combine=where[1]))
+            people.append(cache.get_person(job.photos[name], job.face_choices(name), self.encoder))
         stats = {
             "identity_cache_hits": sum(cache.hits for cache in caches.values()),
             "identity_cache_misses": sum(cache.misses for cache in caches.values()),
@@ -204,18 +205,20 @@ class IngredientsEngine:
         return people, stats
 
     def cache_files(self, job: RenderJob, project: Project) -> list[Path]:
-        """The project cache files rendering ``job`` reads: each photo's identity entry and the prompt's
-        embeddings (named from the job alone; they need not exist yet). A Ray render ships them."""
+        """The cache files rendering ``job`` reads: each photo's identity entry (in the project's cache, or
+        the person's own: ``job.cast_caches``) and the prompt's embeddings (named from the job alone;
+        they need not exist yet). A Ray render ships them."""
         from storyreel.identity_cache import IdentityCache
 
         self.load()
         assert self.encoder is not None and self._texts is not None
-        identities = IdentityCache(project.identity_cache_dir)
         files = [
             path
             for name in job.cast
             for sha, token in zip(job.photo_hashes[name], job.faces[name], strict=True)
-            for path in identities.entry_files(sha, token, self.encoder.fingerprint)
+            for path in IdentityCache(job.cache_dir(name, project.cache_dir) / IDENTITIES).entry_files(
+                sha, token, self.encoder.fingerprint
+            )
         ]
         text = self._texts.entry_files(project.text_cache_dir, job.prompt, job.negative_prompt or "")
         return [*files, *text]

@@ -1,7 +1,8 @@
 """The ``wan-vace`` engine: diffusers' WanVACEPipeline (Wan2.1-VACE 1.3B or 14B) from a model folder.
 
 * the cast, left to right, becomes one **reference image** per person: a face crop from the reference cache
-  (:mod:`storyreel.reference_cache`, which explains the choice); a shot without cast is plain text-to-video;
+  (:mod:`storyreel.reference_cache`, which explains the choice; a cast library member's in the library's);
+  a shot without cast is plain text-to-video;
 * size: the folder's native size in the orientation of the reel (832x480 or 480x832 for the released
   checkpoints), so vertical reels need no reframing; 4k+1 frames, at most 81, at 16 fps;
 * prompt embeddings cached per prompt (:mod:`storyreel.engines.text_cache`); with
@@ -27,6 +28,7 @@ from storyreel.engines.text_cache import Embeddings, TextEmbeddingCache
 from storyreel.engines.video import FrameWriter
 from storyreel.errors import StoryreelError
 from storyreel.plan import EngineSpec
+from storyreel.project import REFERENCES
 
 if TYPE_CHECKING:
     import torch
@@ -192,18 +194,20 @@ class WanVaceEngine:
             free_text_encoder(self.pipe)
 
     def cache_files(self, job: RenderJob, project: Project) -> list[Path]:
-        """The project cache files rendering ``job`` reads: each photo's reference crop and the prompt's
-        embeddings (named from the job alone; they need not exist yet). A Ray render ships them."""
+        """The cache files rendering ``job`` reads: each photo's reference crop (in the project's cache, or
+        the person's own: ``job.cast_caches``) and the prompt's embeddings (named from the job alone; they
+        need not exist yet). A Ray render ships them."""
         from storyreel.reference_cache import ReferenceCache
 
         self.load()
         assert self._texts is not None
-        references = ReferenceCache(project.reference_cache_dir)
         files = [
             path
             for name in job.cast
             for sha, token in zip(job.photo_hashes[name], job.faces[name], strict=True)
-            for path in references.entry_files(sha, token)
+            for path in ReferenceCache(job.cache_dir(name, project.cache_dir) / REFERENCES).entry_files(
+                sha, token
+            )
         ]
         return [*files, *self._texts.entry_files(project.text_cache_dir, job.prompt, self._negative(job))]
 
@@ -214,12 +218,15 @@ class WanVaceEngine:
         ``job.combine`` says), and the reference cache's hit and miss counts."""
         from storyreel.reference_cache import ReferenceCache
 
-        cache = ReferenceCache(project.reference_cache_dir)
         modes = job.combine or dict.fromkeys(job.cast, "mean")
-        images = [
-            cache.get_person(job.photos[name], job.face_choices(name), modes[name]) for name in job.cast
-        ]
-        return images, {"reference_cache_hits": cache.hits, "reference_cache_misses": cache.misses}
+        caches: dict[Path, ReferenceCache] = {}
+        images = []
+        for name in job.cast:
+            folder = job.cache_dir(name, project.cache_dir) / REFERENCES
+            cache = caches.setdefault(folder, ReferenceCache(folder))
+            images.append(cache.get_person(job.photos[name], job.face_choices(name), modes[name]))
+        hits, misses = sum(c.hits for c in caches.values()), sum(c.misses for c in caches.values())
+        return images, {"reference_cache_hits": hits, "reference_cache_misses": misses}
 
     # ---------------------------------------------------------------------------------------- render
 

@@ -8,23 +8,32 @@ A new rule that looks at several fields is one more method of :class:`Checker`, 
 from __future__ import annotations
 
 import difflib
+import functools
+import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from ingredients_model import released
+from storyreel.cast_library import LIBRARY_HINT, resolve_cast_library
+from storyreel.consent import CONSENT_FILE, USE_RE, ConsentError, as_uses, read_consent, today
+from storyreel.errors import StoryreelError
 from storyreel.story.positions import Document
 from storyreel.story.problems import Problem, did_you_mean
 from storyreel.story.prompts import placeholders
-from storyreel.story.schema import Defaults, Shot, absolute_path, is_inside
+from storyreel.story.schema import NAME_PATTERN, CastMember, Defaults, Shot, absolute_path, is_inside
 from storyreel.timeline import Join, joins, room
+
+if TYPE_CHECKING:
+    from storyreel.cast_library import CastLibrary, LibraryMember
 
 __all__ = ["Checker", "is_dir", "is_file"]
 
 MAX_SHOTS = 1000
 MAX_CAST = 100
+CAST_NAME_RE = re.compile(NAME_PATTERN)
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 VIDEO_SUFFIXES = (".mp4", ".webm")
 AUDIO_SUFFIXES = (".mp3", ".wav", ".m4a", ".aac", ".ogg", ".opus", ".flac")
@@ -62,16 +71,29 @@ def is_dir(path: Path) -> bool:
 
 
 class Checker:
-    """Semantic checks across fields, on the raw data (type-guarded) and on the parts that validated."""
+    """Semantic checks across fields, on the raw data (type-guarded) and on the parts that validated.
 
-    def __init__(self, doc: Document, root: Path):
+    ``cast_library`` is ``--cast-library`` (it wins over the story's ``cast_library:`` and
+    ``$STORYREEL_CAST``). :attr:`library_members` maps each story name taken from the library to its member.
+    """
+
+    def __init__(self, doc: Document, root: Path, cast_library: Path | None = None):
         self.doc, self.root = doc, root
         self.data = doc.data
         self.warnings: list[Problem] = []
+        self.consent_warnings: list[Problem] = []
         cast = self.data.get("cast")
         self.cast: dict[str, Any] = cast if isinstance(cast, dict) else {}
         shots = self.data.get("shots")
         self.shots: list[Any] = shots if isinstance(shots, list) else []
+        raw_library = self.data.get("cast_library")
+        self.library_option = cast_library is not None
+        self.library: CastLibrary | None = resolve_cast_library(
+            cast_library, raw_library if isinstance(raw_library, str) else None, root
+        )
+        self.library_members: dict[str, LibraryMember] = {}
+        self.library_refs: dict[str, tuple[tuple[Any, ...], Any]] = {}  # story name → where it is used
+        self.looked_up: dict[str, LibraryMember | StoryreelError] = {}
 
     def warn(self, loc: tuple[Any, ...], message: str, hint: str | None = None, *, key: bool = False) -> None:
         self.warnings.append(self.doc.make(loc, message, hint, key=key))
@@ -92,6 +114,7 @@ class Checker:
         self.check_paths()
         self.check_cast()
         self.check_shots()
+        self.check_consent()
         return self.warnings
 
     def inside(self, loc: tuple[Any, ...], value: Any, what: str, hint: str) -> Path | None:
@@ -135,6 +158,7 @@ class Checker:
                         f"model folder {defaults[field]} does not exist (yet)",
                         f"get the weights with `storyreel models download {download}{defaults[field]}`",
                     )
+        self.check_library_path()
         if isinstance(music, dict):
             path = self.inside(
                 ("music", "file"), music.get("file"), "music file", "copy the music into the project"
@@ -146,6 +170,22 @@ class Checker:
             elif path is not None and path.suffix.lower() not in AUDIO_SUFFIXES:
                 self.warn(("music", "file"), f"{music['file']!r} does not look like an audio file")
 
+    def check_library_path(self) -> None:
+        """``cast_library:`` may name a folder outside the project (the one exception), but it must exist
+        unless ``--cast-library`` overrides it."""
+        value = self.data.get("cast_library")
+        if not isinstance(value, str) or self.library_option or self.library is None:
+            return
+        if not value.strip() or "\0" in value:
+            self.doc.problem(("cast_library",), f"cast library {value!r} is not a valid path")
+        elif not self.library.exists():
+            self.doc.problem(
+                ("cast_library",),
+                f"cast library folder not found: {self.library.root}",
+                "check the path (relative to the story's folder; it may be outside the project); "
+                "`storyreel cast add PHOTO --name NAME --library` creates it",
+            )
+
     def relative_hint(self) -> str:
         return f"paths are relative to the folder of the story file ({self.root})"
 
@@ -153,6 +193,18 @@ class Checker:
         for name, member in self.cast.items():
             if not isinstance(member, dict):
                 continue
+            if member.get("library") is not None:
+                self.check_library_entry(name, member)
+                continue
+            if member.get("description") is None:
+                words = CastMember.model_fields["description"].description
+                self.doc.problem(
+                    ("cast", name),
+                    "missing 'description'",
+                    f"add `description:` ({words}), or take the person from the cast library with "
+                    "`library: NAME`",
+                    key=True,
+                )
             photos = member.get("photos")
             if "photos" not in member or photos == []:
                 self.doc.problem(
@@ -167,7 +219,11 @@ class Checker:
             for index, photo in enumerate(photos):
                 loc = ("cast", name, "photos", index)
                 path = self.inside(
-                    loc, photo, "photo", f"copy it into the project: storyreel cast add PHOTO --name {name}"
+                    loc,
+                    photo,
+                    "photo",
+                    f"copy it into the project: storyreel cast add PHOTO --name {name}; or share the "
+                    f"person through the cast library (cast add --library) and write `library: {name}`",
                 )
                 if path is None:
                     continue
@@ -180,6 +236,45 @@ class Checker:
                         loc, f"{photo!r} is not a photo", "use a " + ", ".join(PHOTO_SUFFIXES) + " file"
                     )
 
+    def check_library_entry(self, name: str, member: dict[str, Any]) -> None:
+        """``name: {library: MEMBER, …}``: the member must be in the library; photos come from there."""
+        if "photos" in member:
+            self.doc.problem(
+                ("cast", name, "photos"),
+                f"'{name}' comes from the cast library, which has the photos",
+                "remove `photos:` here, or remove `library:` to use these photos",
+                key=True,
+            )
+        wanted = _as_name(member.get("library"))
+        if wanted is None or not CAST_NAME_RE.match(wanted):
+            return  # reported by the schema
+        found = self.library_member(("cast", name, "library"), wanted)
+        if found is not None:
+            self.library_members[name] = found
+            self.library_refs[name] = (("cast", name), None)
+
+    def library_member(self, loc: tuple[Any, ...], wanted: str, mark: Any = None) -> LibraryMember | None:
+        """Member ``wanted`` of the library, or None after reporting why at ``loc`` (once per member)."""
+        if self.library is None:
+            found: LibraryMember | StoryreelError = StoryreelError(
+                f"'{wanted}' is to come from a cast library, but none is named", LIBRARY_HINT
+            )
+        elif wanted in self.looked_up:
+            cached = self.looked_up[wanted]
+            return cached if not isinstance(cached, StoryreelError) else None
+        else:
+            try:
+                found = self.library.member(wanted)
+            except StoryreelError as err:
+                found = err
+        self.looked_up[wanted] = found
+        if isinstance(found, StoryreelError):
+            problem = self.doc.make(loc, found.message, found.hint, mark=mark)
+            self.doc.problems.append(problem)
+            self.doc.reported.add(loc)
+            return None
+        return found
+
     def missing_hint(self, path: Path) -> str:
         hint = self.relative_hint()
         try:
@@ -191,11 +286,39 @@ class Checker:
             return f"did you mean '{close[0]}'? " + hint
         return hint
 
+    def known(self, loc: tuple[Any, ...], name: str, *, mark: Any = None) -> bool:
+        """Whether ``name`` is a cast member: the story's own, else one of the cast library's (taken as is:
+        the first use is remembered for messages). Reports unknown names."""
+        if name in self.cast:
+            return True
+        if name in self.library_names:
+            if name not in self.library_refs:
+                found = self.library_member(loc, name, mark)
+                if found is None:
+                    return False
+                self.library_members[name] = found
+                self.library_refs[name] = (loc, mark)
+            return name in self.library_members
+        self.unknown_name(loc, name, mark=mark)
+        return False
+
+    @functools.cached_property
+    def library_names(self) -> list[str]:
+        """The members of the cast library (none without one)."""
+        return self.library.names() if self.library is not None else []
+
     def unknown_name(self, loc: tuple[Any, ...], name: str, *, mark: Any = None) -> None:
         known = list(self.cast)
-        hint = did_you_mean(name, known) + (
-            "known: " + ", ".join(known) if known else "the story has no cast: add it under `cast:`"
-        )
+        library = self.library_names
+        hint = did_you_mean(name, known + library)
+        if known:
+            hint += "known: " + ", ".join(known)
+        elif not library:
+            hint += "the story has no cast: add it under `cast:`"
+        if library:
+            hint += ("; " if known else "") + f"in the {self.library}: " + ", ".join(library)
+        elif self.library is None and not did_you_mean(name, known):
+            hint += f"; from a cast library? {LIBRARY_HINT}"
         self.doc.problems.append(self.doc.make(loc, f"unknown cast member '{name}'", hint, mark=mark))
         self.doc.reported.add(loc)
 
@@ -253,10 +376,11 @@ class Checker:
                 names = placeholders(prompt)
             except ValueError:
                 names = []  # reported by the model validation
+        known = set()
         for name in names:
-            if name not in self.cast:
-                loc = ("shots", index, "prompt")
-                self.unknown_name(loc, name, mark=self.placeholder_mark(loc, "{" + name))
+            loc = ("shots", index, "prompt")
+            if self.known(loc, name, mark=self.placeholder_mark(loc, "{" + name)):
+                known.add(name)
         cast = raw.get("cast")
         if not isinstance(cast, list):
             return names
@@ -265,14 +389,14 @@ class Checker:
             name = _as_name(item)
             if name is None:
                 continue
-            if name not in self.cast:
-                self.unknown_name(("shots", index, "cast", position), name)
+            if not self.known(("shots", index, "cast", position), name):
+                pass
             elif name in listed:
                 self.doc.problem(
                     ("shots", index, "cast", position), f"'{name}' is listed twice", "list each once"
                 )
             listed.append(name)
-        missing = [n for n in names if n in self.cast and n not in listed]
+        missing = [n for n in names if n in known and n not in listed]
         if missing:
             self.doc.problem(
                 ("shots", index, "cast"),
@@ -283,6 +407,77 @@ class Checker:
                 "add them to `cast` (left to right on screen), or drop `cast` to use the prompt's order",
             )
         return listed
+
+    def check_consent(self) -> None:
+        """Each person's consent record (``consent.yaml`` beside their photos; every library member should
+        have one): a story ``use:`` it does not allow is a problem, an expired record a warning (see
+        :mod:`storyreel.consent` for why)."""
+        raw = as_uses(self.data.get("use"))
+        uses = (
+            [use for use in raw if isinstance(use, str) and USE_RE.match(use)]
+            if isinstance(raw, list)
+            else []
+        )
+        for name, (folder, where, from_library) in self.consent_folders().items():
+            self.check_person_consent(name, folder, where, from_library, uses)
+
+    def consent_folders(self) -> dict[str, tuple[Path, tuple[tuple[Any, ...], Any], bool]]:
+        """Per person: the folder that holds their consent record, where they are named (loc, mark) and
+        whether they come from the library. A project member's folder is that of their first photo."""
+        people = {
+            name: (m.directory, self.library_refs[name], True) for name, m in self.library_members.items()
+        }
+        for name, member in self.cast.items():
+            photos = member.get("photos") if isinstance(member, dict) and "library" not in member else None
+            first = photos[0] if isinstance(photos, list) and photos else None
+            if isinstance(first, str) and first.strip() and is_inside(self.root, Path(first)):
+                people[name] = (absolute_path(self.root, Path(first)).parent, (("cast", name), None), False)
+        return people
+
+    def check_person_consent(
+        self, name: str, folder: Path, where: tuple[tuple[Any, ...], Any], from_library: bool, uses: list[str]
+    ) -> None:
+        loc, mark = where
+        record = folder / CONSENT_FILE
+        try:
+            consent = read_consent(folder)
+        except ConsentError as err:
+            self.doc.problems.append(self.doc.make(loc, f"'{name}': {err.message}", err.hint, mark=mark))
+            return
+        if consent is None:
+            if from_library:
+                message = f"'{name}' from the cast library has no consent record ({record})"
+                hint = (
+                    f"record it: storyreel cast add PHOTO --name {folder.name} --library "
+                    "--consent-by WHO --allowed-use USE"
+                )
+                if uses:  # the story asks for a check that cannot be made
+                    self.doc.problems.append(
+                        self.doc.make(
+                            loc, f"{message}: use {', '.join(uses)} cannot be checked", hint, mark=mark
+                        )
+                    )
+                else:
+                    self.consent_warning(loc, message, hint, mark)
+            return
+        ask = consent.contact or consent.given_by
+        refused = [use for use in uses if not consent.allows(use)]
+        if refused:
+            message = (
+                f"'{name}' may not appear in a reel for {', '.join(refused)}: the consent record ({record}) "
+                f"allows {', '.join(consent.allowed_uses)}"
+            )
+            hint = f"ask {ask} to extend the consent and update allowed_uses, or change `use:` in story.yaml"
+            self.doc.problems.append(self.doc.make(loc, message, hint, mark=mark))
+        if consent.expired(today()) and consent.valid_until is not None:
+            message = f"the consent of '{name}' expired on {consent.valid_until.isoformat()} ({record})"
+            hint = f"ask {ask} to renew it and update valid_until; check before publishing this reel"
+            self.consent_warning(loc, message, hint, mark)
+
+    def consent_warning(self, loc: tuple[Any, ...], message: str, hint: str, mark: Any) -> None:
+        warning = self.doc.make(loc, message, hint, mark=mark)
+        self.warnings.append(warning)
+        self.consent_warnings.append(warning)
 
     def check_timing(self, shots: list[Shot | None], defaults: Defaults) -> None:
         """Warn about long shots and crowded shots; check that transitions fit in the shots they overlap.

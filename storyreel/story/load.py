@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -12,20 +13,24 @@ from storyreel.story.checks import Checker, is_dir, is_file
 from storyreel.story.messages import pydantic_problem
 from storyreel.story.positions import compose
 from storyreel.story.problems import Problem, StoryValidationError
-from storyreel.story.schema import Story
+from storyreel.story.schema import CastMember, Story
+
+if TYPE_CHECKING:
+    from storyreel.cast_library import LibraryMember
 
 __all__ = ["MAX_FILE_BYTES", "load_story", "parse_story"]
 
 MAX_FILE_BYTES = 1_000_000
 
 
-def parse_story(text: str, path: Path) -> Story:
-    """Validate story ``text`` as if read from ``path`` (relative paths resolve against its folder)."""
+def parse_story(text: str, path: Path, *, cast_library: Path | None = None) -> Story:
+    """Validate story ``text`` as if read from ``path`` (relative paths resolve against its folder);
+    ``cast_library``: ``--cast-library`` (see :func:`storyreel.cast_library.resolve_cast_library`)."""
     shown = Path(path)
     absolute = Path(os.path.normpath(shown.absolute()))
     root = absolute.parent
     doc = compose(text, shown)
-    checker = Checker(doc, root)
+    checker = Checker(doc, root, cast_library)
     if checker.too_big():
         raise StoryValidationError(doc.problems, shown)
     story: Story | None = None
@@ -41,18 +46,35 @@ def parse_story(text: str, path: Path) -> Story:
         raise StoryValidationError(doc.problems, shown)
     story._path = absolute
     story._warnings = sorted(warnings, key=lambda p: (p.line or 0, p.column or 0))
+    story._consent_warnings = list(checker.consent_warnings)
+    story._library = checker.library
+    _take_from_library(story, checker.library_members)
     return story
 
 
-def load_story(path: Path) -> Story:
-    """Load and validate a story file (or a project folder's ``story.yaml``).
+def _take_from_library(story: Story, members: dict[str, LibraryMember]) -> None:
+    """Fill in the people who come from the cast library: photos and description from the member (the
+    story's own description, face and combine win); names only used in shots are added as they are."""
+    for name, found in members.items():
+        member = story.cast.get(name)
+        if member is None:
+            member = story.cast[name] = CastMember(library=found.name, description=found.description)
+        member.photos = list(found.photos)
+        if member.description is None:
+            member.description = found.description
+        member._library = found
+
+
+def load_story(path: Path, *, cast_library: Path | None = None) -> Story:
+    """Load and validate a story file (or a project folder's ``story.yaml``); ``cast_library`` is
+    ``--cast-library`` (it wins over the story's ``cast_library:`` and ``$STORYREEL_CAST``).
 
     Raises :class:`StoryValidationError` listing every problem, each at file:line:column with a hint.
     """
     path = Path(path)
     if is_dir(path) and is_file(path / "story.yaml"):
         path = path / "story.yaml"
-    return parse_story(_read_text(path, path), path)
+    return parse_story(_read_text(path, path), path, cast_library=cast_library)
 
 
 def _read_text(path: Path, shown: Path) -> str:

@@ -26,12 +26,14 @@ from pydantic_core import PydanticCustomError
 
 from ingredients_model import released
 from ingredients_model.combine import Combine
+from storyreel.consent import Uses
 from storyreel.engines import EngineName
 from storyreel.errors import StoryreelError
 from storyreel.story.prompts import placeholders, prompt_tokens, resolve_prompt
 from storyreel.timeline import CaptionMode, TransitionType
 
 if TYPE_CHECKING:
+    from storyreel.cast_library import CastLibrary, LibraryMember
     from storyreel.story.problems import Problem
 
 MODEL_FPS = released.FPS
@@ -125,17 +127,23 @@ class Defaults(_Model):
 
 
 class CastMember(_Model):
-    """One person: their photos (inside the project) and the words that replace ``{name}`` in prompts."""
+    """One person: their photos (inside the project, or a cast library member's) and the words that
+    replace ``{name}`` in prompts."""
 
+    library: CastName | None = Field(
+        None,
+        description="Take this person from the cast library (the member's name there): photos, chosen faces "
+        "and description come from it; description, face and combine here override",
+    )
     photos: list[Path] = Field(
         default_factory=list,
         description="Photos of this person, relative to the project folder (after loading: absolute)",
     )
-    description: str = Field(
-        ...,
+    description: str | None = Field(
+        None,
         min_length=1,
         max_length=500,
-        description="Replaces {name} in prompts, e.g. 'a woman with short hair'",
+        description="Replaces {name} in prompts, e.g. 'a woman with short hair' (required unless library)",
     )
     face: int | None = Field(
         None, ge=1, le=64, description="Which face to use when a photo shows several (1-based, left to right)"
@@ -145,6 +153,13 @@ class CastMember(_Model):
         description="How several photos make one identity: mean (average face features), "
         "best (sharpest, largest face only) or first (first photo only)",
     )
+
+    _library: LibraryMember | None = PrivateAttr(default=None)
+
+    @property
+    def from_library(self) -> LibraryMember | None:
+        """The cast library member this person is (after loading), or None for the project's own."""
+        return self._library
 
 
 class Shot(_Model):
@@ -241,9 +256,19 @@ class Story(_Model):
     """
 
     title: str = Field(..., min_length=1, max_length=200, description="Title of the reel")
+    use: Uses = Field(
+        default_factory=list,
+        description="What the reel is for (e.g. advertising, social): each cast member's consent record "
+        "must allow it",
+    )
     output: _OrEmpty[Output] = Field(default_factory=Output, description="Reel settings")
     defaults: _OrEmpty[Defaults] = Field(
         default_factory=Defaults, description="Values shots use unless they set their own"
+    )
+    cast_library: str | None = Field(
+        None,
+        description="Cast library folder (may be outside the project; relative to the project folder; after "
+        "loading: absolute); --cast-library overrides it, $STORYREEL_CAST is used when neither is set",
     )
     cast: _OrEmpty[dict[CastName, CastMember]] = Field(
         default_factory=dict, description="People, by name (letters, digits, - and _)"
@@ -254,6 +279,8 @@ class Story(_Model):
 
     _path: Path | None = PrivateAttr(default=None)
     _warnings: list[Problem] = PrivateAttr(default_factory=list)
+    _consent_warnings: list[Problem] = PrivateAttr(default_factory=list)
+    _library: CastLibrary | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _fill(self, info: ValidationInfo) -> Story:
@@ -273,6 +300,8 @@ class Story(_Model):
                 self.defaults.model = str(absolute_path(root, Path(self.defaults.model)))
             if self.defaults.wan_model is not None:
                 self.defaults.wan_model = str(absolute_path(root, Path(self.defaults.wan_model)))
+            if self.cast_library is not None:
+                self.cast_library = str(absolute_path(root, Path(self.cast_library).expanduser()))
         return self
 
     @property
@@ -293,6 +322,17 @@ class Story(_Model):
     def warnings(self) -> list[Problem]:
         """Things that will work but may not look as intended (long shots, many people per shot, …)."""
         return self._warnings
+
+    @property
+    def consent_warnings(self) -> list[Problem]:
+        """The warnings about cast members' consent (expired, no record): ``render`` shows them too."""
+        return self._consent_warnings
+
+    @property
+    def library(self) -> CastLibrary | None:
+        """The cast library in force when the story was loaded (``--cast-library``, ``cast_library`` or
+        ``$STORYREEL_CAST``), or None."""
+        return self._library
 
     @property
     def model_dir(self) -> Path | None:

@@ -39,6 +39,29 @@ def example_cast(factory: pytest.TempPathFactory) -> Path:
     return _CAST_CACHE["cast"]
 
 
+CONSENT = {"given_by": "the person", "allowed_uses": ["internal", "social"], "contact": "cast@example.com"}
+
+
+def example_library(factory: pytest.TempPathFactory) -> Path:
+    """A cast library with the example cast added by `cast add --library` (consent :data:`CONSENT`,
+    descriptions :data:`CAST`); built once per test session."""
+    if "library" not in _CAST_CACHE:
+        from storyreel.cast_library import CastLibrary, add_member
+
+        library = CastLibrary(factory.mktemp("example-library") / "library")
+        cast = example_cast(factory)
+        for name, description in CAST.items():
+            add_member(library, name, [cast / name / "1.jpg"], description=description, consent=CONSENT)
+        _CAST_CACHE["library"] = library.root
+    return _CAST_CACHE["library"]
+
+
+def make_library(factory: pytest.TempPathFactory, root: Path) -> Path:
+    """A copy of :func:`example_library` at ``root``; returns ``root``."""
+    shutil.copytree(example_library(factory), root)
+    return root
+
+
 def story_text(
     shots: int = 3,
     *,
@@ -49,15 +72,21 @@ def story_text(
     steps: int = 2,
     captions: str = "none",
     extra_defaults: str = "",
+    from_library: tuple[str, ...] = (),
+    header: str = "",
 ) -> str:
+    """A story over the example cast; people in ``from_library`` are left out of ``cast:`` (prompts name
+    them: they come from the cast library); ``header`` adds top-level lines (``use:``, ``cast_library:``)."""
     lines = [
         "title: Test Reel",
+        *([header.rstrip()] if header else []),
         f"output: {{size: {size}, fps: {fps}, file: reel.mp4, captions: {captions}, title_card: false}}",
         f"defaults: {{engine: {engine}, seconds: {seconds}, steps: {steps}, seed: 5{extra_defaults}}}",
         "cast:",
     ]
     for name, description in CAST.items():
-        lines.append(f"  {name}: {{photos: [cast/{name}/1.jpg], description: {description}}}")
+        if name not in from_library:
+            lines.append(f"  {name}: {{photos: [cast/{name}/1.jpg], description: {description}}}")
     lines.append("shots:")
     for index in range(shots):
         lines.append(f"  - id: s{index + 1}")

@@ -164,7 +164,8 @@ def test_json_documents_of_add_list_and_show(
     listed = json.loads(out)
     assert listed["schema"] == "storyreel.cast.list/1"
     assert listed["cast"] == [{"name": "ana", "photos": 1, "face_size": 73, "cached_identities": 1,
-                               "in_story": False, "description": "a person (describe ana here)"}]  # fmt: skip
+                               "in_story": False, "description": "a person (describe ana here)",
+                               "consent": None}]  # fmt: skip
 
     code, out, _ = run(capsys, "cast", "show", "ana", "-p", project, "--json")
     shown = json.loads(out)
@@ -175,3 +176,68 @@ def test_json_documents_of_add_list_and_show(
     error = json.loads(out)  # a failed command still prints one document
     assert code == 1 and error["schema"] == "storyreel.error/1" and error["command"] == "cast.show"
     assert "no cast member nobody" in error["error"]["message"] and "no cast member" in err
+
+
+def test_library_add_list_show_remove(
+    project: Path,
+    tmp_path: Path,
+    t1_jpg: Path,
+    model_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    library = tmp_path / "shared-cast"
+    monkeypatch.setenv("STORYREEL_CAST", str(library))
+    add = ["cast", "add", t1_jpg, "--name", "ana", "--face", "2", "--library", "-p", project]
+    code, _, err = run(capsys, *add, "--description", "a woman")
+    assert code == 1 and "ana needs a consent record to join the cast library" in err
+    assert "--consent-by" in err
+    code, _, err = run(capsys, *add, "--consent-by", "Ana", "--allowed-use", "social")
+    assert code == 1 and "needs a description" in err and not library.exists()
+    consent = ["--consent-by", "Ana Lee", "--allowed-use", "internal,social", "--valid-until", "2020-05-31"]
+    code, out, err = run(capsys, *add, "-d", "a woman with curly hair", *consent, "--contact", "ana@x.org")
+    assert code == 0, err
+    assert f"added {library}/ana/t1.jpg: face 2 of 6" in err  # notices: stderr
+    assert "consent: given by Ana Lee, until 2020-05-31, for internal, social" in err
+    assert (
+        out == "cast:\n  ana: {library: ana}   # or just write {ana} in a shot\n"
+    )  # $STORYREEL_CAST names it
+    assert (library / "ana" / "consent.yaml").is_file() and not (project / "cast").exists()
+
+    code, out, err = run(capsys, *add, "--valid-until", "2030-12-31", "--model", model_dir, "--json")
+    added = json.loads(out)  # renewed and encoded
+    assert code == 0 and "consent: given by Ana Lee, until 2030-12-31" in err
+    assert added["library"] == str(library) and added["snippet"] == {"cast": {"ana": {"library": "ana"}}}
+    assert added["consent"] == {
+        "given_by": "Ana Lee", "valid_until": "2030-12-31", "allowed_uses": ["internal", "social"],
+        "contact": "ana@x.org", "notes": None, "expired": False,
+    }  # fmt: skip
+    assert [i["state"] for i in added["identities"]] == ["encoded"]
+    assert len(list((library / ".storyreel" / "cache" / "identities").glob("*/*.json"))) == 1
+
+    code, out, err = run(capsys, "cast", "list", "--library", "-p", project)
+    assert code == 0 and f"cast library {library} (from $STORYREEL_CAST)" in err
+    assert "│ ana " in out and "│ yes " in out and "until 2030-12-31; internal, social" in out
+    code, out, _ = run(capsys, "cast", "list", "--library", "-p", project, "--json")
+    listed = json.loads(out)
+    assert listed["library"] == str(library) and listed["cast"][0]["cached_identities"] == 1
+    assert listed["cast"][0]["consent"]["valid_until"] == "2030-12-31"
+    code, out, err = run(capsys, "cast", "list", "-p", project)  # the project's own cast is still empty
+    assert code == 0 and "no cast yet" in err
+
+    code, out, _ = run(capsys, "cast", "show", "ana", "--cast-library", library, "-p", project)
+    assert code == 0 and out.splitlines()[0] == str(library / ".storyreel" / "sheets" / "ana.png")
+    assert "  given by:     Ana Lee\n  valid until:  2030-12-31\n  allowed uses: internal, social" in out
+    assert "  contact:      ana@x.org" in out
+    code, out, _ = run(capsys, "cast", "show", "ana", "--cast-library", library, "-p", project, "--json")
+    shown = json.loads(out)
+    assert shown["library"] == str(library) and shown["consent"]["given_by"] == "Ana Lee"
+
+    monkeypatch.delenv("STORYREEL_CAST")
+    code, _, err = run(capsys, "cast", "list", "--library", "-p", project)
+    assert code == 1 and "no cast library is named" in err and "--cast-library DIR" in err
+    (project / "story.yaml").write_text(f"cast_library: {library}\n" + STORY)  # the story names it
+    code, _, err = run(capsys, "cast", "list", "--library", "-p", project)
+    assert code == 0 and "(from cast_library in story.yaml)" in err
+    code, out, _ = run(capsys, "cast", "remove", "ana", "--library", "-p", project, "--yes")
+    assert code == 0 and f"removed {library / 'ana'}" in out and not (library / "ana").exists()

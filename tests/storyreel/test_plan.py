@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from storyreel.errors import StoryreelError
 from storyreel.plan import NOT_IN_KEY, EngineSpec, RenderJob, derive_seed, frame_count, job_status, plan_story
 from storyreel.project import Project
 from storyreel.story import load_story
-from tests.helpers.projects import make_project
+from tests.helpers.projects import CAST, example_cast, make_library, make_project
 
 PREVIEW = EngineSpec(name="preview", version="1", uses_caption=True)
 MODEL = EngineSpec(
@@ -238,3 +239,32 @@ def test_explicit_frames_count_at_the_ingredients_rate(story_path: Path) -> None
     story = load_story(story_path)
     assert plan_story(story, MODEL)[0].frames == 17
     assert plan_story(story, WAN)[0].frames == 33  # 17 frames at 8 fps = 2.125 s → 34 at 16 fps → 4k+1
+
+
+@pytest.mark.parametrize("spec", [MODEL, PREVIEW], ids=["model", "preview"])
+def test_a_member_renders_to_the_same_key_from_the_project_or_the_library(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, spec: EngineSpec
+) -> None:
+    from storyreel.cast import add_cast_member
+    from storyreel.project import Project as Folder
+
+    library = make_library(tmp_path_factory, tmp_path / "library")
+    local = make_project(tmp_path_factory, tmp_path / "local", shots=3)
+    shared = make_project(tmp_path_factory, tmp_path / "shared", shots=3, from_library=("nora", "sam"))
+    shared.write_text(shared.read_text().replace("cast:\n", "cast:\n  sam: {library: sam}\n"))
+    for story, names in ((local, CAST), (shared, ["eileen"])):  # recorded by `cast add`, as in the library
+        shutil.rmtree(story.parent / "cast")
+        for name in names:
+            photo = example_cast(tmp_path_factory) / name / "1.jpg"
+            add_cast_member(Folder(story.parent, story), name, [photo])
+    here, there = load_story(local), load_story(shared, cast_library=library)
+    assert there.cast["nora"].from_library is not None and here.cast["nora"].from_library is None
+    jobs, moved = plan_story(here, spec), plan_story(there, spec)
+    assert [job.key for job in jobs] == [job.key for job in moved]  # photo bytes and faces, not paths
+    assert moved[0].photos["nora"] == [library / "nora" / "1.jpg"] != jobs[0].photos["nora"]
+    assert moved[0].cast_caches == {
+        "nora": library / ".storyreel" / "cache",
+        "sam": library / ".storyreel" / "cache",
+    }
+    assert jobs[0].cast_caches == {} and "eileen" not in moved[1].cast_caches
+    assert moved[0].faces == jobs[0].faces and moved[0].faces["nora"][0].startswith("box=")

@@ -13,7 +13,7 @@ from storyreel.cli.options import expand_stories
 from storyreel.cli.render_commands import accelerate_command, render_args, split_ids
 from storyreel.errors import StoryreelError
 from storyreel.ffmpeg_tools import probe_video
-from tests.helpers.projects import make_project, storyreel
+from tests.helpers.projects import make_library, make_project, storyreel
 
 
 @pytest.mark.slow
@@ -88,11 +88,13 @@ def test_each_launched_process_gets_the_same_options(tmp_path: Path) -> None:
     from storyreel.runner import RenderOptions
 
     options = RenderOptions(
-        engine="preview", model=Path("m"), only=["s1", "s2"], cache_threshold=0.05, reel=False
-    )
+        engine="preview", model=Path("m"), only=["s1", "s2"], cache_threshold=0.05, reel=False,
+        cast_library=Path("cast-lib"),
+    )  # fmt: skip
     args = render_args(["a/story.yaml"], options)
     assert args[:3] == ["a/story.yaml", "--engine", "preview"]
     assert args[args.index("--model") + 1] == str(Path("m").absolute())
+    assert args[args.index("--cast-library") + 1] == str(Path("cast-lib").absolute())
     assert [args[i + 1] for i, a in enumerate(args) if a == "--only"] == ["s1", "s2"]
     assert "--no-reel" in args and "--force" not in args
     assert args[args.index("--wait") + 1] == "10.0"
@@ -169,3 +171,33 @@ def test_json_errors_are_documents_too(tmp_path: Path) -> None:
     assert document["schema"] == "storyreel.error/1" and document["command"] == "render"
     assert document["kind"] == "user" and "no story matches" in document["error"]["message"]
     assert document["exit_code"] == 1 and "no story matches" in result.stderr
+
+
+def test_stories_with_library_members_from_the_command_line(tmp_path_factory, tmp_path: Path) -> None:
+    library = make_library(tmp_path_factory, tmp_path / "library")
+    (library / "nora" / "consent.yaml").write_text(
+        "given_by: Nora\nvalid_until: 2020-01-31\nallowed_uses: social\n"
+    )
+    project = make_project(tmp_path_factory, tmp_path / "p", shots=2, from_library=("nora",))
+    no_library = {"STORYREEL_CAST": ""}
+    missing = storyreel("render", str(project), env=no_library)
+    assert missing.returncode == 1 and "unknown cast member 'nora'" in missing.stderr
+    assert "--cast-library DIR" in missing.stderr
+
+    checked = storyreel("validate", str(project), "--cast-library", str(library), env=no_library)
+    assert checked.returncode == 0, checked.stderr
+    assert f"cast library {library} (from --cast-library)" in checked.stdout
+    assert "library: nora (1 photo)" in checked.stdout and "expired on 2020-01-31" in checked.stderr
+
+    rendered = storyreel("render", str(project), "--no-reel", env={"STORYREEL_CAST": str(library)})
+    assert rendered.returncode == 0, rendered.stderr
+    assert "warning:" in rendered.stderr and "the consent of 'nora' expired" in rendered.stderr
+    assert "2 rendered" in rendered.stdout
+    planned = storyreel("plan", str(project), "--cast-library", str(library), "--json", env=no_library)
+    assert planned.returncode == 0 and json.loads(planned.stdout)["stories"][0]["counts"]["done"] == 2
+    assert "expired on 2020-01-31" in planned.stderr
+    checked = storyreel("validate", str(project), "--cast-library", str(library), "--json", env=no_library)
+    (story,) = json.loads(checked.stdout)["stories"]
+    assert story["cast_library"] == str(library) and story["use"] == []
+    assert {c["name"]: c["library"] for c in story["cast"]} == {"sam": None, "eileen": None, "nora": "nora"}
+    assert any("expired" in w["message"] for w in story["warnings"])

@@ -11,11 +11,21 @@ from pathlib import Path
 import pytest
 
 from storyreel.cast import add_cast_member, photo_files
-from storyreel.cluster.files import CACHE, STAGE_PREFIX, Shipped, Stage, project_location, travel_job
+from storyreel.cluster.files import (
+    CACHE,
+    CAST_CACHES,
+    STAGE_PREFIX,
+    Shipped,
+    Stage,
+    driver_path,
+    project_location,
+    travel_job,
+)
+from storyreel.errors import StoryreelError
 from storyreel.plan import plan_story
 from storyreel.project import Project, init_project
 from storyreel.story import load_story
-from tests.helpers.projects import make_project
+from tests.helpers.projects import make_library, make_project
 
 
 class _Shipper:
@@ -80,3 +90,37 @@ def test_staging_folders_of_dead_workers_are_removed(tmp_path: Path) -> None:
     names = sorted(p.name for p in tmp_path.iterdir())
     assert f"{STAGE_PREFIX}{dead}-abc" not in names and f"{STAGE_PREFIX}{os.getpid()}-live" in names
     assert stage.root.name in names
+
+
+def test_library_caches_travel_and_map_back(tmp_path_factory, tmp_path: Path) -> None:
+    from storyreel.engines.preview import PreviewEngine
+
+    library = make_library(tmp_path_factory, tmp_path / "library")
+    path = make_project(tmp_path_factory, tmp_path / "p", shots=1, from_library=("nora",))
+    story = load_story(path, cast_library=library)
+    project = Project.from_story(story)
+    (job,) = plan_story(story, PreviewEngine().spec())
+    home = library / ".storyreel" / "cache"
+    assert job.cast_caches == {"nora": home}
+    travel, files = travel_job(job, _Shipper())
+    (staged,) = travel.cast_caches.values()
+    assert staged.parts[0] == CAST_CACHES and not staged.is_absolute()
+    assert travel.compute_key() == job.key
+    assert sorted(name.rsplit("/", 1)[-1] for name in files) == ["1.jpg", "1.jpg", "1.png", "faces.json"]
+
+    stage = Stage(tmp_path / "tmp")
+    here = stage.job(travel)
+    entry = here.cast_caches["nora"] / "identities" / "ab" / "abc.json"  # a file the engine names for nora
+    local = stage.project(project_location(project))
+    name = stage.name(entry, local)
+    assert name == f"{staged.as_posix()}/identities/ab/abc.json"
+    assert driver_path(name, job, project) == home / "identities" / "ab" / "abc.json"
+    sam = stage.name(local.identity_cache_dir / "cd" / "cde.json", local)
+    assert sam == f"{CACHE}/identities/cd/cde.json"
+    assert driver_path(sam, job, project) == project.cache_dir / "identities" / "cd" / "cde.json"
+    for bad in (f"{CACHE}/../../escape", f"{CAST_CACHES}/0000/x.json", "photos/x.jpg", CACHE):
+        with pytest.raises(StoryreelError, match="outside the cache folders"):
+            driver_path(bad, job, project)
+    with pytest.raises(ValueError):
+        stage.name(tmp_path / "elsewhere.json", local)
+    stage.close()

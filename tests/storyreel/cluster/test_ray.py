@@ -18,7 +18,7 @@ from rich.console import Console
 
 from storyreel.cluster import RayOptions
 from storyreel.runner import RenderOptions, StoryReport, render_stories
-from tests.helpers.projects import make_project
+from tests.helpers.projects import make_library, make_project
 from tests.helpers.ray_hooks import encodes
 
 pytestmark = pytest.mark.slow
@@ -125,6 +125,32 @@ def test_a_story_mixing_engines_renders_on_ray_as_locally(
     finally:
         torch.set_num_threads(threads)
     assert _outputs(story) == _outputs(local)
+
+
+def test_library_members_are_encoded_once_into_the_library(
+    local_ray, tiny_model_dir: Path, tmp_path_factory, tmp_path: Path
+) -> None:
+    import torch
+
+    library = make_library(tmp_path_factory, tmp_path / "library")
+    story = {"shots": 2, "engine": "ingredients", "steps": 2, "from_library": ("nora",)}
+    stories = [make_project(tmp_path_factory, tmp_path / "ray" / name, **story) for name in ("a", "b")]
+    local = _copies(stories, tmp_path / "local")
+    before = encodes(local_ray.encodes)
+    reports = _on_ray(stories, model=tiny_model_dir, cast_library=library)
+    assert [sorted(r.rendered) for r in reports] == [["s1", "s2"], ["s1", "s2"]]
+    assert encodes(local_ray.encodes) - before == 3  # nora (from the library), sam and eileen
+    assert len(list((library / ".storyreel" / "cache" / "identities").glob("*/*.json"))) == 1  # nora
+    for path in stories:  # sam and eileen stay in each project's cache
+        assert len(list((path.parent / ".storyreel" / "cache" / "identities").glob("*/*.json"))) == 2
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _render(local, model=tiny_model_dir, cast_library=library)
+    finally:
+        torch.set_num_threads(threads)
+    for on_ray, here in zip(stories, local, strict=True):
+        assert _outputs(on_ray) == _outputs(here)
 
 
 def _killer(cluster, shot: str | None, stop: threading.Event, killed: list) -> threading.Thread:

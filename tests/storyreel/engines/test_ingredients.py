@@ -15,7 +15,7 @@ from storyreel.identity_cache import IdentityCache
 from storyreel.plan import plan_story
 from storyreel.project import Project
 from storyreel.story import load_story
-from tests.helpers.projects import make_project
+from tests.helpers.projects import make_library, make_project
 
 
 def _frames(path: Path, width: int, height: int) -> np.ndarray:
@@ -91,3 +91,23 @@ def test_each_member_is_combined_as_the_story_says(
     assert stats == {"identity_cache_hits": 3, "identity_cache_misses": 0}  # entries are per photo
     assert not torch.allclose(nora_mean.id_cond, nora.id_cond)
     assert torch.equal(sam_again.id_cond, sam.id_cond)
+
+
+def test_library_members_are_encoded_once_for_every_project(
+    tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    library = make_library(tmp_path_factory, tmp_path / "library")
+    cache = library / ".storyreel" / "cache" / "identities"
+    engine = IngredientsEngine(tiny_model_dir, memory="none")
+    for index, expected in enumerate(({"hits": 0, "misses": 2}, {"hits": 1, "misses": 1})):
+        path = make_project(tmp_path_factory, tmp_path / f"p{index}", shots=1, from_library=("nora",))
+        story = load_story(path, cast_library=library)
+        project = Project.from_story(story)
+        (job,) = plan_story(story, engine.spec())
+        assert job.cast == ["nora", "sam"]
+        _, stats = engine.identities(job, project)
+        assert stats == {f"identity_cache_{k}": v for k, v in expected.items()}  # nora: once for both
+        assert len(list(cache.glob("*/*.json"))) == 1  # nora's, in the library
+        assert len(list(project.identity_cache_dir.glob("*/*.json"))) == 1  # sam's, in the project
+        files = engine.cache_files(job, project)
+        assert sum(path.is_relative_to(cache) for path in files) == 3  # nora's tensors, face, metadata

@@ -16,7 +16,7 @@ from storyreel.models.wan_vace_tiny import TINY_NATIVE
 from storyreel.plan import plan_story
 from storyreel.project import Project
 from storyreel.story import load_story
-from tests.helpers.projects import make_project
+from tests.helpers.projects import make_library, make_project
 
 
 def _frames(path: Path, width: int, height: int) -> np.ndarray:
@@ -76,3 +76,23 @@ def test_renders_people_as_references_deterministically(
     assert not np.array_equal(first, _frames(tmp_path / "c.mp4", TINY_NATIVE.width, TINY_NATIVE.height))
     versions = engine.versions()
     assert versions["variant"] == "tiny" and versions["model_revision"] == jobs[0].model_revision
+
+
+def test_library_members_are_cropped_once_into_the_library(
+    tiny_wan_dir: Path, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    library = make_library(tmp_path_factory, tmp_path / "library")
+    cache = library / ".storyreel" / "cache" / "references"
+    engine = WanVaceEngine(tiny_wan_dir, memory="none")
+    for index, hits in enumerate((0, 1)):
+        path = make_project(tmp_path_factory, tmp_path / f"p{index}", shots=1, from_library=("nora",))
+        story = load_story(path, cast_library=library)
+        project = Project.from_story(story)
+        (job,) = plan_story(story, engine.spec())
+        images, stats = engine.references(job, project)
+        assert len(images) == 2 and stats == {
+            "reference_cache_hits": hits,
+            "reference_cache_misses": 2 - hits,
+        }
+        assert len(list(cache.glob("*/*.json"))) == 1  # nora's, in the library, for both projects
+        assert len(list(project.reference_cache_dir.glob("*/*.json"))) == 1  # sam's
