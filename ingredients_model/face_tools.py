@@ -24,10 +24,12 @@ __all__ = [
     "align_face",
     "annotate_faces",
     "detect_faces",
+    "detector_rows",
     "face_descriptor",
     "face_distance",
     "face_landmarks",
     "face_sharpness",
+    "five_points",
     "load_photo",
 ]
 
@@ -179,10 +181,32 @@ def face_landmarks(image: Image.Image, box: FaceBox, points: int = 5) -> np.ndar
     return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float32)
 
 
+def five_points(image: Image.Image, box: FaceBox) -> np.ndarray:
+    """RetinaFace's five landmarks of one face from dlib's 68: eye centres, nose tip, mouth corners
+    (image left first), ``[5, 2]`` float32."""
+    p = face_landmarks(image, box, points=68)
+    return np.stack([p[36:42].mean(0), p[42:48].mean(0), p[30], p[48], p[54]]).astype(np.float32)
+
+
+def detector_rows(photo_bgr: np.ndarray) -> np.ndarray:
+    """dlib's faces in RetinaFace's row layout, ``[N, 15]`` float32: box, HOG score, :func:`five_points`;
+    sorted by score, highest first, as RetinaFace returns them. A drop-in face detector for
+    :mod:`ingredients_model.face_preprocessing` that needs no downloaded weights."""
+    image = Image.fromarray(np.ascontiguousarray(np.asarray(photo_bgr)[:, :, ::-1]))
+    rows = [
+        [box.left, box.top, box.right, box.bottom, box.score, *five_points(image, box).reshape(-1)]
+        for box in detect_faces(image)
+    ]
+    table = np.array(rows, dtype=np.float32).reshape(-1, 15)
+    return table[np.argsort(-table[:, 4], kind="stable")]
+
+
 def align_face(
     image: Image.Image, box: FaceBox, size: int = 512, padding: float = ALIGN_PADDING
 ) -> Image.Image:
-    """A square, upright crop of one face aligned on its 5 landmarks (eyes level, face centred)."""
+    """A square, upright crop of one face aligned on its 5 landmarks (eyes level, face centred), in dlib's
+    framing: for previews. The model's own crop is
+    :func:`ingredients_model.face_preprocessing.align_to_template`."""
     import dlib
 
     array = _array(image)

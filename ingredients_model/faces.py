@@ -1,26 +1,32 @@
 """Photos → identity features for the Ingredients model, and the global identity canvas.
 
-Two encoders share one interface (:class:`FaceEncoder`):
+Two encoders share one interface (:class:`FaceEncoder`) and one preprocessing
+(:mod:`ingredients_model.face_preprocessing`: the released steps from the detector's output onwards):
 
 * :class:`ReleasedFaceEncoder` — the released face stack, loaded from ``<model>/face_encoder``:
-  insightface antelopev2 (SCRFD detection + ``glintr100`` ArcFace, 512-d), facexlib alignment to a
-  512 crop (retinaface_resnet50) with bisenet parsing, and EVA02-CLIP-L-14-336 (pooled 768-d,
-  L2-normalised, plus 5 hidden states of ``[577, 1024]``). It mirrors diffusers'
-  ``consisid_utils.process_face_embeddings`` (when SCRFD finds no face, ArcFace runs on the facexlib
-  crop, as released). Needs the ``[gpu]`` extra (torchvision, facexlib, consisid_eva_clip), imported
-  lazily; :data:`RELEASED_FACE_ENCODER_FILES` lists the weight files it reads.
-* :class:`TinyFaceEncoder` — a small random encoder for tests and CPU smoke runs: real offline dlib
-  detection and 5-point alignment, then tiny random torch nets with the same output structure.
+  facexlib's RetinaFace (resnet50) finds the faces, the chosen one is aligned to facexlib's 512 px
+  template, then antelopev2 ``glintr100`` ArcFace (512-d, through insightface/onnxruntime) and
+  EVA02-CLIP-L-14-336 (pooled 768-d, L2-normalised, plus 5 hidden states of ``[577, 1024]``) encode the
+  colour crop, as the released ``process_face_embeddings_split`` does. Needs the ``[gpu]`` extra
+  (torchvision, facexlib, consisid_eva_clip), imported lazily; :data:`RELEASED_FACE_ENCODER_FILES` lists
+  the weight files it reads.
+* :class:`TinyFaceEncoder` — a small random encoder for tests and CPU smoke runs: dlib's real offline
+  detection and landmarks, the released alignment, then tiny random torch nets with the released output
+  structure.
 
-Faces are numbered left to right (by box centre). ``face_index`` is 0-based in that order; ``None``
-picks the largest face, as the released code does.
+Choosing the face (``encode(image, face_index=..., face_box=...)``): by default the detector's
+highest-scoring face, as released; ``face_index`` numbers the faces left to right (0-based); ``face_box``
+picks the face overlapping a box chosen elsewhere (e.g. by another detector on the same photo).
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import io
 import json
+import pickle
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,40 +37,55 @@ import torch
 from PIL import Image
 
 from ingredients_model.errors import IngredientsError, MissingWeightsError
-from ingredients_model.photos import resize_long_side
+from ingredients_model.face_preprocessing import (
+    CLIP_MEAN,
+    CLIP_STD,
+    DETECTION_THRESHOLD,
+    AlignedFace,
+    Box,
+    NoFaceError,
+    RowDetector,
+    arcface_input,
+    clip_input,
+    detect_and_align,
+)
+from ingredients_model.photos import resize_long_side, to_rgb
 
 __all__ = [
+    "ARCFACE_FILE",
+    "EVA_CLIP_FILE",
     "RELEASED_FACE_ENCODER_FILES",
+    "RETINAFACE_FILE",
+    "SCRFD_FILE",
     "ArcFaceEmbedder",
     "FaceEncoder",
     "IdentityEmbedding",
     "NoFaceError",
     "ReleasedFaceEncoder",
+    "ReleasedFaceInputs",
     "TinyFaceEncoder",
     "compose_identity_canvas",
     "load_face_encoder",
     "missing_face_encoder_files",
+    "onnx_providers",
     "write_tiny_face_encoder",
 ]
 
-ENCODER_CODE_VERSION = "1"
-"""Bumped whenever the encoding maths change (part of every fingerprint)."""
+ENCODER_CODE_VERSION = "2"
+"""Bumped whenever the encoding maths change (part of every fingerprint). 2: the released
+``process_face_embeddings_split`` (colour crop for EVA-CLIP, ArcFace on the 512 crop, top-score face)."""
 
 TINY_WEIGHTS = "tiny_face_encoder.safetensors"
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # consisid_eva_clip OPENAI_DATASET_MEAN
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-PARSING_BACKGROUND_LABELS = (0, 16, 18, 7, 8, 9, 14, 15)  # bisenet: background, cloth, hat, ears, neck, ...
 
-RELEASED_FACE_ENCODER_FILES = (
-    "models/antelopev2/scrfd_10g_bnkps.onnx",
-    "models/antelopev2/glintr100.onnx",
-    "EVA02_CLIP_L_336_psz14_s6B.pt",
-    "detection_Resnet50_Final.pth",
-    "parsing_bisenet.pth",
-    "parsing_parsenet.pth",
-)
-"""Files of the released ``face_encoder/`` folder that the released encoder reads (facexlib's
-``FaceRestoreHelper`` always loads parsenet besides the bisenet used for parsing)."""
+ARCFACE_FILE = "models/antelopev2/glintr100.onnx"
+EVA_CLIP_FILE = "EVA02_CLIP_L_336_psz14_s6B.pt"
+RETINAFACE_FILE = "detection_Resnet50_Final.pth"
+SCRFD_FILE = "models/antelopev2/scrfd_10g_bnkps.onnx"
+"""insightface's SCRFD detector: in the released folder, used by training data preparation only."""
+
+RELEASED_FACE_ENCODER_FILES = (ARCFACE_FILE, EVA_CLIP_FILE, RETINAFACE_FILE)
+"""Files of the released ``face_encoder/`` folder that :class:`ReleasedFaceEncoder` reads. (The released
+inference also loads SCRFD and a BiSeNet parser, but never uses their results.)"""
 
 _GPU_EXTRA_MODULES = ("insightface", "torchvision", "facexlib", "consisid_eva_clip")
 
@@ -74,11 +95,12 @@ class IdentityEmbedding:
     """One person's identity features, as the transformer consumes them."""
 
     id_cond: torch.Tensor
-    """``[id_dim]`` float32; released: 1280 = ArcFace 512 ⊕ EVA-CLIP pooled 768 (L2-normalised)."""
+    """``[id_dim]`` float32; released: 1280 = ArcFace 512 (not normalised) ⊕ EVA-CLIP pooled 768
+    (L2-normalised)."""
     id_vit_hidden: list[torch.Tensor]
     """``num_scales`` tensors ``[tokens, vit_dim]``; released: 5 × ``[577, 1024]``."""
     aligned_face: Image.Image
-    """RGB aligned face crop (released: 512x512, background whitened by face parsing)."""
+    """RGB aligned face crop, 512x512, in colour with its surroundings (what the identity canvas shows)."""
     face_box: tuple[float, float, float, float] | None = field(default=None, compare=False)
     """(left, top, right, bottom) of the encoded face in the input image, when known."""
 
@@ -92,39 +114,51 @@ class FaceEncoder(Protocol):
     arcface_dim: int
     """How many leading values of ``id_cond`` are the ArcFace part (released: 512)."""
 
-    def encode(self, image: Image.Image, face_index: int | None = None) -> IdentityEmbedding:
-        """Encode one face of ``image`` (``face_index``: 0-based, left to right; ``None``: the largest)."""
+    def encode(
+        self, image: Image.Image, face_index: int | None = None, face_box: Box | None = None
+    ) -> IdentityEmbedding:
+        """Encode one face of ``image``: the highest-scoring one, the ``face_index``-th from the left
+        (0-based), or the one overlapping ``face_box`` (input-image pixels) most."""
         ...
 
 
-class NoFaceError(IngredientsError):
-    """No (or not the requested) face was found in an image."""
+def _photo_bgr(image: Image.Image) -> tuple[np.ndarray, float, float]:
+    """The photo as the released detector sees it (RGB, ≤ 1024 px long side, then BGR) and the scale
+    factors (x, y) from the input image to it."""
+    import cv2
+
+    rgb = to_rgb(image)
+    photo = resize_long_side(rgb)
+    sx, sy = photo.width / rgb.width, photo.height / rgb.height
+    return cv2.cvtColor(np.asarray(photo), cv2.COLOR_RGB2BGR), sx, sy
 
 
-def _pick_face(boxes: Sequence[tuple[float, float, float, float]], face_index: int | None) -> int:
-    """Index into ``boxes`` of the requested face: ``face_index``-th from the left, or the largest."""
-    if not boxes:
-        raise NoFaceError("no face found in the image", "use a clearer, frontal photo of the face")
-    order = sorted(range(len(boxes)), key=lambda i: ((boxes[i][0] + boxes[i][2]) / 2, boxes[i][1]))
-    if face_index is None:
-        return max(order, key=lambda i: (boxes[i][2] - boxes[i][0]) * (boxes[i][3] - boxes[i][1]))
-    if not 0 <= face_index < len(boxes):
-        raise NoFaceError(
-            f"face {face_index + 1} requested but {len(boxes)} face(s) found",
-            f"choose a face between 1 and {len(boxes)} (numbered left to right)",
-        )
-    return order[face_index]
+def _detect_and_align(
+    image: Image.Image, detect: RowDetector, face_index: int | None, face_box: Box | None
+) -> tuple[AlignedFace, Box]:
+    """Prepare the photo, choose and align its face; also the chosen box in input-image pixels."""
+    bgr, sx, sy = _photo_bgr(image)
+    if face_box is not None:
+        face_box = (face_box[0] * sx, face_box[1] * sy, face_box[2] * sx, face_box[3] * sy)
+    aligned = detect_and_align(bgr, detect, face_index, face_box)
+    x0, y0, x1, y1 = aligned.detection.box
+    return aligned, (x0 / sx, y0 / sy, x1 / sx, y1 / sy)
+
+
+def _rgb_image(bgr: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.ascontiguousarray(bgr[:, :, ::-1]))
 
 
 # --------------------------------------------------------------------------------------------- canvas
 
 
 def compose_identity_canvas(faces: Sequence[Image.Image], width: int = 720, height: int = 480) -> Image.Image:
-    """The "global" I2V conditioning image: the aligned faces on white, in one row, left to right.
+    """The "global" I2V conditioning image: the aligned faces (as they are, surroundings included) on
+    white, in one row, left to right.
 
-    Each face becomes a square of side ``min(width // n, height)``; the row is centred. For the
-    released 720x480 canvas: one face 480x480 in the middle, two faces 360x360 side by side at
-    y=60 (the released layout), three 240x240, four 180x180.
+    Each face becomes a bicubic-resized square of side ``min(width // n, height)``; the row is centred.
+    For the released 720x480 canvas with two people this is the released layout exactly (360x360 faces
+    at x = 0 and 360, y = 60); one face is 480x480 in the middle, three 240x240, four 180x180.
     """
     if not faces:
         raise IngredientsError("an identity canvas needs at least one face")
@@ -172,7 +206,7 @@ def write_tiny_face_encoder(
     """Write a small random face encoder (config.json + safetensors) for :func:`load_face_encoder`.
 
     The first ``id_dim // 2`` values of ``id_cond`` play ArcFace's part, the rest EVA-CLIP's pooled
-    feature; both are L2-normalised. Detection and alignment are dlib's real offline models.
+    feature; both are L2-normalised. Detection and landmarks are dlib's real offline models.
     """
     from safetensors.torch import save_file
 
@@ -189,7 +223,6 @@ def write_tiny_face_encoder(
         "num_scales": num_scales,
         "hidden": 32,
         "input_size": 32,
-        "face_size": 512,
         "seed": seed,
     }
     generator_state = torch.random.get_rng_state()
@@ -204,7 +237,8 @@ def write_tiny_face_encoder(
 
 
 class TinyFaceEncoder:
-    """Small random encoder with the released interface: dlib detection + alignment, random nets."""
+    """Small random encoder with the released interface and preprocessing: dlib detection and landmarks,
+    the released alignment, random nets on the aligned crop (resized to the config's ``input_size``)."""
 
     def __init__(self, folder: Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
         from safetensors.torch import load_file
@@ -228,15 +262,15 @@ class TinyFaceEncoder:
         digest.update(weights.read_bytes())
         self.fingerprint = "tiny-" + digest.hexdigest()[:16]
 
-    def encode(self, image: Image.Image, face_index: int | None = None) -> IdentityEmbedding:
-        from ingredients_model.face_tools import align_face, detect_faces
+    def encode(
+        self, image: Image.Image, face_index: int | None = None, face_box: Box | None = None
+    ) -> IdentityEmbedding:
+        from ingredients_model.face_tools import detector_rows
 
-        image = resize_long_side(image.convert("RGB"))
-        boxes = detect_faces(image)
-        box = boxes[_pick_face([(b.left, b.top, b.right, b.bottom) for b in boxes], face_index)]
-        aligned = align_face(image, box, size=self.config["face_size"])
+        aligned, box = _detect_and_align(image, detector_rows, face_index, face_box)
+        face = _rgb_image(aligned.crop_bgr)
         size = self.config["input_size"]
-        pixels = np.asarray(aligned.resize((size, size), Image.Resampling.BICUBIC), dtype=np.float32) / 255.0
+        pixels = np.asarray(face.resize((size, size), Image.Resampling.BICUBIC), dtype=np.float32) / 255.0
         x = (
             torch.from_numpy(pixels).permute(2, 0, 1) - torch.tensor(CLIP_MEAN)[:, None, None]
         ) / torch.tensor(CLIP_STD)[:, None, None]
@@ -245,48 +279,60 @@ class TinyFaceEncoder:
         return IdentityEmbedding(
             id_cond=torch.cat([arc[0], clip[0]]).float().cpu(),
             id_vit_hidden=[v.float().cpu() for v in vit[0]],
-            aligned_face=aligned,
-            face_box=(box.left, box.top, box.right, box.bottom),
+            aligned_face=face,
+            face_box=box,
         )
 
 
 # ------------------------------------------------------------------------------------- released encoder
 
 
-def _onnx_runtime(device: torch.device) -> tuple[list[str], int]:
-    """onnxruntime providers and insightface ``ctx_id`` for a torch device."""
+def onnx_providers(device: str | torch.device) -> tuple[list[Any], int]:
+    """onnxruntime providers and insightface ``ctx_id`` for a torch device. On ``cuda:K`` the CUDA
+    provider is pinned to GPU K (``device_id``), so each process's sessions run on its own GPU."""
+    device = torch.device(device)
     if device.type == "cuda":
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"], device.index or 0
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"], index
     return ["CPUExecutionProvider"], -1
 
 
 class ArcFaceEmbedder:
-    """The released ArcFace (antelopev2 ``glintr100.onnx``) through ``insightface.model_zoo``.
-
-    Needs only insightface + onnxruntime (no torchvision), so it can be exercised on any machine.
-    """
+    """An insightface ArcFace ONNX model (released: antelopev2 ``glintr100.onnx``), through
+    ``insightface.model_zoo`` and onnxruntime (no torchvision needed)."""
 
     def __init__(self, onnx_path: Path, device: str | torch.device = "cpu"):
         import insightface
 
-        providers, ctx_id = _onnx_runtime(torch.device(device))
+        providers, ctx_id = onnx_providers(device)
         self.model = insightface.model_zoo.get_model(str(onnx_path), providers=providers)
         if self.model is None or not hasattr(self.model, "get_feat"):
             raise MissingWeightsError(
                 f"{onnx_path} is not an ArcFace recognition model", _model_dir(onnx_path)
             )
         self.model.prepare(ctx_id=ctx_id)
+        self.input_size: tuple[int, int] = tuple(self.model.input_size)
+        self.input_mean, self.input_std = float(self.model.input_mean), float(self.model.input_std)
 
-    def embed_keypoints(self, image_bgr: np.ndarray, kps: np.ndarray) -> np.ndarray:
-        """Embedding of the face at 5 keypoints (norm_crop to 112 px), as ``FaceAnalysis.get``."""
-        from insightface.utils import face_align
+    def input_blob(self, face_bgr: np.ndarray) -> np.ndarray:
+        """The model's input for a BGR face crop of any size (see :func:`arcface_input`)."""
+        return arcface_input(face_bgr, self.input_size, self.input_mean, self.input_std)
 
-        crop = face_align.norm_crop(image_bgr, landmark=np.asarray(kps), image_size=self.model.input_size[0])
-        return self.embed_crop(crop)
+    def embed_blob(self, blob: np.ndarray) -> np.ndarray:
+        """Embedding ``[512]`` float32 (not normalised) of one input blob."""
+        out = self.model.session.run(self.model.output_names, {self.model.input_name: blob})[0]
+        return np.asarray(out, dtype=np.float32).reshape(-1)
 
     def embed_crop(self, face_bgr: np.ndarray) -> np.ndarray:
-        """Embedding of an already aligned BGR face crop (resized to the model input): ``[512]`` float32."""
-        return np.asarray(self.model.get_feat(face_bgr), dtype=np.float32).reshape(-1)
+        """Embedding of a BGR face crop, resized to the model's input (insightface ``get_feat``)."""
+        return self.embed_blob(self.input_blob(face_bgr))
+
+    def embed_keypoints(self, image_bgr: np.ndarray, kps: np.ndarray) -> np.ndarray:
+        """Embedding of the face at 5 keypoints (``norm_crop`` to the input size), as ``FaceAnalysis.get``."""
+        from insightface.utils import face_align
+
+        crop = face_align.norm_crop(image_bgr, landmark=np.asarray(kps), image_size=self.input_size[0])
+        return self.embed_crop(crop)
 
 
 def missing_face_encoder_files(folder: Path) -> list[str]:
@@ -299,18 +345,43 @@ def _model_dir(folder: Path) -> Path:
     return Path(folder).parent if Path(folder).name == "face_encoder" else Path(folder)
 
 
+class _UnsafeLoadProbe:
+    """Pickled by :func:`torch_load_is_safe`: a plain ``torch.load`` must refuse it."""
+
+
+def torch_load_is_safe() -> bool:
+    """Whether a plain ``torch.load(f)`` refuses arbitrary pickled objects (weights-only by default:
+    torch >= 2.6 without ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``). facexlib and consisid_eva_clip load the
+    released ``.pth``/``.pt`` weights with plain ``torch.load``."""
+    buffer = io.BytesIO()
+    torch.save(_UnsafeLoadProbe(), buffer)
+    buffer.seek(0)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch < 2.6 warns about its unsafe default
+            torch.load(buffer)
+    except pickle.UnpicklingError:
+        return True
+    return False
+
+
 def _require_released(folder: Path) -> None:
     files = missing_face_encoder_files(folder)
     modules = [m for m in _GPU_EXTRA_MODULES if importlib.util.find_spec(m) is None]
-    if not files and not modules:
+    unsafe = not torch_load_is_safe()
+    if not files and not modules and not unsafe:
         return
     problems = [f"missing file {Path(folder) / f}" for f in files]
     problems += [f"missing Python package {m}" for m in modules]
+    advice = [f"install {', '.join(modules)} (the GPU extra, on a CUDA machine)"] if modules else []
+    if unsafe:
+        problems.append(f"torch {torch.__version__} would unpickle the .pth/.pt weights unrestricted")
+        advice.append("use torch >= 2.6 (weights-only loading) and unset TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
     message = "the released face encoder cannot load:\n  " + "\n  ".join(problems)
-    install = f"install {', '.join(modules)} (the GPU extra, on a CUDA machine)" if modules else None
+    also = "; ".join(advice) or None
     if files:
-        raise MissingWeightsError(message, _model_dir(folder), also=install)
-    raise IngredientsError(message, install)
+        raise MissingWeightsError(message, _model_dir(folder), also=also)
+    raise IngredientsError(message, also)
 
 
 def _partial_file_hash(path: Path, chunk: int = 1 << 20) -> str:
@@ -323,126 +394,117 @@ def _partial_file_hash(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-class ReleasedFaceEncoder:
-    """The released face stack (see module docstring). ``encode`` mirrors ``process_face_embeddings``."""
+@dataclass
+class ReleasedFaceInputs:
+    """Everything the released networks receive for one photo (see :meth:`ReleasedFaceEncoder.prepare`)."""
 
-    def __init__(self, folder: Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+    aligned: AlignedFace
+    face_box: Box
+    """The chosen face in input-image pixels."""
+    arcface_blob: np.ndarray
+    """ArcFace input ``[1, 3, 112, 112]`` float32."""
+    clip_pixels: torch.Tensor
+    """EVA-CLIP input ``[1, 3, 336, 336]`` float32 on the encoder's device."""
+
+
+class ReleasedFaceEncoder:
+    """The released face stack (see the module docstring); :meth:`from_folder` loads it.
+
+    The networks are passed in: ``detector`` (BGR photo → RetinaFace rows, see
+    :data:`~ingredients_model.face_preprocessing.RowDetector`), ``arcface`` and ``clip`` (EVA-CLIP's visual
+    tower: ``clip(x, return_all_features=False, return_hidden=True, shuffle=False)`` → pooled, hidden
+    states; ``image_size``, ``image_mean`` and ``image_std`` attributes as consisid_eva_clip sets them).
+    """
+
+    arcface_dim = 512
+
+    def __init__(
+        self,
+        detector: RowDetector,
+        arcface: ArcFaceEmbedder,
+        clip: torch.nn.Module,
+        fingerprint: str,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ):
+        self.detector, self.arcface, self.clip = detector, arcface, clip
+        self.fingerprint = fingerprint
+        self.device, self.dtype = torch.device(device), dtype
+        size = clip.image_size
+        self.clip_size = int(size[0] if isinstance(size, list | tuple) else size)
+        mean = getattr(clip, "image_mean", CLIP_MEAN)
+        std = getattr(clip, "image_std", CLIP_STD)
+        self.clip_mean = tuple(mean) if isinstance(mean, list | tuple) else (mean,) * 3
+        self.clip_std = tuple(std) if isinstance(std, list | tuple) else (std,) * 3
+
+    @classmethod
+    def from_folder(
+        cls, folder: Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+    ) -> ReleasedFaceEncoder:
+        """Load ``<model>/face_encoder`` (raises :class:`IngredientsError` naming every missing file or
+        package, and refuses a torch that would unpickle the weights unrestricted)."""
         folder = Path(folder)
         _require_released(folder)
         from consisid_eva_clip import create_model_and_transforms
-        from facexlib.parsing import init_parsing_model
-        from facexlib.utils.face_restoration_helper import FaceRestoreHelper
-        from insightface.model_zoo import get_model
+        from facexlib.detection import init_detection_model
 
-        self.device, self.dtype = torch.device(device), dtype
-        self.arcface_dim = 512
-        providers, ctx_id = _onnx_runtime(self.device)
-        self.detector = get_model(str(folder / RELEASED_FACE_ENCODER_FILES[0]), providers=providers)
-        self.detector.prepare(ctx_id=ctx_id, input_size=(640, 640), det_thresh=0.5)
-        self.arcface = ArcFaceEmbedder(folder / RELEASED_FACE_ENCODER_FILES[1], self.device)
-        self.helper = FaceRestoreHelper(
-            upscale_factor=1,
-            face_size=512,
-            crop_ratio=(1, 1),
-            det_model="retinaface_resnet50",
-            save_ext="png",
-            device=self.device,
-            model_rootpath=str(folder),
+        device = torch.device(device)
+        retinaface = init_detection_model(
+            "retinaface_resnet50", half=False, device=device, model_rootpath=str(folder)
         )
-        self.helper.face_parse = init_parsing_model(
-            model_name="bisenet", device=self.device, model_rootpath=str(folder)
-        )
-        self.helper.face_det.eval()
-        self.helper.face_parse.eval()
+
+        def detect(photo_bgr: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                return retinaface.detect_faces(photo_bgr, DETECTION_THRESHOLD)
+
         model, _, _ = create_model_and_transforms(
-            "EVA02-CLIP-L-14-336", str(folder / "EVA02_CLIP_L_336_psz14_s6B.pt"), force_custom_clip=True
+            "EVA02-CLIP-L-14-336", str(folder / EVA_CLIP_FILE), force_custom_clip=True
         )
-        self.clip = model.visual.eval().to(self.device, dtype=dtype)
-        mean = getattr(self.clip, "image_mean", CLIP_MEAN)
-        std = getattr(self.clip, "image_std", CLIP_STD)
-        self.clip_mean = tuple(mean) if isinstance(mean, list | tuple) else (mean,) * 3
-        self.clip_std = tuple(std) if isinstance(std, list | tuple) else (std,) * 3
+        clip = model.visual.eval().to(device, dtype=dtype)
         digest = hashlib.sha256(f"released:{ENCODER_CODE_VERSION}:".encode())
         for name in RELEASED_FACE_ENCODER_FILES:
             digest.update(f"{name}:{_partial_file_hash(folder / name)}".encode())
-        self.fingerprint = "released-" + digest.hexdigest()[:16]
+        return cls(
+            detect,
+            ArcFaceEmbedder(folder / ARCFACE_FILE, device),
+            clip,
+            "released-" + digest.hexdigest()[:16],
+            device=device,
+            dtype=dtype,
+        )
 
-    def _arcface(
-        self, bgr: np.ndarray, face_index: int | None
-    ) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """ArcFace embedding and box of the chosen face via SCRFD; (None, None) when SCRFD finds none."""
-        bboxes, kpss = self.detector.detect(bgr, max_num=0, metric="default")
-        if bboxes is None or len(bboxes) == 0:  # released fallback: facexlib finds and aligns the face
-            return None, None
-        i = _pick_face([tuple(b[:4]) for b in bboxes], face_index)
-        return self.arcface.embed_keypoints(bgr, kpss[i]), np.asarray(bboxes[i][:4])
+    def prepare(
+        self, image: Image.Image, face_index: int | None = None, face_box: Box | None = None
+    ) -> ReleasedFaceInputs:
+        """Detect, choose and align the face, and build the ArcFace and EVA-CLIP inputs."""
+        aligned, box = _detect_and_align(image, self.detector, face_index, face_box)
+        return ReleasedFaceInputs(
+            aligned=aligned,
+            face_box=box,
+            arcface_blob=self.arcface.input_blob(aligned.crop_bgr),
+            clip_pixels=clip_input(
+                aligned.crop_bgr, self.clip_size, self.clip_mean, self.clip_std, self.device
+            ),
+        )
 
-    def _align(self, bgr: np.ndarray, box: np.ndarray | None, face_index: int | None) -> np.ndarray:
-        """facexlib 512 alignment of the face matching ``box`` (else the requested face, else the centre
-        face as released). Returns the BGR crop."""
-        from ingredients_model.face_tools import FaceBox
-
-        helper = self.helper
-        helper.clean_all()
-        helper.read_image(bgr)
-        centre = box is None and face_index is None
-        helper.get_face_landmarks_5(only_center_face=centre)
-        if not helper.all_landmarks_5:
-            raise NoFaceError("facexlib found no face to align", "use a clearer, frontal photo of the face")
-        if not centre:  # helper.det_faces: one [x1, y1, x2, y2, score] per face
-            dets = [tuple(float(v) for v in d[:4]) for d in helper.det_faces]
-            if box is not None:  # the facexlib face overlapping SCRFD's most (nearest centre on ties)
-                target = FaceBox(*(int(v) for v in box))
-                tx, ty = target.center
-
-                def overlap(j: int) -> tuple[float, float]:
-                    other = FaceBox(*(int(v) for v in dets[j]))
-                    ox, oy = other.center
-                    return target.iou(other), -((ox - tx) ** 2 + (oy - ty) ** 2)
-
-                chosen = max(range(len(dets)), key=overlap)
-            else:
-                chosen = _pick_face(dets, face_index)
-            helper.all_landmarks_5 = [helper.all_landmarks_5[chosen]]
-        helper.align_warp_face()
-        return helper.cropped_faces[0]
-
-    def encode(self, image: Image.Image, face_index: int | None = None) -> IdentityEmbedding:
-        import cv2
-        from torchvision.transforms import InterpolationMode
-        from torchvision.transforms.functional import normalize, resize
-
-        rgb = np.asarray(resize_long_side(image.convert("RGB")))
-        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-        arc, box = self._arcface(bgr, face_index)
-        align_face = self._align(bgr, box, face_index)  # BGR 512x512
-        if arc is None:  # released fallback: ArcFace on the facexlib crop
-            arc = self.arcface.embed_crop(align_face)
+    def encode(
+        self, image: Image.Image, face_index: int | None = None, face_box: Box | None = None
+    ) -> IdentityEmbedding:
+        inputs = self.prepare(image, face_index, face_box)
+        arc = torch.from_numpy(self.arcface.embed_blob(inputs.arcface_blob))
         with torch.no_grad():
-            x = torch.from_numpy(
-                cv2.cvtColor(align_face, cv2.COLOR_BGR2RGB).transpose(2, 0, 1).copy()
-            ).float()
-            x = (x[None] / 255.0).to(self.device)
-            parsing = self.helper.face_parse(normalize(x, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]))[0]
-            labels = parsing.argmax(dim=1, keepdim=True)
-            background = sum(labels == i for i in PARSING_BACKGROUND_LABELS).bool()
-            white = torch.ones_like(x)
-            gray = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]).repeat(1, 3, 1, 1)
-            features = torch.where(background, white, gray)
-            face_rgb = torch.where(background, white, x)
-            features = resize(features, self.clip.image_size, InterpolationMode.BICUBIC)
-            features = normalize(features, self.clip_mean, self.clip_std)
             pooled, hidden = self.clip(
-                features.to(self.dtype), return_all_features=False, return_hidden=True, shuffle=False
+                inputs.clip_pixels.to(self.dtype),
+                return_all_features=False,
+                return_hidden=True,
+                shuffle=False,
             )
-            pooled = torch.nn.functional.normalize(pooled.float(), p=2, dim=1)
-        id_cond = torch.cat([torch.from_numpy(arc).float(), pooled[0].cpu()])
-        aligned = (face_rgb[0].permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)
+            pooled = torch.div(pooled, torch.norm(pooled, 2, 1, True))  # in the model's dtype, as released
         return IdentityEmbedding(
-            id_cond=id_cond,
+            id_cond=torch.cat([arc.float(), pooled[0].float().cpu()]),
             id_vit_hidden=[h[0].float().cpu() for h in hidden],
-            aligned_face=Image.fromarray(aligned),
-            face_box=tuple(float(v) for v in box) if box is not None else None,
+            aligned_face=_rgb_image(inputs.aligned.crop_bgr),
+            face_box=inputs.face_box,
         )
 
 
@@ -467,4 +529,4 @@ def load_face_encoder(
         if kind == "tiny_random":
             return TinyFaceEncoder(folder, device=device, dtype=dtype)
         raise IngredientsError(f"unknown face encoder type {kind!r} in {config}", "expected 'tiny_random'")
-    return ReleasedFaceEncoder(folder, device=device, dtype=dtype)
+    return ReleasedFaceEncoder.from_folder(folder, device=device, dtype=dtype)

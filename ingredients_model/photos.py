@@ -1,7 +1,9 @@
 """Loading user photos the way the released face pipeline expects them.
 
 Any photo a phone or camera produces becomes an upright RGB image whose long side is at most
-1024 pixels (the released inference code resizes to a 1024 long edge with Lanczos before detection).
+1024 pixels, exactly as the released inference prepares it (diffusers' ``load_image``: EXIF rotation,
+RGB; then a 1024 px long side with OpenCV's ``INTER_LANCZOS4``). The one deliberate difference:
+transparent pixels are composited on white, where the release keeps their hidden colour.
 """
 
 from __future__ import annotations
@@ -36,12 +38,18 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def resize_long_side(image: Image.Image, long_side: int = MAX_LONG_SIDE) -> Image.Image:
-    """Downscale so the long side is at most ``long_side`` (released maths: int(h*k), int(w*k), Lanczos)."""
+    """Downscale so the long side is at most ``long_side``, as released: ``k = long_side / max(w, h)``,
+    size ``(int(w * k), int(h * k))``, OpenCV ``INTER_LANCZOS4``. Smaller images are returned as they are."""
+    import cv2
+
     width, height = image.size
     if max(width, height) <= long_side:
         return image
     k = long_side / max(width, height)
-    return image.resize((int(width * k), int(height * k)), Image.Resampling.LANCZOS)
+    array = np.asarray(image)
+    return Image.fromarray(
+        cv2.resize(array, (int(width * k), int(height * k)), interpolation=cv2.INTER_LANCZOS4)
+    )
 
 
 def load_photo(path: Path, long_side: int = MAX_LONG_SIDE) -> Image.Image:
@@ -59,10 +67,7 @@ def load_photo(path: Path, long_side: int = MAX_LONG_SIDE) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as opened:
-                if opened.format == "JPEG":
-                    # decode JPEGs at a reduced DCT scale that still leaves twice the target size
-                    opened.draft("RGB", (2 * long_side, 2 * long_side))
-                opened.load()
+                opened.load()  # fully decoded: the released code sees every pixel before downsizing
                 image = ImageOps.exif_transpose(opened)
                 image = to_rgb(image)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:

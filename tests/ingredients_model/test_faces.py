@@ -24,6 +24,7 @@ from ingredients_model.faces import (
     missing_face_encoder_files,
     write_tiny_face_encoder,
 )
+from tests.ingredients_model.face_stand_ins import random_arcface_onnx
 
 DIMS = {"id_dim": 24, "vit_dim": 8, "vit_tokens": 5, "num_scales": 3}
 
@@ -78,14 +79,33 @@ def test_fingerprint_depends_on_weights(tiny_encoder: TinyFaceEncoder, tmp_path:
     assert load_face_encoder(tmp_path / "other").fingerprint != tiny_encoder.fingerprint
 
 
-def test_face_index_none_picks_largest_and_bad_index_errors(
+def test_face_choice_default_is_top_score_and_bad_index_errors(
     tiny_encoder: TinyFaceEncoder, t1: Image.Image
 ) -> None:
+    from ingredients_model.face_tools import detector_rows
+
+    rows = detector_rows(np.asarray(t1)[:, :, ::-1])
+    assert len(rows) == 6 and np.all(np.diff(rows[:, 4]) <= 0)  # sorted by score, as RetinaFace's
     emb = tiny_encoder.encode(t1)
-    width = emb.face_box[2] - emb.face_box[0]
-    assert width >= 85  # the largest of the six boxes (the upper-left girl is the smallest, ~73 px)
+    assert emb.face_box == tuple(float(v) for v in rows[0, :4])  # the highest-scoring face, as released
+    by_box = tiny_encoder.encode(t1, face_box=tuple(rows[3, :4] + 4))  # a box near face row 3
+    assert by_box.face_box == tuple(float(v) for v in rows[3, :4])
     with pytest.raises(NoFaceError, match="6 face"):
         tiny_encoder.encode(t1, face_index=6)
+    with pytest.raises(NoFaceError, match="overlaps"):
+        tiny_encoder.encode(t1, face_box=(0, 0, 10, 10))
+
+
+def test_face_box_is_in_input_pixels_when_the_encoder_downsizes(
+    tiny_encoder: TinyFaceEncoder, t1_jpg: Path, t1: Image.Image
+) -> None:
+    full = Image.open(t1_jpg).convert("RGB")  # 1280x886: the encoder downsizes it to 1024x708 itself
+    small = tiny_encoder.encode(t1, face_index=2)
+    large = tiny_encoder.encode(full, face_box=tuple(v * 1.25 for v in small.face_box))
+    assert torch.equal(small.id_cond, large.id_cond)
+    sx, sy = 1280 / 1024, 886 / 708
+    x0, y0, x1, y1 = small.face_box
+    assert large.face_box == pytest.approx((x0 * sx, y0 * sy, x1 * sx, y1 * sy), rel=1e-6)
 
 
 def test_no_face_raises(tiny_encoder: TinyFaceEncoder) -> None:
@@ -130,6 +150,7 @@ def test_released_encoder_reports_every_missing_file(tmp_path: Path) -> None:
     assert f"into {tmp_path / 'model'}" in message and "storyreel" not in message
     assert isinstance(info.value, MissingWeightsError) and info.value.model_dir == tmp_path / "model"
     assert "facexlib" in message  # the [gpu] extra is absent from the test environment
+    assert "unrestricted" not in message  # this torch loads weights only
 
 
 def test_unknown_encoder_type(tmp_path: Path) -> None:
@@ -138,41 +159,13 @@ def test_unknown_encoder_type(tmp_path: Path) -> None:
         load_face_encoder(tmp_path)
 
 
-def _random_arcface_onnx(path: Path) -> None:
-    """A randomly initialised 112x112 → 512 ONNX graph (conv, pool, linear), like glintr100's interface."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(0)
-    conv = numpy_helper.from_array(rng.normal(0, 0.1, (8, 3, 8, 8)).astype(np.float32), "conv_w")
-    fc = numpy_helper.from_array(rng.normal(0, 0.1, (8 * 14 * 14, 512)).astype(np.float32), "fc_w")
-    shape = numpy_helper.from_array(np.array([1, -1], dtype=np.int64), "shape")
-    nodes = [
-        helper.make_node("Conv", ["input.1", "conv_w"], ["c"], strides=[8, 8]),
-        helper.make_node("Relu", ["c"], ["r"]),
-        helper.make_node("Reshape", ["r", "shape"], ["f"]),
-        helper.make_node("MatMul", ["f", "fc_w"], ["683"]),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "arcface",
-        [helper.make_tensor_value_info("input.1", TensorProto.FLOAT, [1, 3, 112, 112])],
-        [helper.make_tensor_value_info("683", TensorProto.FLOAT, [1, 512])],
-        [conv, fc, shape],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-
-
 def test_released_arcface_path_through_insightface_model_zoo(tmp_path: Path, t1: Image.Image) -> None:
     from insightface.model_zoo.arcface_onnx import ArcFaceONNX
 
     from ingredients_model.face_tools import detect_faces, face_landmarks
 
     onnx_path = tmp_path / "glintr100.onnx"
-    _random_arcface_onnx(onnx_path)
+    random_arcface_onnx(onnx_path)
     embedder = ArcFaceEmbedder(onnx_path, device="cpu")
     assert isinstance(embedder.model, ArcFaceONNX)
     bgr = np.asarray(t1)[:, :, ::-1].copy()
@@ -189,22 +182,33 @@ def test_released_arcface_path_through_insightface_model_zoo(tmp_path: Path, t1:
     assert embedder.embed_crop(crop).shape == (512,)
 
 
-def test_onnx_providers_follow_the_device() -> None:
-    from ingredients_model.faces import _onnx_runtime
+def test_onnx_providers_pin_each_process_to_its_gpu() -> None:
+    from ingredients_model.faces import onnx_providers
 
-    assert _onnx_runtime(torch.device("cpu")) == (["CPUExecutionProvider"], -1)
-    assert _onnx_runtime(torch.device("cuda:1")) == (["CUDAExecutionProvider", "CPUExecutionProvider"], 1)
-    assert _onnx_runtime(torch.device("cuda")) == (["CUDAExecutionProvider", "CPUExecutionProvider"], 0)
+    assert onnx_providers("cpu") == (["CPUExecutionProvider"], -1)
+    cuda = ("CUDAExecutionProvider", {"device_id": 3})
+    assert onnx_providers(torch.device("cuda:3")) == ([cuda, "CPUExecutionProvider"], 3)
 
 
-def test_face_numbering_is_left_to_right_and_none_is_largest() -> None:
-    from ingredients_model.faces import _pick_face
+def test_arcface_blob_is_insightfaces(tmp_path: Path) -> None:
+    """Our ArcFace input blob and embedding equal insightface's own ``get_feat`` on a 512 crop."""
+    onnx_path = tmp_path / "glintr100.onnx"
+    random_arcface_onnx(onnx_path)
+    embedder = ArcFaceEmbedder(onnx_path, device="cpu")
+    crop = np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8)
+    assert embedder.input_blob(crop).shape == (1, 3, 112, 112)
+    np.testing.assert_array_equal(embedder.embed_crop(crop), embedder.model.get_feat(crop).reshape(-1))
 
-    boxes = [(300, 0, 400, 100), (0, 0, 50, 50), (150, 0, 350, 200)]  # centres 350, 25, 250
-    assert [_pick_face(boxes, i) for i in range(3)] == [1, 2, 0]
-    assert _pick_face(boxes, None) == 2
-    with pytest.raises(NoFaceError):
-        _pick_face([], None)
+
+def test_torch_load_safety_probe(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from ingredients_model.faces import torch_load_is_safe
+
+    assert torch_load_is_safe()  # torch >= 2.6 loads weights only by default
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    assert not torch_load_is_safe()
+    with pytest.raises(IngredientsError) as info:
+        load_face_encoder(tmp_path)
+    assert "unrestricted" in str(info.value) and "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD" in info.value.hint
 
 
 def test_tiny_encoder_dtype(tiny_encoder_dir: Path, tiny_encoder: TinyFaceEncoder, t1: Image.Image) -> None:
