@@ -1,13 +1,14 @@
 """Record the released face preprocessing's outputs as test fixtures (tests/fixtures/face_golden.*).
 
 Runs the public Ingredients code (``models/utils.py: process_face_embeddings_split`` with ``infer.py``'s
-photo loading and canvas conversion) on two photos that installed packages ship (insightface's six-person
-``t1.jpg``, 1280x886, so it is also downsized; scikit-image's astronaut, 512x512), with stand-in networks:
+photo loading and canvas conversion) on two photos made from what installed packages ship (insightface's
+six-person ``t1.jpg``, 1280x886, so it is also downsized; a 200x220 close-up of scikit-image's astronaut,
+where the aligned crop reaches past the photo's edges), with stand-in networks:
 
 - detector: facexlib's RetinaFace is built with random weights and its ``detect_faces`` is replaced by
-  dlib's faces in RetinaFace's row layout, with fixed stand-in scores (highest: the 4th face from the
-  left in t1.jpg), sorted by score as RetinaFace returns them. These rows are recorded: they are the
-  detector output our side is fed;
+  dlib's faces in RetinaFace's row layout with fixed stand-in scores (:data:`STAND_IN_SCORES`), sorted
+  by score as RetinaFace returns them. These rows are recorded: they are the detector output our side
+  is fed;
 - parser: facexlib's BiSeNet/ParseNet with random weights (counted: the released path never calls them);
 - recognizer: a random 112 → 512 ArcFace ONNX graph through insightface's ``ArcFaceONNX``;
 - EVA-CLIP: a tiny stand-in with EVA-CLIP's interface (tests/ingredients_model/face_stand_ins.py).
@@ -42,14 +43,18 @@ from tests.ingredients_model.face_stand_ins import (  # noqa: E402
     ARCFACE_SEED,
     CLIP_SEED,
     StandInClip,
+    golden_photos,
     random_arcface_onnx,
 )
 
 FIXTURE = "face_golden"
 WEIGHTS_SEED = 0
-T1_SCORES_LEFT_TO_RIGHT = (0.981, 0.975, 0.990, 0.999, 0.985, 0.978)
-"""Stand-in detector scores of t1.jpg's six faces, numbered left to right."""
-ASTRONAUT_SCORE = 0.995
+STAND_IN_SCORES = {
+    "t1.jpg": [0.981, 0.975, 0.990, 0.985, 0.999, 0.978],
+    "astronaut_close_up.png": [0.995],
+}
+"""Stand-in detector scores of each photo's faces, numbered left to right. t1.jpg's highest is its 5th
+face: neither the leftmost, nor the largest, nor the one nearest the centre."""
 SUBSAMPLE = {"aligned": 8, "canvas": 8, "clip_input": 8, "arcface_blob": 4}
 """Strides of the stored subsamples (the full arrays are checked by hash or by norms)."""
 
@@ -69,17 +74,6 @@ def subsample(x: np.ndarray, stride: int, axes: tuple[int, int]) -> np.ndarray:
     for axis in axes:
         index[axis] = slice(None, None, stride)
     return np.ascontiguousarray(x[tuple(index)])
-
-
-def photos(tmp: Path) -> list[tuple[str, Path, list[float] | None]]:
-    import insightface
-    from PIL import Image
-    from skimage import data
-
-    astronaut = tmp / "astronaut.png"
-    Image.fromarray(data.astronaut()).save(astronaut)
-    t1 = Path(insightface.__file__).parent / "data" / "images" / "t1.jpg"
-    return [("t1.jpg", t1, list(T1_SCORES_LEFT_TO_RIGHT)), ("astronaut.png", astronaut, [ASTRONAUT_SCORE])]
 
 
 def stand_in_weights(folder: Path) -> None:
@@ -204,7 +198,8 @@ def record(public_code: Path, out: Path, eva_clip: bool, public_commit: str | No
         # 2. the photos, as infer.py loads them
         meta_photos = []
         images = []
-        for name, path, scores in photos(tmp):
+        for name, path in golden_photos(tmp):
+            scores = STAND_IN_SCORES[name]
             image = np.array(load_image(image=str(path)).convert("RGB"))
             original = image.shape
             image = resize_numpy_image_long(image, 1024)

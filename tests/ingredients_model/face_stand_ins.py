@@ -13,6 +13,22 @@ from ingredients_model.face_preprocessing import CLIP_MEAN, CLIP_STD
 
 ARCFACE_SEED = 0
 CLIP_SEED = 1
+ASTRONAUT_CLOSE_UP = (slice(40, 260), slice(130, 330))
+"""Rows and columns of scikit-image's astronaut kept in the close-up golden photo: the aligned crop's
+window reaches past the photo's edges there, so facexlib's grey border shows."""
+
+
+def golden_photos(folder: Path) -> list[tuple[str, Path]]:
+    """The face-golden photos: insightface's ``t1.jpg`` (1280x886, six people: downsizing and face choice)
+    and a 200x220 close-up of scikit-image's astronaut written to ``folder`` as PNG (small photo, border)."""
+    import insightface
+    from PIL import Image
+    from skimage import data
+
+    close_up = Path(folder) / "astronaut_close_up.png"
+    Image.fromarray(np.ascontiguousarray(data.astronaut()[ASTRONAUT_CLOSE_UP])).save(close_up)
+    t1 = Path(insightface.__file__).parent / "data" / "images" / "t1.jpg"
+    return [("t1.jpg", t1), ("astronaut_close_up.png", close_up)]
 
 
 def random_arcface_onnx(path: Path, seed: int = ARCFACE_SEED) -> None:

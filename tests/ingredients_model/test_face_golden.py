@@ -1,8 +1,8 @@
 """Our face preprocessing against the public Ingredients code's outputs (tests/fixtures/face_golden.*).
 
 The fixtures were recorded by ``scripts/record_face_golden.py`` running the released
-``process_face_embeddings_split`` (with ``infer.py``'s photo loading) on insightface's ``t1.jpg`` and
-scikit-image's astronaut, with stand-in networks: the detector rows recorded there are fed to our side
+``process_face_embeddings_split`` (with ``infer.py``'s photo loading) on insightface's ``t1.jpg`` and a
+close-up of scikit-image's astronaut, with stand-in networks: the detector rows recorded there are fed to our side
 here, the same random ArcFace ONNX graph and the same stand-in EVA-CLIP run on both sides. uint8 images
 must match exactly (sha256 of the full arrays), float tensors within 1e-5 relative (a strided subsample
 elementwise, the full tensors by their L1/L2 norms).
@@ -23,7 +23,7 @@ from safetensors.numpy import load_file
 from ingredients_model import face_preprocessing as fp
 from ingredients_model.faces import ArcFaceEmbedder, ReleasedFaceEncoder, compose_identity_canvas
 from ingredients_model.photos import load_photo
-from tests.ingredients_model.face_stand_ins import StandInClip, random_arcface_onnx
+from tests.ingredients_model.face_stand_ins import StandInClip, golden_photos, random_arcface_onnx
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 META = json.loads((FIXTURES / "face_golden.json").read_text())
@@ -59,8 +59,8 @@ def sub(x: np.ndarray, stride: int, axes: tuple[int, int]) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def photo_paths(t1_jpg: Path, astronaut_png: Path) -> list[Path]:
-    paths = {"t1.jpg": t1_jpg, "astronaut.png": astronaut_png}
+def photo_paths(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    paths = dict(golden_photos(tmp_path_factory.mktemp("golden")))
     return [paths[p["name"]] for p in META["photos"]]
 
 
