@@ -65,6 +65,7 @@ __all__ = [
     "ReleasedFaceInputs",
     "TinyFaceEncoder",
     "compose_identity_canvas",
+    "insightface_ctx_id",
     "load_face_encoder",
     "missing_face_encoder_files",
     "onnx_providers",
@@ -287,14 +288,24 @@ class TinyFaceEncoder:
 # ------------------------------------------------------------------------------------- released encoder
 
 
-def onnx_providers(device: str | torch.device) -> tuple[list[Any], int]:
-    """onnxruntime providers and insightface ``ctx_id`` for a torch device. On ``cuda:K`` the CUDA
-    provider is pinned to GPU K (``device_id``), so each process's sessions run on its own GPU."""
+def onnx_providers(device: str | torch.device) -> list[Any]:
+    """onnxruntime providers for a torch device: on ``cuda:K`` the CUDA provider pinned to GPU K
+    (``device_id``, so each process's sessions run on its own GPU) when this onnxruntime build has it,
+    then the CPU."""
+    import onnxruntime
+
     device = torch.device(device)
-    if device.type == "cuda":
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"], index
-    return ["CPUExecutionProvider"], -1
+    if device.type == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        return [("CUDAExecutionProvider", {"device_id": insightface_ctx_id(device)}), "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def insightface_ctx_id(device: str | torch.device) -> int:
+    """insightface's ``prepare(ctx_id=...)`` for a torch device: the GPU index, or -1 for the CPU."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return -1
+    return device.index if device.index is not None else torch.cuda.current_device()
 
 
 class ArcFaceEmbedder:
@@ -304,13 +315,12 @@ class ArcFaceEmbedder:
     def __init__(self, onnx_path: Path, device: str | torch.device = "cpu"):
         import insightface
 
-        providers, ctx_id = onnx_providers(device)
-        self.model = insightface.model_zoo.get_model(str(onnx_path), providers=providers)
+        self.model = insightface.model_zoo.get_model(str(onnx_path), providers=onnx_providers(device))
         if self.model is None or not hasattr(self.model, "get_feat"):
             raise MissingWeightsError(
                 f"{onnx_path} is not an ArcFace recognition model", _model_dir(onnx_path)
             )
-        self.model.prepare(ctx_id=ctx_id)
+        self.model.prepare(ctx_id=insightface_ctx_id(device))
         self.input_size: tuple[int, int] = tuple(self.model.input_size)
         self.input_mean, self.input_std = float(self.model.input_mean), float(self.model.input_std)
 

@@ -122,15 +122,6 @@ class DlibBackend:
         return 1.0 - float(self._tools.face_distance(a, b))
 
 
-def onnx_providers(device: str) -> list[str]:
-    """onnxruntime providers for ``device``: CUDA first on ``cuda*`` when available, else CPU."""
-    import onnxruntime
-
-    available = onnxruntime.get_available_providers()
-    wanted = ["CUDAExecutionProvider", "CPUExecutionProvider"] if str(device).startswith("cuda") else []
-    return [p for p in wanted if p in available] or ["CPUExecutionProvider"]
-
-
 def find_antelopev2_file(face_encoder_dir: Path, filename: str) -> Path | None:
     """The first existing ``filename`` among the antelopev2 locations under ``face_encoder_dir``."""
     for sub in ANTELOPEV2_SUBDIRS:
@@ -157,12 +148,12 @@ class _InsightFaceDetection:
     def _init_detector(self, detector_path: Path, device: str, det_size: int) -> None:
         from insightface.model_zoo import get_model
 
+        from ingredients_model.faces import insightface_ctx_id, onnx_providers
+
         self._detector = get_model(str(detector_path), providers=onnx_providers(device))
         if self._detector is None:
             raise IngredientsError(f"{detector_path} is not a face detector ONNX file", GET_WEIGHTS_HINT)
-        self._detector.prepare(
-            ctx_id=0 if str(device).startswith("cuda") else -1, input_size=(det_size, det_size)
-        )
+        self._detector.prepare(ctx_id=insightface_ctx_id(device), input_size=(det_size, det_size))
 
     def _detect_raw(self, image: Image.Image) -> tuple[np.ndarray, list]:
         from insightface.app.common import Face
@@ -190,8 +181,10 @@ class ArcFaceBackend(_InsightFaceDetection):
 
         detector, recognizer = _require(face_encoder_dir, [DETECTOR_FILE, ARCFACE_FILE])
         self._init_detector(detector, device, det_size)
+        from ingredients_model.faces import insightface_ctx_id, onnx_providers
+
         self._recognizer = get_model(str(recognizer), providers=onnx_providers(device))
-        self._recognizer.prepare(ctx_id=0 if str(device).startswith("cuda") else -1)
+        self._recognizer.prepare(ctx_id=insightface_ctx_id(device))
 
     @classmethod
     def from_models(cls, detector, recognizer) -> ArcFaceBackend:

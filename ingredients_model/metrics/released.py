@@ -120,19 +120,18 @@ def load_face_analysis(folder: Path, device: str = "cpu", det_size: int = DET_SI
     ``det_size`` (320 in the scripts). Never downloads: the folder must hold the files."""
     from insightface.app import FaceAnalysis
 
-    from ingredients_model.metrics.face_similarity import onnx_providers
+    from ingredients_model.faces import insightface_ctx_id, onnx_providers
 
     folder = Path(folder)
     missing = [name for name in BUFFALO_L_FILES if not (folder / name).is_file()]
     if missing:
         raise IngredientsError(f"{folder} lacks {', '.join(missing)}", BUFFALO_L_HINT)
-    cuda = str(device).startswith("cuda")
     app = FaceAnalysis(
         name=str(folder), allowed_modules=["detection", "recognition"], providers=onnx_providers(device)
     )
     if "recognition" not in app.models:
         raise IngredientsError(f"no recognition model among the ONNX files in {folder}", BUFFALO_L_HINT)
-    app.prepare(ctx_id=0 if cuda else -1, det_size=(det_size, det_size))
+    app.prepare(ctx_id=insightface_ctx_id(device), det_size=(det_size, det_size))
     return app
 
 

@@ -121,21 +121,23 @@ class InsightfaceDetector:
     def __init__(self, face_encoder_dir: Path, device: torch.device):
         from insightface.model_zoo import get_model
 
-        from ingredients_model.faces import RELEASED_FACE_ENCODER_FILES, ArcFaceEmbedder
+        from ingredients_model.faces import (
+            ARCFACE_FILE,
+            SCRFD_FILE,
+            ArcFaceEmbedder,
+            insightface_ctx_id,
+            onnx_providers,
+        )
 
-        det_path, arc_path = (Path(face_encoder_dir) / name for name in RELEASED_FACE_ENCODER_FILES[:2])
+        det_path, arc_path = (Path(face_encoder_dir) / name for name in (SCRFD_FILE, ARCFACE_FILE))
         missing = [str(p) for p in (det_path, arc_path) if not p.is_file()]
         if missing:
             raise IngredientsError(
                 f"insightface detector files missing: {', '.join(missing)}",
                 download_hint(Path(face_encoder_dir).parent) + ", or set detector: dlib",
             )
-        cuda = device.type == "cuda"
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
-        self.detector = get_model(str(det_path), providers=providers)
-        self.detector.prepare(
-            ctx_id=(device.index or 0) if cuda else -1, input_size=(640, 640), det_thresh=0.5
-        )
+        self.detector = get_model(str(det_path), providers=onnx_providers(device))
+        self.detector.prepare(ctx_id=insightface_ctx_id(device), input_size=(640, 640), det_thresh=0.5)
         self.arcface = ArcFaceEmbedder(arc_path, device)
 
     def detect(self, frame: np.ndarray) -> list[Detection]:
@@ -160,9 +162,9 @@ def make_detector(config: PrepareConfig, device: torch.device) -> DlibDetector |
     if config.detector == "dlib":
         return DlibDetector()
     if config.detector == "auto":
-        from ingredients_model.faces import RELEASED_FACE_ENCODER_FILES
+        from ingredients_model.faces import ARCFACE_FILE, SCRFD_FILE
 
-        if not all((folder / name).is_file() for name in RELEASED_FACE_ENCODER_FILES[:2]):
+        if not all((folder / name).is_file() for name in (SCRFD_FILE, ARCFACE_FILE)):
             return DlibDetector()
     return InsightfaceDetector(folder, device)
 

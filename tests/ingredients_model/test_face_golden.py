@@ -1,11 +1,11 @@
 """Our face preprocessing against the public Ingredients code's outputs (tests/fixtures/face_golden.*).
 
 The fixtures were recorded by ``scripts/record_face_golden.py`` running the released
-``process_face_embeddings_split`` (with ``infer.py``'s photo loading) on insightface's ``t1.jpg`` and a
-close-up of scikit-image's astronaut, with stand-in networks: the detector rows recorded there are fed to our side
-here, the same random ArcFace ONNX graph and the same stand-in EVA-CLIP run on both sides. uint8 images
-must match exactly (sha256 of the full arrays), float tensors within 1e-5 relative (a strided subsample
-elementwise, the full tensors by their L1/L2 norms).
+``process_face_embeddings_split`` (with ``infer.py``'s photo loading) on insightface's ``t1.jpg`` and
+a close-up of scikit-image's astronaut, with stand-in networks: the detector rows recorded there are
+fed to our side here; the same random ArcFace ONNX graph and the same stand-in EVA-CLIP run on both
+sides. uint8 images must match exactly (sha256 of the full arrays), float tensors within 1e-5 relative
+(a strided subsample elementwise, the full tensors by their L1/L2 norms).
 """
 
 from __future__ import annotations

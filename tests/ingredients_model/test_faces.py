@@ -182,12 +182,17 @@ def test_released_arcface_path_through_insightface_model_zoo(tmp_path: Path, t1:
     assert embedder.embed_crop(crop).shape == (512,)
 
 
-def test_onnx_providers_pin_each_process_to_its_gpu() -> None:
-    from ingredients_model.faces import onnx_providers
+def test_onnx_providers_pin_each_process_to_its_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    import onnxruntime
 
-    assert onnx_providers("cpu") == (["CPUExecutionProvider"], -1)
+    from ingredients_model.faces import insightface_ctx_id, onnx_providers
+
+    assert onnx_providers("cpu") == ["CPUExecutionProvider"] and insightface_ctx_id("cpu") == -1
+    assert onnx_providers("cuda:3") == ["CPUExecutionProvider"]  # this onnxruntime build has no CUDA
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider"])
     cuda = ("CUDAExecutionProvider", {"device_id": 3})
-    assert onnx_providers(torch.device("cuda:3")) == ([cuda, "CPUExecutionProvider"], 3)
+    assert onnx_providers(torch.device("cuda:3")) == [cuda, "CPUExecutionProvider"]
+    assert insightface_ctx_id("cuda:3") == 3
 
 
 def test_arcface_blob_is_insightfaces(tmp_path: Path) -> None:
