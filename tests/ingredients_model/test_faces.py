@@ -79,6 +79,15 @@ def test_fingerprint_depends_on_weights(tiny_encoder: TinyFaceEncoder, tmp_path:
     assert load_face_encoder(tmp_path / "other").fingerprint != tiny_encoder.fingerprint
 
 
+def test_fingerprint_follows_the_encoder_code_version(
+    tiny_encoder: TinyFaceEncoder, tiny_encoder_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ingredients_model import faces
+
+    monkeypatch.setattr(faces, "ENCODER_CODE_VERSION", "next")
+    assert load_face_encoder(tiny_encoder_dir).fingerprint != tiny_encoder.fingerprint
+
+
 def test_face_choice_default_is_top_score_and_bad_index_errors(
     tiny_encoder: TinyFaceEncoder, t1: Image.Image
 ) -> None:
