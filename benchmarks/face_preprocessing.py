@@ -43,7 +43,7 @@ def main() -> None:
     from ingredients_model.face_tools import detector_rows
     from ingredients_model.faces import ArcFaceEmbedder, compose_identity_canvas
     from ingredients_model.photos import load_photo
-    from tests.ingredients_model.face_stand_ins import random_arcface_onnx
+    from tests.helpers.face_stand_ins import random_arcface_onnx
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5)

@@ -11,7 +11,7 @@ where the aligned crop reaches past the photo's edges), with stand-in networks:
   is fed;
 - parser: facexlib's BiSeNet/ParseNet with random weights (counted: the released path never calls them);
 - recognizer: a random 112 → 512 ArcFace ONNX graph through insightface's ``ArcFaceONNX``;
-- EVA-CLIP: a tiny stand-in with EVA-CLIP's interface (tests/ingredients_model/face_stand_ins.py).
+- EVA-CLIP: a tiny stand-in with EVA-CLIP's interface (tests/helpers/face_stand_ins.py).
 
 Needs an environment that runs the public code (torch + torchvision, facexlib, insightface, diffusers,
 timm, dlib-bin, face-recognition-models, scikit-image) and imports the public code only from PATH:
@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ingredients_model.face_tools import detector_rows  # noqa: E402
-from tests.ingredients_model.face_stand_ins import (  # noqa: E402
+from tests.helpers.face_stand_ins import (  # noqa: E402
     ARCFACE_SEED,
     CLIP_SEED,
     StandInClip,

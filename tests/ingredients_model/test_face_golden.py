@@ -23,7 +23,7 @@ from safetensors.numpy import load_file
 from ingredients_model import face_preprocessing as fp
 from ingredients_model.faces import ArcFaceEmbedder, ReleasedFaceEncoder, compose_identity_canvas
 from ingredients_model.photos import load_photo
-from tests.ingredients_model.face_stand_ins import StandInClip, golden_photos, random_arcface_onnx
+from tests.helpers.face_stand_ins import StandInClip, golden_photos, random_arcface_onnx
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 META = json.loads((FIXTURES / "face_golden.json").read_text())

@@ -24,7 +24,7 @@ from ingredients_model.faces import (
     missing_face_encoder_files,
     write_tiny_face_encoder,
 )
-from tests.ingredients_model.face_stand_ins import random_arcface_onnx
+from tests.helpers.face_stand_ins import random_arcface_onnx
 
 DIMS = {"id_dim": 24, "vit_dim": 8, "vit_tokens": 5, "num_scales": 3}
 

@@ -26,7 +26,7 @@ from ingredients_model.faces import (
     ReleasedFaceEncoder,
     load_face_encoder,
 )
-from tests.ingredients_model.face_stand_ins import random_arcface_onnx
+from tests.helpers.face_stand_ins import random_arcface_onnx
 
 pytestmark = pytest.mark.slow
 
