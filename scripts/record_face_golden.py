@@ -19,7 +19,9 @@ timm, dlib-bin, face-recognition-models, scikit-image) and imports the public co
     python scripts/record_face_golden.py --public-code PATH [--public-commit SHA] [--out DIR] [--eva-clip]
 
 ``--eva-clip`` also checks that consisid_eva_clip (which our encoder loads) computes what the public
-code's own EVA-CLIP copy computes, on the same random EVA02-CLIP-L-14-336 weights (slow: ~2 x 1.7 GB).
+code's own EVA-CLIP copy computes, on the same random EVA02-CLIP-L-14-336 weights and the recorded
+EVA-CLIP inputs (slow: minutes, ~2 x 1.7 GB); the committed fixtures were recorded with it, and the
+golden test expects its result.
 """
 
 from __future__ import annotations

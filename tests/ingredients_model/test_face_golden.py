@@ -101,6 +101,9 @@ def test_constants_match_the_release() -> None:
     assert tuple(META["clip"]["public_default_mean"]) == fp.CLIP_MEAN
     assert tuple(META["clip"]["public_default_std"]) == fp.CLIP_STD
     assert META["parser_calls"] == 0  # the release loads a face parser but never runs it
+    # consisid_eva_clip (what our encoder loads) computes what the public code's EVA-CLIP copy computes
+    eva = META["eva_clip_check"]
+    assert eva["same_image_size_mean_std"] and eva["max_abs_diff_pooled_and_hidden"] == 0.0
     for photo in META["photos"]:
         assert photo["detection_threshold"] == fp.DETECTION_THRESHOLD
 
