@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ingredients_model.errors import IngredientsError, MissingWeightsError
+from ingredients_model.memory_modes import MEMORY_MODES
 from ingredients_model.released import REPO_ID
 from ingredients_model.tiny import write_tiny_model_folder
 
@@ -49,7 +50,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_REPO_ID = REPO_ID
-MEMORY_MODES = ("auto", "none", "model_offload", "group_offload")
 
 # component folder -> (config file, single-file weights, sharded-weights index)
 _WEIGHT_COMPONENTS = {

@@ -6,7 +6,7 @@ The same functions the `storyreel` commands run, for scripts (e.g. a campaign of
 
     story = api.load_story("demo/story.yaml")          # raises StoryValidationError listing every problem
     checked = api.validate("demo")                     # never raises for a bad story: .ok, .problems
-    print(api.plan(story).counts)                      # {'done': 0, 'stale': 0, 'todo': 4}
+    print(api.plan(story).counts)                      # {'done': 0, 'stale': 0, 'damaged': 0, 'todo': 4}
     batch = api.render(["demo"], engine="preview", keep_going=True)
     print(batch.ok, batch.totals["shots"])             # True {'rendered': 4, 'current': 0, 'failed': 0}
     print(api.results("demo").reel)                    # PosixPath('.../demo/reel.mp4')
@@ -173,7 +173,7 @@ class Plan:
 
     @property
     def counts(self) -> dict[str, int]:
-        counts = {"done": 0, "stale": 0, "todo": 0}
+        counts = {"done": 0, "stale": 0, "damaged": 0, "todo": 0}
         for entry in self.jobs:
             counts[entry.status] = counts.get(entry.status, 0) + 1
         return counts

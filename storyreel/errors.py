@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ingredients_model.errors import HintedError, MissingWeightsError
 
-__all__ = ["HintedError", "Location", "StoryreelError", "user_hint"]
+__all__ = ["HintedError", "Location", "StoryreelError", "StoryreelWarning", "user_hint"]
 
 
 @dataclass(frozen=True)
@@ -61,3 +61,8 @@ class StoryreelError(HintedError):
     def __str__(self) -> str:
         text = f"{self.location}: {self.message}" if self.location else self.message
         return f"{text}\n  hint: {self.hint}" if self.hint else text
+
+
+class StoryreelWarning(UserWarning):
+    """Something the user should know that did not stop the work (a cache entry rebuilt, a transition
+    shortened). The CLI prints these on stderr as one ``warning:`` line each."""

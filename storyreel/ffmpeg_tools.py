@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from storyreel.errors import StoryreelError
+from storyreel.fsutil import DISK_FULL_TEXT, disk_full_error
 
 STDERR_TAIL_LINES = 12
 log = logging.getLogger(__name__)
@@ -66,6 +67,8 @@ def run_ffmpeg(
     except OSError as err:
         raise StoryreelError(f"could not start ffmpeg ({cmd[0]}): {err}", hint=hint) from err
     if proc.returncode != 0:
+        if DISK_FULL_TEXT.encode() in (proc.stderr or b"") and args and args[-1] != "-":
+            raise disk_full_error(args[-1])
         raise StoryreelError(
             f"ffmpeg failed while {what}:\n{stderr_tail(proc.stderr)}",
             hint=hint or "rerun with --debug for details; check that the files involved are valid videos",

@@ -19,13 +19,12 @@ cast member's ``combine`` says (``mean``, ``best`` or ``first``; the maths is
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import hashlib
 import json
 import platform
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
@@ -38,8 +37,15 @@ from ingredients_model.errors import IngredientsError
 from ingredients_model.face_tools import FaceBox
 from ingredients_model.faces import FaceEncoder, IdentityEmbedding
 from storyreel.cast import FaceChoice, MemberLike, ResolvedFace, choose_face, resolve_face
-from storyreel.errors import StoryreelError
-from storyreel.fsutil import atomic_write_bytes, atomic_write_json, file_sha256
+from storyreel.errors import StoryreelError, StoryreelWarning
+from storyreel.fsutil import (
+    atomic_write_bytes,
+    atomic_write_json,
+    clear_folder_in_way,
+    file_sha256,
+    read_json_object,
+)
+from storyreel.locking import entry_lock
 
 __all__ = ["CACHE_FORMAT", "CachedIdentity", "IdentityCache", "IdentityCacheWarning", "combine_photos"]
 
@@ -50,7 +56,7 @@ CROP_MARGIN = 1.0
 """Context kept around a chosen face in a several-face photo, in face widths on each side."""
 
 
-class IdentityCacheWarning(UserWarning):
+class IdentityCacheWarning(StoryreelWarning):
     """A cache entry was damaged or stale and has been rebuilt."""
 
 
@@ -103,6 +109,16 @@ def _versions() -> dict[str, str]:
         "safetensors": safetensors.__version__,
         "python": platform.python_version(),
     }
+
+
+def _built_for(meta: dict) -> str | None:
+    """The face choice token an entry was built for (entries written before it was recorded: their box)."""
+    if isinstance(meta.get("choice"), str):
+        return meta["choice"]
+    try:
+        return FaceChoice(box=FaceBox.from_dict(meta["box"])).token
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
 
 
 def _encoder_input(resolved: ResolvedFace) -> tuple[Image.Image, tuple[int, int]]:
@@ -175,17 +191,18 @@ class IdentityCache:
         self.hits += 1
         return cached
 
-    def has(self, photo_sha256: str, fingerprint: str | None = None) -> bool:
-        """Whether an entry exists for these photo bytes (and this encoder, when given); not verified."""
-        for meta in self.directory.glob("*/*.json"):
-            try:
-                data = json.loads(meta.read_text())
-            except (OSError, ValueError):
+    def has(
+        self, photo_sha256: str, fingerprint: str | None = None, *, choice: FaceChoice | None = None
+    ) -> bool:
+        """Whether an entry exists for these photo bytes, built for this face ``choice`` and this encoder
+        (each when given); not verified."""
+        for meta_path in self.directory.glob("*/*.json"):
+            meta = read_json_object(meta_path)
+            if meta is None or meta.get("photo_sha256") != photo_sha256:
                 continue
-            if data.get("photo_sha256") == photo_sha256 and fingerprint in (
-                None,
-                data.get("encoder_fingerprint"),
-            ):
+            if choice is not None and _built_for(meta) != choice.token:
+                continue
+            if fingerprint in (None, meta.get("encoder_fingerprint")):
                 return True
         return False
 
@@ -204,17 +221,9 @@ class IdentityCache:
         base = self.directory / key[:2] / key
         return base.with_suffix(".safetensors"), base.with_suffix(".png"), base.with_suffix(".json")
 
-    @contextlib.contextmanager
-    def _building(self, key: str) -> Iterator[None]:
-        """An exclusive ``flock`` on ``<key>.lock`` while one process builds the entry."""
-        lock_path = self._paths(key)[0].with_suffix(".lock")
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(lock_path, "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def _building(self, key: str) -> contextlib.AbstractContextManager[None]:
+        """An exclusive lock on ``<key>.lock`` while one process builds the entry."""
+        return entry_lock(self._paths(key)[0].with_suffix(".lock"))
 
     def _reject(self, key: str, reason: str) -> None:
         warnings.warn(
@@ -222,13 +231,22 @@ class IdentityCache:
         )
 
     def _load(self, key: str) -> CachedIdentity | None:
+        from safetensors import SafetensorError
         from safetensors.torch import load as load_tensors
 
-        tensor_path, face_path, meta_path = self._paths(key)
+        paths = self._paths(key)
+        tensor_path, face_path, meta_path = paths
+        folders = [path.name for path in paths if path.is_dir()]
+        if folders:
+            self._reject(key, f"damaged ({', '.join(folders)} is a folder)")
+            return None
         if not meta_path.is_file():
             return None
         try:
             meta = json.loads(meta_path.read_text())
+            if not isinstance(meta, dict):
+                self._reject(key, f"unreadable (its metadata is a JSON {type(meta).__name__}, not an object)")
+                return None
             if meta.get("format") != CACHE_FORMAT or meta.get("key") != key:
                 self._reject(key, "from another cache format (stale)")
                 return None
@@ -257,11 +275,11 @@ class IdentityCache:
                 self._reject(key, "inconsistent (tensor names, shapes or dtype differ from its metadata)")
                 return None
             face = Image.open(BytesIO(png)).convert("RGB")
-        except (OSError, ValueError, KeyError, TypeError) as err:
+            hidden = [tensors[f"id_vit_hidden.{i}"].float() for i in range(meta["num_scales"])]
+            box = FaceBox.from_dict(meta["box"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, SafetensorError) as err:
             self._reject(key, f"unreadable ({type(err).__name__}: {err})")
             return None
-        hidden = [tensors[f"id_vit_hidden.{i}"].float() for i in range(meta["num_scales"])]
-        box = FaceBox.from_dict(meta["box"])
         return CachedIdentity(
             embedding=IdentityEmbedding(
                 tensors["id_cond"].float(),
@@ -299,6 +317,8 @@ class IdentityCache:
         png = buffer.getvalue()
         arcface_dim = int(getattr(encoder, "arcface_dim", 512))
         tensor_path, face_path, meta_path = self._paths(key)
+        for path in (tensor_path, face_path, meta_path):
+            clear_folder_in_way(path)
         atomic_write_bytes(tensor_path, data)
         atomic_write_bytes(face_path, png)
         atomic_write_json(
@@ -310,6 +330,7 @@ class IdentityCache:
                 "photo": str(photo),
                 "photo_sha256": photo_sha,
                 "face": resolved.face,
+                "choice": choice.token,
                 "faces_found": resolved.faces_found,
                 "box": resolved.box.to_dict(),
                 "encoded_box": list(embedding.face_box) if embedding.face_box else None,

@@ -3,6 +3,9 @@
 A render (local, ``--gpus N`` or the driver of a ``--ray`` render) holds it while it renders the project.
 The kernel drops the lock when its process dies, so it cannot go stale. Holders describe themselves in
 ``.storyreel/holders/<host>-<pid>.json`` so a refused render can say who is in the way.
+
+:func:`entry_lock` is an exclusive ``flock`` on one cache entry's ``<entry>.lock`` while a process builds
+it, so concurrent renders build each cache entry once.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from storyreel.errors import StoryreelError
+from storyreel.fsutil import clear_folder_in_way, special_kind
 
 DEFAULT_WAIT_SECONDS = 10.0
 """How long a render waits for another holder of the project lock before refusing."""
@@ -67,6 +71,21 @@ def describe_holder(info: dict) -> str:
     )
 
 
+@contextlib.contextmanager
+def entry_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (a cache entry's ``.lock`` file, created if needed) for the
+    block. Cache folders are storyreel's own: a folder standing at ``path`` is removed first."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    clear_folder_in_way(path)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @dataclass
 class ProjectLock:
     """An exclusive fcntl lock on ``path``.
@@ -99,7 +118,16 @@ class ProjectLock:
     def acquire(self) -> None:
         """Take the lock, waiting up to ``wait`` seconds; raise StoryreelError naming the holders if busy."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            kind = special_kind(self.path)
+            what = f"is {kind}, not the lock file storyreel uses" if kind else f"cannot be opened ({err})"
+            raise StoryreelError(
+                f"{self.path} {what}",
+                hint=f"remove it (`rm -r {self.path}`; everything in {self.path.parent} is safe to delete), "
+                "then run the same command again",
+            ) from None
         flag = fcntl.LOCK_EX | fcntl.LOCK_NB
         deadline = time.monotonic() + max(self.wait, 0.0)
         announced = False

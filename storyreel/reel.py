@@ -18,11 +18,11 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
 import ffmpeg
 
-from storyreel.errors import StoryreelError
+from storyreel.errors import StoryreelError, StoryreelWarning
 from storyreel.ffmpeg_tools import VideoInfo, find_font, probe_video, run_ffmpeg, wrap_text
 from storyreel.fsutil import atomic_path, atomic_write_text
 from storyreel.timeline import BURNED_CAPTIONS, CAPTION_MODES, TRANSITIONS, joins, room
@@ -31,8 +31,10 @@ if TYPE_CHECKING:
     from storyreel.project import Project
     from storyreel.story import Story
 
-RETIME_MODES = ("duplicate", "interpolate")
-VIDEO_FORMATS = ("mp4", "webm")
+RetimeMode = Literal["duplicate", "interpolate"]
+RETIME_MODES: tuple[str, ...] = get_args(RetimeMode)
+VideoFormat = Literal["mp4", "webm"]
+VIDEO_FORMATS: tuple[str, ...] = get_args(VideoFormat)
 TITLE_SECONDS = 3.0
 END_SECONDS = 4.0
 CARD_FADE_SECONDS = 0.5
@@ -40,7 +42,7 @@ _XFADE = {"crossfade": "fade", "fade": "fadeblack"}
 _CODEC = {"mp4": "h264", "webm": "vp9"}
 
 
-class ReelWarning(UserWarning):
+class ReelWarning(StoryreelWarning):
     """Something in the reel was adjusted (e.g. a transition clamped) or skipped (e.g. no font)."""
 
 

@@ -45,17 +45,19 @@ def _digest(path: Path) -> str | None:
 
 
 def reel_inputs(story: Story, project: Project) -> dict[str, Any]:
-    """Everything the reel is built from: story file, clip keys, music (eval results only touch the page)."""
+    """Everything the reel is built from: story file, each clip's key and hash (from its record, which a
+    render checks the clip against), music (eval results only touch the page)."""
     from storyreel import __version__
     from storyreel.plan import read_clip_meta
 
-    keys = {}
+    clips = {}
     for shot in story.shots:
-        meta = read_clip_meta(project, shot.id)
-        keys[shot.id] = meta.get("key") if meta else None
+        meta = read_clip_meta(project, shot.id) or {}
+        checksum = meta.get("clip") if isinstance(meta.get("clip"), dict) else {}
+        clips[shot.id] = {"key": meta.get("key"), "sha256": checksum.get("sha256")}
     return {
         "story": _digest(project.story_path),
-        "clips": keys,
+        "clips": clips,
         "music": _digest(Path(story.music.file)) if story.music else None,
         "storyreel": __version__,
     }

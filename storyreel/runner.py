@@ -27,6 +27,7 @@ import signal
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -38,10 +39,10 @@ from rich.markup import escape
 from rich.progress import Progress
 
 from storyreel import __version__
-from storyreel.errors import HintedError, StoryreelError, user_hint
-from storyreel.fsutil import PARTIAL_SUFFIX, atomic_path, atomic_write_json, partial_path
+from storyreel.errors import HintedError, StoryreelError, StoryreelWarning, user_hint
+from storyreel.fsutil import PARTIAL_SUFFIX, atomic_path, atomic_write_json
 from storyreel.locking import DEFAULT_WAIT_SECONDS, ProjectLock
-from storyreel.plan import RenderJob, job_status, plan_story
+from storyreel.plan import RenderJob, clip_checksum, clip_problem, job_status, plan_story, read_clip_meta
 from storyreel.reporting import Reporter, as_reporter, shown_path
 
 if TYPE_CHECKING:
@@ -51,6 +52,10 @@ if TYPE_CHECKING:
     from storyreel.plan import EngineSpec
     from storyreel.project import Project
     from storyreel.story import Shot, Story
+
+
+class DamagedClipWarning(StoryreelWarning):
+    """A clip whose key is current failed its check against its record and is rendered again."""
 
 
 @dataclass
@@ -71,6 +76,15 @@ class RenderOptions:
     cast_library: Path | None = None
     ray: RayOptions | None = None
     keep_going: bool = False
+
+    def __post_init__(self) -> None:
+        """Refuse an unknown engine or memory mode up front, whichever engine the stories end up using."""
+        from ingredients_model.memory_modes import MEMORY_MODES
+        from storyreel.engines import ENGINES
+
+        for name, value, allowed in (("engine", self.engine, ENGINES), ("memory", self.memory, MEMORY_MODES)):
+            if value is not None and value not in allowed:
+                raise StoryreelError(f"unknown {name} {value!r}", hint="use one of: " + ", ".join(allowed))
 
 
 log = logging.getLogger(__name__)
@@ -240,13 +254,21 @@ def remove_partials(project: Project) -> list[Path]:
 
 
 def clip_record(
-    job: RenderJob, engine: str, versions: dict[str, str], result: RenderResult, started: float, **where: Any
+    job: RenderJob,
+    engine: str,
+    versions: dict[str, str],
+    result: RenderResult,
+    started: float,
+    clip: Path,
+    **where: Any,
 ) -> dict[str, Any]:
-    """The JSON written next to a clip: job, key, engine, versions, timings, peak memory, and ``where``
-    it was rendered (host, pid, and the accelerate process index or the Ray worker)."""
+    """The JSON written next to a clip: job, key, the ``clip``'s size and hash (so it can be verified
+    later), engine, versions, timings, peak memory, and ``where`` it was rendered (host, pid, and the
+    accelerate process index or the Ray worker)."""
     return {
         "shot_id": job.shot_id,
         "key": job.key,
+        "clip": clip_checksum(clip),
         "engine": engine,
         "job": job.model_dump(mode="json"),
         "versions": {"storyreel": __version__, **versions},
@@ -377,7 +399,20 @@ class Runner:
     def todo(self, work: StoryWork) -> list[RenderJob]:
         if self.options.force:
             return list(work.jobs)
-        return [job for job in work.jobs if job_status(job, work.project) != "done"]
+        todo = []
+        for job in work.jobs:
+            status = job_status(job, work.project)
+            if status == "damaged":
+                clip = work.project.clip_path(job.shot_id)
+                why = clip_problem(clip, read_clip_meta(work.project, job.shot_id) or {})
+                warnings.warn(
+                    f"shot {job.shot_id}: the clip {clip} is damaged ({why}); rendering it again",
+                    DamagedClipWarning,
+                    stacklevel=2,
+                )
+            if status != "done":
+                todo.append(job)
+        return todo
 
     def open_project(self, work: StoryWork) -> None:
         """Lock the project, clean up after killed renders and decide which jobs this process renders."""
@@ -412,12 +447,11 @@ class Runner:
             progress.update(steps_task, completed=done, total=total, description=name)
 
         started = time.time()
-        partial_path(clip).unlink(missing_ok=True)
         with atomic_path(clip) as tmp:
             result = work.engine_of(job).render(job, tmp, on_step, project=project)
         where = {"host": socket.gethostname(), "pid": os.getpid(), "process_index": self.processes.index}
         engine = work.engine_of(job)
-        record = clip_record(job, engine.name, engine.versions(), result, started, **where)
+        record = clip_record(job, engine.name, engine.versions(), result, started, clip, **where)
         atomic_write_json(meta, record)  # the record last: only then does the clip count as current
         return result.seconds
 

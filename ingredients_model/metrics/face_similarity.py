@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol, get_args
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -38,7 +38,8 @@ DETECTOR_FILE = "scrfd_10g_bnkps.onnx"
 ARCFACE_FILE = "glintr100.onnx"
 CURRICULARFACE_FILE = "glint360k_curricular_face_r101_backbone.bin"
 ANTELOPEV2_SUBDIRS = ("models/antelopev2", "antelopev2", ".")
-BACKENDS = ("auto", "arcface", "curricularface", "dlib")
+BackendName = Literal["auto", "arcface", "curricularface", "dlib"]
+BACKENDS: tuple[str, ...] = get_args(BackendName)
 GET_WEIGHTS_HINT = (
     "Download the released model folder (it includes face_encoder/), or put the "
     "insightface antelopev2 files in <model>/face_encoder/models/antelopev2/. Use --backend dlib to evaluate "

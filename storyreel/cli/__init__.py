@@ -28,6 +28,7 @@ from storyreel.cli import (  # noqa: F401  (imported for their @app.command regi
 from storyreel.cli.app import app, console_err, state
 from storyreel.cli.console import emit_json, route_warnings
 from storyreel.errors import HintedError, user_hint
+from storyreel.fsutil import disk_full_error, is_disk_full
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "app", "main"]
 
@@ -42,6 +43,17 @@ def _error_document(kind: str, message: str, hint: str | None, location: object,
                             "exit_code": code})  # fmt: skip
 
 
+def _user_error(err: HintedError) -> None:
+    location = getattr(err, "location", None)
+    prefix = f"{location}: " if location else ""
+    console_err.print(f"[bold red]error:[/] {escape(prefix + err.message)}", highlight=False)
+    hint = user_hint(err)
+    if hint:
+        console_err.print(f"[yellow]hint:[/] {escape(hint)}", highlight=False)
+    _error_document("user", err.message, hint, location, EXIT_FAILED)
+    sys.exit(EXIT_FAILED)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `storyreel` console script."""
     route_warnings()
@@ -50,14 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     except HintedError as err:  # storyreel's and the model package's errors
         if state.debug:
             raise
-        location = getattr(err, "location", None)
-        prefix = f"{location}: " if location else ""
-        console_err.print(f"[bold red]error:[/] {escape(prefix + err.message)}", highlight=False)
-        hint = user_hint(err)
-        if hint:
-            console_err.print(f"[yellow]hint:[/] {escape(hint)}", highlight=False)
-        _error_document("user", err.message, hint, location, EXIT_FAILED)
-        sys.exit(EXIT_FAILED)
+        _user_error(err)
     except KeyboardInterrupt:
         if state.debug:
             raise
@@ -67,6 +72,8 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as err:  # a bug, not the user's fault: say so briefly
         if state.debug:
             raise
+        if is_disk_full(err):  # wherever it happened, a full disk is the user's to fix
+            _user_error(disk_full_error(getattr(err, "filename", None) or "a file"))
         detail = f"{type(err).__name__}: {err}"
         console_err.print(f"[bold red]internal error:[/] {escape(detail)}", highlight=False)
         hint = "rerun with --debug for the traceback and report it."

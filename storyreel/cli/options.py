@@ -2,7 +2,9 @@
 
 A command declares ``model: ModelOption = None``; the flag, its help text and its checks come from here,
 so ``--model`` reads the same in every command (the style of the ``hf`` CLI). Defaults that belong to the
-library (the lock wait, the attempts of a Ray render) are imported from it, never repeated.
+library (the lock wait, the attempts of a Ray render) are imported from it, never repeated. Options with a
+fixed set of values are typed with the library's ``Literal`` (e.g. :data:`~storyreel.engines.EngineName`),
+so a wrong value is refused before any work starts, whatever the engine.
 :func:`expand_stories` turns a :data:`StoriesArgument` into story paths, the same way for every command
 that takes several stories.
 """
@@ -16,7 +18,9 @@ from typing import Annotated, Any
 
 import typer
 
+from ingredients_model.memory_modes import MemoryMode
 from storyreel.cli import console as output
+from storyreel.engines import EngineName
 from storyreel.errors import StoryreelError
 
 __all__ = [
@@ -26,6 +30,7 @@ __all__ = [
     "EngineOption",
     "JsonOption",
     "KeepGoingOption",
+    "MemoryOption",
     "ModelOption",
     "ProjectOption",
     "StoriesArgument",
@@ -47,12 +52,16 @@ StoriesArgument = Annotated[
     ),
 ]
 EngineOption = Annotated[
-    str | None,
+    EngineName | None,
     typer.Option(
         "--engine",
-        help="auto | ingredients | wan-vace | preview, for every shot (default: each shot's engine:, "
-        "else the story's defaults.engine).",
+        help="The engine for every shot (default: each shot's engine:, else the story's defaults.engine).",
+        show_default=False,
     ),
+]
+MemoryOption = Annotated[
+    MemoryMode,
+    typer.Option("--memory", help="Where the model's weights live while rendering (model engines)."),
 ]
 ModelOption = Annotated[
     Path | None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -13,38 +13,57 @@ from storyreel.cli.app import app, console, reporter
 from storyreel.cli.batch import each_story, exit_for, print_story_count
 from storyreel.cli.options import (
     CastLibraryOption,
+    EngineOption,
     KeepGoingOption,
+    ModelOption,
     StoriesArgument,
     expand_stories,
     keep_going_for,
 )
 from storyreel.environment import environment_help
+from storyreel.errors import StoryreelError, StoryreelWarning
+from storyreel.reel import RetimeMode, VideoFormat
 from storyreel.reporting import shown_path
+from storyreel.timeline import CaptionMode
+
+if TYPE_CHECKING:
+    from storyreel.project import Project
+    from storyreel.story import Story
 
 
 @app.command("reel", epilog=environment_help("STORYREEL_FONT", "STORYREEL_CAST"))
 def reel(
     stories: StoriesArgument = None,
     captions: Annotated[
-        str | None,
+        CaptionMode | None,
         typer.Option(
-            "--captions", help="burn | subtitles | both | none (default: the story's output.captions)"
+            "--captions", help="Captions (default: the story's output.captions).", show_default=False
         ),
     ] = None,
     retime: Annotated[
-        str | None,
+        RetimeMode | None,
         typer.Option(
             "--retime",
-            help="duplicate frames to reach the reel fps (default), or interpolate (motion, slower)",
+            help="duplicate frames to reach the reel fps (default), or interpolate (motion, slower).",
+            show_default=False,
         ),
     ] = None,
     video_format: Annotated[
-        str | None,
-        typer.Option("--format", help="mp4 (H.264) or webm (VP9); default from the story's output.file"),
+        VideoFormat | None,
+        typer.Option(
+            "--format",
+            help="mp4 (H.264) or webm (VP9); default from the story's output.file.",
+            show_default=False,
+        ),
     ] = None,
     review: Annotated[
         bool, typer.Option("--review/--no-review", help="also write renders/index.html")
     ] = True,
+    force: Annotated[
+        bool, typer.Option("--force", help="Assemble even from clips that are stale or damaged.")
+    ] = False,
+    engine: EngineOption = None,
+    model: ModelOption = None,
     keep_going: KeepGoingOption = None,
     cast_library: CastLibraryOption = None,
 ) -> None:
@@ -53,6 +72,10 @@ def reel(
     The options here are for this assembly only: story.yaml stays the source of truth, so the next
     `storyreel render` re-assembles the reel with the story's own settings when this one used other
     options (change output.captions / output.file in story.yaml to make a choice stick).
+
+    Clips made from other inputs than story.yaml now gives (stale), or that fail their check (damaged),
+    are refused unless --force; --engine and --model say which engine's jobs the clips should match
+    (default: the one `storyreel render` would use).
     """
     paths = expand_stories(stories)
     options: dict[str, Any] = {}
@@ -60,10 +83,16 @@ def reel(
         options["retime"] = retime
     if captions is not None:
         options["captions"] = captions
+    checks = {"engine": engine, "model": model, "force": force}
     outcomes = each_story(
         paths,
         lambda path: assemble(
-            path, review=review, video_format=video_format, cast_library=cast_library, **options
+            path,
+            review=review,
+            video_format=video_format,
+            cast_library=cast_library,
+            checks=checks,
+            **options,
         ),
         keep_going=keep_going_for(keep_going, paths),
     )
@@ -71,10 +100,49 @@ def reel(
     exit_for(outcomes)
 
 
+def check_clips_current(
+    story: Story, project: Project, *, engine: str | None, model: Path | None, force: bool
+) -> None:
+    """Refuse (unless ``force``: warn) when clips are stale or damaged for the engines `storyreel render`
+    would use (:func:`storyreel.api.plan`); warn when that cannot be known (e.g. no model folder)."""
+    from storyreel.api import plan
+
+    try:
+        planned = plan(story, engine=engine, model=model)
+    except StoryreelError as err:
+        warnings.warn(f"cannot check whether the clips are current: {err.message}", StoryreelWarning, 2)
+        return
+    bad = {entry.job.shot_id: entry.status for entry in planned.jobs if entry.status in ("stale", "damaged")}
+    if not bad:
+        return
+    listing = ", ".join(f"{shot} ({status})" for shot, status in bad.items())
+    what = (
+        f"{len(bad)} of {len(planned.jobs)} clips do not match story.yaml for the {planned.engine} engine: "
+        f"{listing}"
+    )
+    if force:
+        warnings.warn(f"{what}; assembling them anyway (--force)", StoryreelWarning, 2)
+        return
+    raise StoryreelError(
+        what,
+        hint=f"render them again with `storyreel render {shown_path(project.story_path)}` (with the "
+        "--engine/--model they were rendered with), check with `storyreel plan`, or pass --force to "
+        "assemble these clips anyway",
+    )
+
+
 def assemble(
-    path: Path, *, review: bool, video_format: str | None, cast_library: Path | None = None, **options: Any
+    path: Path,
+    *,
+    review: bool,
+    video_format: str | None,
+    cast_library: Path | None = None,
+    checks: dict[str, Any] | None = None,
+    **options: Any,
 ) -> Path:
-    """Assemble one story's reel (and review page) with a progress bar; print what was made."""
+    """Assemble one story's reel (and review page) with a progress bar; print what was made.
+
+    ``checks``: ``engine``, ``model`` and ``force`` for :func:`check_clips_current` (None: no check)."""
     from storyreel.outputs import build_outputs
     from storyreel.project import Project
     from storyreel.reel import ReelWarning
@@ -82,6 +150,8 @@ def assemble(
 
     loaded = load_story(Project.find(path).story_path, cast_library=cast_library)
     project = Project.from_story(loaded)
+    if checks is not None:
+        check_clips_current(loaded, project, **checks)
     if video_format is not None:
         options["video_format"] = video_format
         options["output"] = project.reel_path.with_suffix(f".{video_format}")

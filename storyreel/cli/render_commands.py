@@ -23,6 +23,7 @@ from storyreel.cli.options import (
     EngineOption,
     JsonOption,
     KeepGoingOption,
+    MemoryOption,
     ModelOption,
     StoriesArgument,
     WanModelOption,
@@ -148,9 +149,7 @@ def render(
         int | None,
         typer.Option("--gpus", help="Run N processes with accelerate launch, one per GPU; shots are split."),
     ] = None,
-    memory: Annotated[
-        str, typer.Option("--memory", help="auto | none | model_offload | group_offload.")
-    ] = "auto",
+    memory: MemoryOption = "auto",
     cache_threshold: CacheThresholdOption = None,
     no_reel: Annotated[
         bool, typer.Option("--no-reel", help="Render clips only; do not assemble the reel.")
@@ -260,7 +259,7 @@ def plan(
     cast_library: CastLibraryOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Show the render jobs of stories and which are done, stale or still to do."""
+    """Show the render jobs of stories and which are done, stale, damaged or still to do."""
     from storyreel.api import plan as plan_story
 
     paths = expand_stories(stories)
@@ -298,7 +297,7 @@ def print_plan(planned: Any) -> None:  # planned: storyreel.api.Plan
     for column in ("shot", "engine", "cast", "frames", "seed", "key", "status"):
         right = column in ("frames", "seed")
         table.add_column(column, justify="right" if right else "left", no_wrap=column != "cast")
-    colours = {"done": "green", "stale": "yellow", "todo": "red"}
+    colours = {"done": "green", "stale": "yellow", "damaged": "magenta", "todo": "red"}
     for entry in planned.jobs:
         job = entry.job
         colour = colours.get(entry.status, "red")
@@ -312,4 +311,11 @@ def print_plan(planned: Any) -> None:  # planned: storyreel.api.Plan
             f"[{colour}]{entry.status}[/]",
         )
     console.print(table)
-    console.print(", ".join(f"{n} {status}" for status, n in planned.counts.items()), highlight=False)
+    counts = planned.counts
+    shown = [f"{n} {status}" for status, n in counts.items() if n or status != "damaged"]
+    console.print(", ".join(shown), highlight=False)
+    if counts.get("damaged"):
+        reporter.notice(
+            "damaged: the clip does not match its record (size, hash or header); "
+            "`storyreel render` renders it again"
+        )

@@ -351,9 +351,10 @@ class RayRunner(Runner):
     def save(self, shot: _Shot, output: ShotOutput) -> None:
         """Write a returned clip, then its record (only then does the clip count as current)."""
         project, job = shot.work.project, shot.job
-        atomic_write_bytes(project.clip_path(job.shot_id), output.clip)
+        clip = project.clip_path(job.shot_id)
+        atomic_write_bytes(clip, output.clip)
         out = output
-        record = clip_record(job, out.engine, out.versions, out.result, out.started, **out.where)
+        record = clip_record(job, out.engine, out.versions, out.result, out.started, clip, **out.where)
         atomic_write_json(project.clip_meta_path(job.shot_id), record)
         self.shot_done(shot.work, job.shot_id, output.result.seconds, f", {output.where['host']}")
 

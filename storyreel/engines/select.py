@@ -19,6 +19,7 @@ from storyreel.errors import StoryreelError
 
 if TYPE_CHECKING:
     from storyreel.engines.base import Engine
+    from storyreel.plan import RenderJob
     from storyreel.story import Story
 
 MODEL_ENV = "STORYREEL_MODEL"
@@ -164,7 +165,7 @@ def make_engine(choice: EngineChoice, *, device: str | None = None, memory: str 
         from storyreel.engines.preview import PreviewEngine
 
         return PreviewEngine()
-    from ingredients_model.checkpoint import MEMORY_MODES
+    from ingredients_model.memory_modes import MEMORY_MODES
 
     if memory not in MEMORY_MODES:
         raise StoryreelError(f"unknown memory mode {memory!r}", hint="use one of: " + ", ".join(MEMORY_MODES))

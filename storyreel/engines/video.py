@@ -12,6 +12,7 @@ import numpy as np
 
 from storyreel.errors import StoryreelError
 from storyreel.ffmpeg_tools import ffmpeg_exe, stderr_tail
+from storyreel.fsutil import DISK_FULL_TEXT, disk_full_error
 
 
 class FrameWriter:
@@ -64,8 +65,11 @@ class FrameWriter:
 
     def _fail(self) -> None:
         self._stderr.seek(0)
+        stderr = self._stderr.read()
+        if DISK_FULL_TEXT.encode() in stderr:
+            raise disk_full_error(self.path)
         raise StoryreelError(
-            f"ffmpeg failed while writing {self.path.name}:\n{stderr_tail(self._stderr.read())}",
+            f"ffmpeg failed while writing {self.path.name}:\n{stderr_tail(stderr)}",
             hint="check free disk space; rerun with --debug for details",
         )
 

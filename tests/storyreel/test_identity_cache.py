@@ -111,9 +111,31 @@ def _wrong_shape(files: dict[str, Path]) -> None:
     files[".json"].write_text(json.dumps(meta))
 
 
+def _metadata_not_an_object(files: dict[str, Path]) -> None:
+    files[".json"].write_text("[1]")  # valid JSON, but not what the cache writes
+
+
+def _versions_not_an_object(files: dict[str, Path]) -> None:
+    meta = json.loads(files[".json"].read_text())
+    meta["versions"] = ["torch"]
+    files[".json"].write_text(json.dumps(meta))
+
+
+def _folder_instead_of(suffix: str):
+    def damage(files: dict[str, Path]) -> None:
+        files[suffix].unlink()
+        (files[suffix] / "inside").mkdir(parents=True)
+
+    return damage
+
+
 @pytest.mark.parametrize(
     "damage, reason",
     [
+        (_metadata_not_an_object, "not an object"),
+        (_versions_not_an_object, "unreadable"),
+        (_folder_instead_of(".json"), "is a folder"),
+        (_folder_instead_of(".safetensors"), "is a folder"),
         (_damage_tensors, "hash mismatch"),
         (_truncate_metadata, "unreadable"),
         (_damage_face, "aligned face hash"),
@@ -244,3 +266,33 @@ def test_concurrent_builders_build_once(encoder: TinyFaceEncoder, photo: Path, t
             results = list(pool.map(lambda cache: cache.get_photo(photo, encoder), caches))
     assert sum(cache.misses for cache in caches) == 1 and sum(cache.hits for cache in caches) == 2
     assert all(torch.equal(r.embedding.id_cond, results[0].embedding.id_cond) for r in results)
+
+
+def test_has_respects_the_chosen_face(encoder: TinyFaceEncoder, t1_jpg: Path, tmp_path: Path) -> None:
+    from storyreel.cast import FaceChoice
+    from storyreel.fsutil import file_sha256
+
+    cache = IdentityCache(tmp_path / "ids")
+    cache.get_photo(t1_jpg, encoder, face=2)
+    sha = file_sha256(t1_jpg)
+    assert cache.has(sha) and cache.has(sha, choice=FaceChoice(face=2))
+    assert not cache.has(sha, choice=FaceChoice(face=5))
+    assert cache.has(sha, encoder.fingerprint, choice=FaceChoice(face=2))
+    assert not cache.has(sha, "another-encoder", choice=FaceChoice(face=2))
+    next(cache.directory.glob("*/*.json")).write_text("[1]")  # damaged sidecars are skipped, not fatal
+    assert not cache.has(sha)
+
+
+def test_a_folder_in_place_of_the_entry_lock_is_replaced(
+    encoder: TinyFaceEncoder, photo: Path, tmp_path: Path
+) -> None:
+    cache = IdentityCache(tmp_path / "ids")
+    reference = cache.get_photo(photo, encoder)
+    files = _entry_files(cache)
+    lock = files[".json"].with_suffix(".lock")
+    files[".json"].unlink()
+    lock.unlink(missing_ok=True)
+    (lock / "inside").mkdir(parents=True)
+    rebuilt = cache.get_photo(photo, encoder)
+    assert not rebuilt.hit and torch.equal(rebuilt.embedding.id_cond, reference.embedding.id_cond)
+    assert lock.is_file()

@@ -10,9 +10,20 @@ from pathlib import Path
 import pytest
 
 from storyreel.errors import StoryreelError
-from storyreel.plan import NOT_IN_KEY, EngineSpec, RenderJob, derive_seed, frame_count, job_status, plan_story
+from storyreel.plan import (
+    NOT_IN_KEY,
+    EngineSpec,
+    RenderJob,
+    clip_checksum,
+    clip_problem,
+    derive_seed,
+    frame_count,
+    job_status,
+    plan_story,
+)
 from storyreel.project import Project
 from storyreel.story import load_story
+from tests.helpers.media import make_clip
 from tests.helpers.projects import CAST, example_cast, make_library, make_project
 
 PREVIEW = EngineSpec(name="preview", version="1", uses_caption=True)
@@ -173,20 +184,52 @@ def test_only_selects_shots_and_rejects_unknown_ids(story_path: Path) -> None:
     assert "'nope'" in err.value.message and "s1, s2, s3" in (err.value.hint or "")
 
 
-def test_status_done_stale_todo(story_path: Path) -> None:
+def test_status_done_stale_damaged_todo(story_path: Path) -> None:
     story = load_story(story_path)
     project = Project.from_story(story)
     job = plan_story(story, PREVIEW)[0]
     assert job_status(job, project) == "todo"
     project.renders_dir.mkdir(exist_ok=True)
-    project.clip_path("s1").write_bytes(b"clip")
+    clip = make_clip(project.clip_path("s1"), 4)
     assert job_status(job, project) == "stale"  # a clip without its record is not trusted
-    project.clip_meta_path("s1").write_text(json.dumps({"key": job.key}))
+    meta = project.clip_meta_path("s1")
+    meta.write_text(json.dumps({"key": job.key}))  # a record from before clips were checksummed
     assert job_status(job, project) == "done"
-    project.clip_meta_path("s1").write_text(json.dumps({"key": "0" * 64}))
+    meta.write_text(json.dumps({"key": job.key, "clip": clip_checksum(clip)}))
+    assert job_status(job, project) == "done"
+    meta.write_text(json.dumps({"key": "0" * 64, "clip": clip_checksum(clip)}))
     assert job_status(job, project) == "stale"
-    project.clip_meta_path("s1").write_text("{broken")
+    meta.write_text("{broken")
     assert job_status(job, project) == "stale"
+    meta.write_text("[1]")
+    assert job_status(job, project) == "stale"
+
+
+def test_a_damaged_clip_is_not_current(story_path: Path) -> None:
+    story = load_story(story_path)
+    project = Project.from_story(story)
+    job = plan_story(story, PREVIEW)[0]
+    project.renders_dir.mkdir(exist_ok=True)
+    clip = make_clip(project.clip_path("s1"), 4)
+    good = clip.read_bytes()
+    meta = project.clip_meta_path("s1")
+    meta.write_text(json.dumps({"key": job.key, "clip": clip_checksum(clip)}))
+    flipped = bytearray(good)
+    flipped[len(good) // 2] ^= 0xFF
+    for damage, why in (
+        (b"", "it is empty"),  # `: > renders/s1.mp4`
+        (good[: len(good) // 2], "it has"),  # truncated
+        (bytes(flipped), "content differs"),  # same size, one byte changed
+        (b"GIF89a" + good[6:], "not an MP4 or WebM"),
+    ):
+        clip.write_bytes(damage)
+        assert job_status(job, project) == "damaged"
+        assert why in (clip_problem(clip, json.loads(meta.read_text())) or "")
+    clip.write_bytes(good)
+    assert job_status(job, project) == "done" and clip_problem(clip, json.loads(meta.read_text())) is None
+    meta.write_text(json.dumps({"key": job.key}))  # an old record: the header check still runs
+    clip.write_bytes(b"")
+    assert job_status(job, project) == "damaged"
 
 
 def test_the_model_needs_people_in_every_shot(story_path: Path) -> None:

@@ -39,7 +39,7 @@ def _wait_mid_render(renders: Path, proc: subprocess.Popen, timeout: float = 180
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
-        if list(renders.glob("*.json")) and list(renders.glob("*.mp4.partial")):
+        if list(renders.glob("*.json")) and list(renders.glob("*.mp4.*.partial")):
             return
         time.sleep(0.01)
     raise AssertionError("the render never got to its second shot")

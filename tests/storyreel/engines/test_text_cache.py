@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import warnings
 from pathlib import Path
+from subprocess import PIPE
 
+import pytest
 import torch
 
-from storyreel.engines.text_cache import TextEmbeddingCache
+from storyreel.engines.text_cache import TextCacheWarning, TextEmbeddingCache
 
 
 class Encoder:
@@ -46,20 +52,72 @@ def test_other_model_revision_or_negative_prompt_is_another_entry(tmp_path: Path
     assert len(encode.calls) == 3 and len(_entries(tmp_path)) == 3
 
 
-def test_damaged_or_tampered_entries_are_rebuilt(tmp_path: Path) -> None:
+def test_damaged_or_tampered_entries_are_rebuilt_with_a_warning(tmp_path: Path) -> None:
     encode = Encoder()
     reference = TextEmbeddingCache("rev", 226, torch.float32).get(tmp_path, "a cafe", "", encode)
     tensors = _entries(tmp_path)[0]
     meta = tensors.with_suffix(".json")
-    for damage in (
-        lambda: tensors.write_bytes(tensors.read_bytes()[:-10]),  # truncated
-        lambda: tensors.write_bytes(b"not safetensors at all"),
-        lambda: meta.write_text("{"),  # unreadable metadata
-        lambda: meta.write_text(json.dumps({**json.loads(meta.read_text()), "sha256": "0" * 64})),
-        lambda: tensors.unlink(),
+    good_meta = meta.read_text()
+
+    def folder_instead_of(path: Path) -> None:
+        path.unlink()
+        (path / "inside").mkdir(parents=True)
+
+    for damage, reason in (
+        (lambda: tensors.write_bytes(tensors.read_bytes()[:-10]), "hash mismatch"),  # truncated
+        (lambda: tensors.write_bytes(b"not safetensors at all"), "hash mismatch"),
+        (lambda: meta.write_text("{"), "unreadable"),
+        (lambda: meta.write_text("[1]"), "not an object"),  # valid JSON, not an object
+        (lambda: meta.write_text(json.dumps({**json.loads(good_meta), "shapes": [1]})), "inconsistent"),
+        (lambda: meta.write_text(json.dumps({**json.loads(good_meta), "sha256": "0" * 64})), "hash mismatch"),
+        (lambda: meta.write_text(json.dumps({**json.loads(good_meta), "built_from": {}})), "stale"),
+        (lambda: tensors.unlink(), "unreadable"),
+        (lambda: folder_instead_of(tensors), "is a folder"),
+        (lambda: folder_instead_of(meta), "is a folder"),
     ):
         damage()
         cache = TextEmbeddingCache("rev", 226, torch.float32)
-        rebuilt = cache.get(tmp_path, "a cafe", "", encode)
+        with pytest.warns(TextCacheWarning, match=reason):
+            rebuilt = cache.get(tmp_path, "a cafe", "", encode)
         assert cache.misses == 1 and torch.equal(rebuilt[0], reference[0])
-    assert len(encode.calls) == 6
+        good_meta = meta.read_text()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert TextEmbeddingCache("rev", 226, torch.float32).get(tmp_path, "a cafe", "", encode)
+    assert len(encode.calls) == 11
+
+
+_WRITER = """
+import sys, torch
+from pathlib import Path
+from storyreel.engines.text_cache import TextEmbeddingCache
+
+def encode(prompt, negative):
+    generator = torch.Generator().manual_seed(sum(map(ord, prompt)))
+    return torch.randn(1, 226, 64, generator=generator), torch.randn(1, 226, 64, generator=generator)
+
+cache = TextEmbeddingCache("rev", 226, torch.float32)
+for index in range(100):
+    cache.get(Path(sys.argv[1]), f"prompt number {index}", "", encode)
+print(cache.misses, cache.hits)
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_writing_the_same_entries(tmp_path: Path) -> None:
+    """Two render processes encoding the same 100 prompts at once: no crash, each entry built once."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-c", _WRITER, str(tmp_path / "text")]
+    procs = [subprocess.Popen(command, stdout=PIPE, stderr=PIPE, text=True, env=env) for _ in range(2)]
+    outputs = [proc.communicate(timeout=300) for proc in procs]
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err
+        assert "Error" not in err and "Warning" not in err, err
+    misses, hits = (sum(int(out.split()[i]) for out, _ in outputs) for i in (0, 1))
+    assert (misses, hits) == (100, 100)  # every entry encoded by one process, read by the other
+    assert len(_entries(tmp_path / "text")) == 100 and not list((tmp_path / "text").glob("*.partial"))
+    cache = TextEmbeddingCache("rev", 226, torch.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every entry verifies
+        for index in range(100):
+            cache.get(tmp_path / "text", f"prompt number {index}", "", lambda p, n: pytest.fail(p))
