@@ -57,7 +57,9 @@ def test_damaged_or_tampered_entries_are_rebuilt_with_a_warning(tmp_path: Path) 
     reference = TextEmbeddingCache("rev", 226, torch.float32).get(tmp_path, "a cafe", "", encode)
     tensors = _entries(tmp_path)[0]
     meta = tensors.with_suffix(".json")
-    good_meta = meta.read_text()
+
+    def edit_meta(**changes: object) -> None:
+        meta.write_text(json.dumps({**json.loads(meta.read_text()), **changes}))
 
     def folder_instead_of(path: Path) -> None:
         path.unlink()
@@ -68,9 +70,9 @@ def test_damaged_or_tampered_entries_are_rebuilt_with_a_warning(tmp_path: Path) 
         (lambda: tensors.write_bytes(b"not safetensors at all"), "hash mismatch"),
         (lambda: meta.write_text("{"), "unreadable"),
         (lambda: meta.write_text("[1]"), "not an object"),  # valid JSON, not an object
-        (lambda: meta.write_text(json.dumps({**json.loads(good_meta), "shapes": [1]})), "inconsistent"),
-        (lambda: meta.write_text(json.dumps({**json.loads(good_meta), "sha256": "0" * 64})), "hash mismatch"),
-        (lambda: meta.write_text(json.dumps({**json.loads(good_meta), "built_from": {}})), "stale"),
+        (lambda: edit_meta(shapes=[1]), "inconsistent"),
+        (lambda: edit_meta(sha256="0" * 64), "hash mismatch"),
+        (lambda: edit_meta(built_from={}), "stale"),
         (lambda: tensors.unlink(), "unreadable"),
         (lambda: folder_instead_of(tensors), "is a folder"),
         (lambda: folder_instead_of(meta), "is a folder"),
@@ -80,7 +82,6 @@ def test_damaged_or_tampered_entries_are_rebuilt_with_a_warning(tmp_path: Path) 
         with pytest.warns(TextCacheWarning, match=reason):
             rebuilt = cache.get(tmp_path, "a cafe", "", encode)
         assert cache.misses == 1 and torch.equal(rebuilt[0], reference[0])
-        good_meta = meta.read_text()
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             assert TextEmbeddingCache("rev", 226, torch.float32).get(tmp_path, "a cafe", "", encode)
@@ -110,7 +111,7 @@ def test_two_processes_writing_the_same_entries(tmp_path: Path) -> None:
     command = [sys.executable, "-c", _WRITER, str(tmp_path / "text")]
     procs = [subprocess.Popen(command, stdout=PIPE, stderr=PIPE, text=True, env=env) for _ in range(2)]
     outputs = [proc.communicate(timeout=300) for proc in procs]
-    for proc, (out, err) in zip(procs, outputs, strict=True):
+    for proc, (_, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err
         assert "Error" not in err and "Warning" not in err, err
     misses, hits = (sum(int(out.split()[i]) for out, _ in outputs) for i in (0, 1))
