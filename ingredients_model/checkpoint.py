@@ -20,8 +20,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -100,16 +101,13 @@ def _missing_weights(model_dir: Path, component: str, subfolder: str) -> list[st
 
 
 def _missing_face_encoder_files(model_dir: Path) -> list[str]:
-    """The face encoder's files, by the same dispatch as ``faces.load_face_encoder``: a ``config.json`` of
-    type ``tiny_random`` means the tiny encoder (config + weights), anything else the released files."""
+    """The face encoder's files, by the same dispatch as ``faces.load_face_encoder``: a ``config.json``
+    means the tiny encoder (config + weights; an unreadable config is damaged, not missing), its absence
+    the released files."""
     from ingredients_model.faces import TINY_WEIGHTS, missing_face_encoder_files
 
     folder = model_dir / "face_encoder"
-    try:
-        kind = json.loads((folder / "config.json").read_text()).get("type")
-    except (OSError, ValueError, AttributeError):
-        kind = None
-    if kind == "tiny_random":
+    if (folder / "config.json").is_file():
         missing = [] if (folder / TINY_WEIGHTS).is_file() else [TINY_WEIGHTS]
     else:
         missing = missing_face_encoder_files(folder)
@@ -139,7 +137,9 @@ def missing_files(model_dir: Path) -> list[str]:
 
 
 def require_complete(model_dir: Path) -> None:
-    """Raise IngredientsError naming every missing file of the model folder and how to get them."""
+    """Raise IngredientsError naming every missing or damaged file of the model folder (a config that does
+    not parse, a transformer of another class, a cut-short weight file: see
+    :func:`ingredients_model.folder_checks.damaged_files`) and how to get them."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise MissingWeightsError(
@@ -154,6 +154,16 @@ def require_complete(model_dir: Path) -> None:
             f"Model folder {model_dir} is incomplete; {len(missing)} file(s) missing:\n{listing}",
             model_dir,
             also=f"or copy the files from a complete copy of {DEFAULT_REPO_ID}",
+        )
+    from ingredients_model.folder_checks import damaged_files
+
+    damaged = damaged_files(model_dir)
+    if damaged:
+        listing = "\n".join(f"  - {problem}" for problem in damaged)
+        raise MissingWeightsError(
+            f"Model folder {model_dir} has {len(damaged)} damaged file(s):\n{listing}",
+            model_dir,
+            also=f"or replace them with the files of a complete copy of {DEFAULT_REPO_ID}",
         )
 
 
@@ -177,7 +187,7 @@ def model_revision(model_dir: Path) -> str:
     It covers the files that are loaded: ``transformer_ema/`` instead of ``transformer/`` when present.
 
     Small files (configs, tokenizer) are hashed whole; large weight files by name, size and three 1 MiB
-    samples (start, middle, end), so fingerprinting a 25 GB folder takes milliseconds and survives copies.
+    samples (start, middle, end), so fingerprinting a big folder takes milliseconds and survives copies.
     """
     model_dir = Path(model_dir)
     digest = hashlib.sha256()
@@ -287,22 +297,29 @@ def load_pipeline(
             f"device, not {device}.",
             hint="Use memory='none' (or 'auto') on the CPU.",
         )
-    try:
-        pipe = IngredientsPipeline(
-            tokenizer=AutoTokenizer.from_pretrained(model_dir / "tokenizer"),
-            text_encoder=T5EncoderModel.from_pretrained(model_dir / "text_encoder", dtype=dtype),
-            vae=AutoencoderKLCogVideoX.from_pretrained(model_dir / "vae", torch_dtype=dtype),
-            transformer=IngredientsTransformer3DModel.from_pretrained(
-                model_dir / transformer_subfolder(model_dir), torch_dtype=dtype
-            ),
-            scheduler=CogVideoXDPMScheduler.from_pretrained(model_dir / "scheduler"),
-        )
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise MissingWeightsError(
-            f"Cannot load the model in {model_dir} (the folder looks complete, but a file is damaged or "
-            f"from another model): {exc}",
-            model_dir,
-        ) from exc
+
+    def load(subfolder: str, loader: Callable[[Path], Any]) -> Any:
+        try:
+            return loader(model_dir / subfolder)
+        except MemoryError:
+            raise
+        except Exception as exc:  # whatever the library raises, the folder's files do not load
+            raise MissingWeightsError(
+                f"Cannot load {subfolder}/ of the model in {model_dir} (the folder looks complete, but a "
+                f"file is damaged or from another model): {type(exc).__name__}: {exc}",
+                model_dir,
+            ) from exc
+
+    pipe = IngredientsPipeline(
+        tokenizer=load("tokenizer", AutoTokenizer.from_pretrained),
+        text_encoder=load("text_encoder", lambda path: T5EncoderModel.from_pretrained(path, dtype=dtype)),
+        vae=load("vae", lambda path: AutoencoderKLCogVideoX.from_pretrained(path, torch_dtype=dtype)),
+        transformer=load(
+            transformer_subfolder(model_dir),
+            lambda path: IngredientsTransformer3DModel.from_pretrained(path, torch_dtype=dtype),
+        ),
+        scheduler=load("scheduler", CogVideoXDPMScheduler.from_pretrained),
+    )
     _configure_memory(pipe, device, mode)
     return pipe
 

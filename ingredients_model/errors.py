@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ingredients_model.released import REPO_ID
+from ingredients_model.released import DOWNLOAD_GB, REPO_ID
 
 
 class HintedError(Exception):
@@ -41,6 +41,6 @@ class MissingWeightsError(IngredientsError):
 def download_hint(model_dir: Path | str) -> str:
     """How to get the released model folder into ``model_dir``, in this package's terms."""
     return (
-        f"download the released weights ({REPO_ID}, about 25 GB) into {model_dir} with "
+        f"download the released weights ({REPO_ID}, about {DOWNLOAD_GB} GB) into {model_dir} with "
         "ingredients_model.checkpoint.download_model (it resumes partial downloads)"
     )

@@ -525,18 +525,33 @@ def load_face_encoder(
     folder: Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
 ) -> FaceEncoder:
     """Load ``<model>/face_encoder``: the tiny random encoder if its ``config.json`` says
-    ``{"type": "tiny_random"}``, otherwise the released encoder (raises :class:`IngredientsError`
-    naming every missing file / package and the command that fixes it)."""
+    ``{"type": "tiny_random"}``, otherwise the released encoder. Raises :class:`IngredientsError` naming
+    every missing file / package and the fix, and :class:`MissingWeightsError` ("cannot load") when a
+    file is there but does not load (damaged, cut short, of another model)."""
     folder = Path(folder)
     config = folder / "config.json"
     if config.is_file():
         try:
-            kind = json.loads(config.read_text()).get("type")
-        except (json.JSONDecodeError, AttributeError) as err:
+            data = json.loads(config.read_text())
+        except (OSError, ValueError) as err:
             raise MissingWeightsError(
-                f"unreadable face encoder config {config}: {err}", _model_dir(folder)
+                f"unreadable face encoder config {config}: {type(err).__name__}: {err}", _model_dir(folder)
             ) from err
-        if kind == "tiny_random":
-            return TinyFaceEncoder(folder, device=device, dtype=dtype)
-        raise IngredientsError(f"unknown face encoder type {kind!r} in {config}", "expected 'tiny_random'")
-    return ReleasedFaceEncoder.from_folder(folder, device=device, dtype=dtype)
+        kind = data.get("type") if isinstance(data, dict) else data
+        if kind != "tiny_random":
+            raise IngredientsError(
+                f"unknown face encoder type {kind!r} in {config}", "expected 'tiny_random'"
+            )
+        build = TinyFaceEncoder
+    else:
+        build = ReleasedFaceEncoder.from_folder
+    try:
+        return build(folder, device=device, dtype=dtype)
+    except (IngredientsError, MemoryError):
+        raise
+    except Exception as err:  # whatever the libraries raise, the folder's files do not load
+        raise MissingWeightsError(
+            f"Cannot load the face encoder in {folder} (a file is damaged or from another model): "
+            f"{type(err).__name__}: {err}",
+            _model_dir(folder),
+        ) from err

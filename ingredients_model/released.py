@@ -8,6 +8,12 @@ from __future__ import annotations
 
 REPO_ID = "feizhengcong/Ingredients"
 """Hugging Face repository of the released model folder."""
+DOWNLOAD_GB = 25
+"""Approximate size of the released model folder in GB: the bf16 transformer's two shards are listed
+at 10 GB + 2.88 GB in the repository; the T5-XXL encoder (about 9.5 GB in bf16), the CogVideoX VAE
+(about 0.9 GB) and the face models (about 1.5 GB) are the CogVideoX-5B-I2V and ConsisID files."""
+TRANSFORMER_CLASS = "ConsisIDTransformer3DModel"
+"""The ``_class_name`` of the released ``transformer/config.json``."""
 FPS = 8
 """Frame rate the released model was trained at."""
 MAX_FRAMES = 49

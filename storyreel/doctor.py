@@ -131,7 +131,9 @@ def check_gpu_extra() -> Check:
 
 
 def check_model(model_dir: Path | None, source: str = "") -> list[Check]:
-    """Model folder completeness, split into the diffusion model and the face encoder."""
+    """The model folder, split into the diffusion model and the face encoder: every file there, every
+    config, index and weight header intact, and the small parts loading (the large ones built from their
+    configs on the meta device and compared with the weights)."""
     if model_dir is None:
         return [
             Check(
@@ -142,24 +144,29 @@ def check_model(model_dir: Path | None, source: str = "") -> list[Check]:
             )
         ]
     from ingredients_model.checkpoint import DEFAULT_REPO_ID, missing_files, model_revision
+    from ingredients_model.folder_checks import damaged_files, unloadable_parts
 
     where = f"{model_dir}" + (f" (from {source})" if source else "")
     if not model_dir.is_dir():
         fix = f"storyreel models download {model_dir}"
         return [Check("model folder", FAIL, f"{where} does not exist", fix)]
-    missing = missing_files(model_dir)
-    face = [m for m in missing if m.startswith("face_encoder/")]
-    model = [m for m in missing if not m.startswith("face_encoder/")]
+    problems = [f"missing {name}" for name in missing_files(model_dir)]
+    problems += damaged_files(model_dir)
+    if not problems:
+        problems = unloadable_parts(model_dir)
+    for_face = [p for p in problems if p.removeprefix("missing ").startswith("face_encoder")]
+    for_model = [p for p in problems if p not in for_face]
     fix = f"storyreel models download {model_dir}   (resumes; repo {DEFAULT_REPO_ID})"
-    checks = [
-        Check("model folder", FAIL, f"{where}: missing " + ", ".join(model), fix)
-        if model
-        else Check("model folder", OK, f"{where} complete, revision {model_revision(model_dir)}"),
-        Check("face encoder", FAIL, "missing " + ", ".join(face), fix)
-        if face
+    return [
+        Check("model folder", FAIL, f"{where}: " + "; ".join(for_model), fix)
+        if for_model
+        else Check(
+            "model folder", OK, f"{where} complete and loadable, revision {model_revision(model_dir)}"
+        ),
+        Check("face encoder", FAIL, "; ".join(for_face), fix)
+        if for_face
         else Check("face encoder", OK, f"{model_dir / 'face_encoder'} complete"),
     ]
-    return checks
 
 
 def check_wan_model(model_dir: Path | None, source: str = "") -> Check:

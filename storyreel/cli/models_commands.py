@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ingredients_model.released import DOWNLOAD_GB
 from storyreel.cli.app import StoryreelTyper, app, console, reporter
 from storyreel.cli.options import ModelOption, WanModelOption
 from storyreel.environment import environment_help
@@ -51,7 +52,12 @@ def models_tiny(
     )
 
 
-@models_app.command("download", epilog=environment_help("STORYREEL_MODEL", "STORYREEL_WAN_MODEL"))
+@models_app.command(
+    "download",
+    help=f"Download released weights with huggingface_hub (resumable): Ingredients (about {DOWNLOAD_GB} GB) "
+    "or Wan2.1-VACE 1.3B / 14B in diffusers layout.",
+    epilog=environment_help("STORYREEL_MODEL", "STORYREEL_WAN_MODEL"),
+)
 def models_download(
     what: Annotated[
         str | None,
@@ -76,8 +82,6 @@ def models_download(
         str | None, typer.Option("--repo", help="Model repository (default: the released one).")
     ] = None,
 ) -> None:
-    """Download released weights with huggingface_hub (resumable): Ingredients (about 30 GB) or
-    Wan2.1-VACE 1.3B / 14B in diffusers layout."""
     from storyreel.models.wan_vace import VARIANTS
 
     if what in VARIANTS:
@@ -118,9 +122,15 @@ def _download_wan(variant: str, directory: Path | None, revision: str | None, re
     )
 
 
-@app.command(epilog=environment_help("STORYREEL_MODEL", "STORYREEL_WAN_MODEL"))
+DOCTOR_HELP = (
+    "Check ffmpeg, torch/CUDA, GPU memory, the model folders and the [gpu] extra; say how to fix each."
+)
+
+
+# help texts are rich markup, where "[gpu]" would be a tag: escaped, it shows as written
+@app.command(help=escape(DOCTOR_HELP), epilog=environment_help("STORYREEL_MODEL", "STORYREEL_WAN_MODEL"))
 def doctor(model: ModelOption = None, wan_model: WanModelOption = None) -> None:
-    """Check ffmpeg, torch/CUDA, GPU memory, the model folders and the GPU extra; say how to fix each."""
+    """See :data:`DOCTOR_HELP`."""
     from storyreel.doctor import FAIL, OK, run_checks
     from storyreel.engines.select import resolve_model_dir, resolve_wan_model_dir
 

@@ -57,7 +57,8 @@ def model_spec(model_dir: Path) -> EngineSpec:
     if not Path(model_dir).is_dir():
         raise StoryreelError(
             f"model folder {model_dir} does not exist",
-            hint=f"get the weights with `storyreel models download {model_dir}` (about 25 GB), "
+            hint=f"get the weights with `storyreel models download {model_dir}` "
+            f"(about {released.DOWNLOAD_GB} GB), "
             f"or a tiny random test model with `storyreel models tiny {model_dir}`",
         )
     require_complete(model_dir)

@@ -19,7 +19,6 @@ from storyreel.errors import StoryreelError
 
 if TYPE_CHECKING:
     from storyreel.engines.base import Engine
-    from storyreel.plan import RenderJob
     from storyreel.story import Story
 
 MODEL_ENV = "STORYREEL_MODEL"
@@ -87,6 +86,12 @@ def _unusable(engine: str, model_dir: Path | None, where: str) -> str | None:
     missing = missing_files(model_dir)
     if missing:
         return f"{engine} model folder {where} is incomplete ({len(missing)} files missing; see doctor)"
+    if engine == "ingredients":
+        from ingredients_model.folder_checks import damaged_files
+
+        damaged = damaged_files(model_dir)
+        if damaged:
+            return f"{engine} model folder {where} has {len(damaged)} damaged file(s) (see doctor)"
     return None
 
 

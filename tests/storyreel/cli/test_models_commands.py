@@ -98,3 +98,49 @@ def test_download_names_wan_variants_and_keeps_the_folder_form(tmp_path: Path) -
     assert legacy.returncode == 1 and "feizhengcong/Ingredients" in legacy.stderr
     unknown = storyreel("models", "download", "wan-vace-7b", str(tmp_path / "x"))
     assert unknown.returncode == 1 and "unknown model" in unknown.stderr
+
+
+@pytest.mark.parametrize(
+    "damage, named",
+    [
+        (
+            lambda m: (m / "transformer" / "config.json").write_text('{"num_layers": 2,'),
+            "transformer/config.json",
+        ),
+        (lambda m: (m / "tokenizer" / "tokenizer.json").write_text("{}"), "tokenizer/tokenizer.json"),
+        (lambda m: (m / "model_index.json").write_text("{oops"), "model_index.json"),
+        (
+            lambda m: (m / "scheduler" / "scheduler_config.json").write_text('{"beta_schedule": "x"}'),
+            "scheduler",
+        ),
+        (
+            lambda m: (m / "face_encoder" / "tiny_face_encoder.safetensors").write_bytes(b"\0" * 9),
+            "face_encoder/",
+        ),
+    ],
+)
+def test_doctor_finds_damaged_folders(tiny_model_dir: Path, tmp_path: Path, damage, named: str) -> None:
+    broken = Path(shutil.copytree(tiny_model_dir, tmp_path / "model"))
+    damage(broken)
+    checks = {c.name: c for c in check_model(broken, "--model")}
+    failed = [c for c in checks.values() if c.status == FAIL]
+    assert len(failed) == 1 and named in failed[0].detail, checks
+    assert failed[0].fix.startswith(f"storyreel models download {broken}")
+
+
+@pytest.mark.slow
+def test_doctor_and_render_on_a_damaged_folder_say_what_is_wrong(
+    tiny_model_dir: Path, tmp_path_factory, tmp_path: Path
+) -> None:
+    from tests.helpers.projects import make_project
+
+    broken = Path(shutil.copytree(tiny_model_dir, tmp_path / "model"))
+    config = broken / "transformer" / "config.json"
+    config.write_text(config.read_text()[:100])
+    doctor = storyreel("doctor", "--model", str(broken))
+    assert doctor.returncode == 1 and "transformer/config.json: not valid JSON" in doctor.stdout
+    project = make_project(tmp_path_factory, tmp_path / "demo", shots=1, engine="ingredients")
+    render = storyreel("render", str(project), "--model", str(broken))
+    assert render.returncode == 1, render.stderr
+    assert "damaged file" in render.stderr and "transformer/config.json" in render.stderr
+    assert f"storyreel models download {broken}" in render.stderr and "internal error" not in render.stderr
