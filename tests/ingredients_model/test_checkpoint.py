@@ -243,7 +243,7 @@ def test_load_pipeline_dtype(tiny_model_dir: Path):
 def test_load_pipeline_reports_damaged_weights(copy_of):
     model = copy_of()
     (model / "vae" / "diffusion_pytorch_model.safetensors").write_bytes(b"garbage")
-    with pytest.raises(IngredientsError, match="(?s)damaged file.*vae/diffusion_pytorch_model") as info:
+    with pytest.raises(IngredientsError, match=r"(?s)damaged file.*vae/diffusion_pytorch_model") as info:
         load_pipeline(model, dtype=torch.float32)  # found before loading (test_folder_checks has more)
     assert isinstance(info.value, MissingWeightsError) and info.value.model_dir == model
 

@@ -55,32 +55,116 @@ def _released_face_encoder_with_a_cut_short_file(model: Path) -> None:
 
 # (what is broken, how, the line damaged_files gives)
 DAMAGED: list[tuple[str, Callable[[Path], None], str]] = [
-    ("truncated transformer config", lambda m: _cut(m / "transformer" / "config.json"), "transformer/config.json: not valid JSON"),
-    ("model_index syntax error", lambda m: (m / "model_index.json").write_text('{"_class_name": "IngredientsPipeline",,}'), "model_index.json: not valid JSON"),
-    ("transformer of another class", lambda m: _edit_json(m / "transformer" / "config.json", _class_name="UNet2DConditionModel"), "transformer/config.json: names the class 'UNet2DConditionModel'"),
-    ("vae config not an object", lambda m: (m / "vae" / "config.json").write_text("[1]"), "vae/config.json: holds a JSON list"),
-    ("text encoder config empty", lambda m: (m / "text_encoder" / "config.json").write_text(""), "text_encoder/config.json: not valid JSON"),
-    ("truncated transformer weights", lambda m: _cut(m / "transformer" / WEIGHTS), f"transformer/{WEIGHTS}: damaged safetensors"),
-    ("vae weights are not safetensors", lambda m: (m / "vae" / WEIGHTS).write_bytes(b"<html>404</html>"), f"vae/{WEIGHTS}: damaged safetensors"),
-    ("shard index lists a missing tensor", _shard_index_lists_a_tensor_the_shard_lacks, "text_encoder/model-00001-of-00001.safetensors: lacks 1 tensor"),
-    ("tokenizer.json is {}", lambda m: (m / "tokenizer" / "tokenizer.json").write_text("{}"), "tokenizer/tokenizer.json: has no tokenizer model"),
-    ("truncated tokenizer config", lambda m: _cut(m / "tokenizer" / "tokenizer_config.json"), "tokenizer/tokenizer_config.json: not valid JSON"),
-    ("truncated scheduler config", lambda m: _cut(m / "scheduler" / "scheduler_config.json"), "scheduler/scheduler_config.json: not valid JSON"),
-    ("damaged face encoder weights", lambda m: _cut(m / "face_encoder" / TINY_WEIGHTS), f"face_encoder/{TINY_WEIGHTS}: damaged safetensors"),
-    ("face encoder config syntax error", lambda m: (m / "face_encoder" / "config.json").write_text("{"), "face_encoder/config.json: not valid JSON"),
-    ("released face encoder cut short", _released_face_encoder_with_a_cut_short_file, "face_encoder/EVA02_CLIP_L_336_psz14_s6B.pt: is cut short"),
-]  # fmt: skip
+    (
+        "truncated transformer config",
+        lambda m: _cut(m / "transformer" / "config.json"),
+        "transformer/config.json: not valid JSON",
+    ),
+    (
+        "model_index syntax error",
+        lambda m: (m / "model_index.json").write_text('{"_class_name": "IngredientsPipeline",,}'),
+        "model_index.json: not valid JSON",
+    ),
+    (
+        "transformer of another class",
+        lambda m: _edit_json(m / "transformer" / "config.json", _class_name="UNet2DConditionModel"),
+        "transformer/config.json: names the class 'UNet2DConditionModel'",
+    ),
+    (
+        "vae config not an object",
+        lambda m: (m / "vae" / "config.json").write_text("[1]"),
+        "vae/config.json: holds a JSON list",
+    ),
+    (
+        "text encoder config empty",
+        lambda m: (m / "text_encoder" / "config.json").write_text(""),
+        "text_encoder/config.json: not valid JSON",
+    ),
+    (
+        "truncated transformer weights",
+        lambda m: _cut(m / "transformer" / WEIGHTS),
+        f"transformer/{WEIGHTS}: damaged safetensors",
+    ),
+    (
+        "vae weights are not safetensors",
+        lambda m: (m / "vae" / WEIGHTS).write_bytes(b"<html>404</html>"),
+        f"vae/{WEIGHTS}: damaged safetensors",
+    ),
+    (
+        "shard index lists a missing tensor",
+        _shard_index_lists_a_tensor_the_shard_lacks,
+        "text_encoder/model-00001-of-00001.safetensors: lacks 1 tensor",
+    ),
+    (
+        "tokenizer.json is {}",
+        lambda m: (m / "tokenizer" / "tokenizer.json").write_text("{}"),
+        "tokenizer/tokenizer.json: has no tokenizer model",
+    ),
+    (
+        "truncated tokenizer config",
+        lambda m: _cut(m / "tokenizer" / "tokenizer_config.json"),
+        "tokenizer/tokenizer_config.json: not valid JSON",
+    ),
+    (
+        "truncated scheduler config",
+        lambda m: _cut(m / "scheduler" / "scheduler_config.json"),
+        "scheduler/scheduler_config.json: not valid JSON",
+    ),
+    (
+        "damaged face encoder weights",
+        lambda m: _cut(m / "face_encoder" / TINY_WEIGHTS),
+        f"face_encoder/{TINY_WEIGHTS}: damaged safetensors",
+    ),
+    (
+        "face encoder config syntax error",
+        lambda m: (m / "face_encoder" / "config.json").write_text("{"),
+        "face_encoder/config.json: not valid JSON",
+    ),
+    (
+        "released face encoder cut short",
+        _released_face_encoder_with_a_cut_short_file,
+        "face_encoder/EVA02_CLIP_L_336_psz14_s6B.pt: is cut short",
+    ),
+]
 
 # (what is broken, how, the line unloadable_parts gives): files that parse, but do not load
 UNLOADABLE: list[tuple[str, Callable[[Path], None], str]] = [
-    ("transformer config of another size", lambda m: _edit_json(m / "transformer" / "config.json", num_layers=4), "transformer/config.json: the weights lack"),
-    ("transformer config with other widths", lambda m: _edit_json(m / "transformer" / "config.json", attention_head_dim=8), "transformer/config.json: "),
-    ("vae config with a bad value", lambda m: _edit_json(m / "vae" / "config.json", block_out_channels="wide"), "vae/config.json: does not build"),
-    ("text encoder config of another size", lambda m: _edit_json(m / "text_encoder" / "config.json", d_model=48), "text_encoder/config.json: "),
-    ("tokenizer model is empty", lambda m: _edit_json(m / "tokenizer" / "tokenizer.json", model={}), "tokenizer: does not load"),
-    ("unknown beta schedule", lambda m: _edit_json(m / "scheduler" / "scheduler_config.json", beta_schedule="cosine-ish"), "scheduler: does not load"),
-    ("face encoder config without its sizes", lambda m: _edit_json(m / "face_encoder" / "config.json", hidden=None), "face_encoder: does not load"),
-]  # fmt: skip
+    (
+        "transformer config of another size",
+        lambda m: _edit_json(m / "transformer" / "config.json", num_layers=4),
+        "transformer/config.json: the weights lack",
+    ),
+    (
+        "transformer config with other widths",
+        lambda m: _edit_json(m / "transformer" / "config.json", attention_head_dim=8),
+        "transformer/config.json: ",
+    ),
+    (
+        "vae config with a bad value",
+        lambda m: _edit_json(m / "vae" / "config.json", block_out_channels="wide"),
+        "vae/config.json: does not build",
+    ),
+    (
+        "text encoder config of another size",
+        lambda m: _edit_json(m / "text_encoder" / "config.json", d_model=48),
+        "text_encoder/config.json: ",
+    ),
+    (
+        "tokenizer model is empty",
+        lambda m: _edit_json(m / "tokenizer" / "tokenizer.json", model={}),
+        "tokenizer: does not load",
+    ),
+    (
+        "unknown beta schedule",
+        lambda m: _edit_json(m / "scheduler" / "scheduler_config.json", beta_schedule="cosine-ish"),
+        "scheduler: does not load",
+    ),
+    (
+        "face encoder config without its sizes",
+        lambda m: _edit_json(m / "face_encoder" / "config.json", hidden=None),
+        "face_encoder: does not load",
+    ),
+]
 
 
 @pytest.fixture()
