@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +39,8 @@ from ingredients_model.face_tools import (
     load_photo,
 )
 from storyreel.errors import StoryreelError
-from storyreel.fsutil import atomic_path, atomic_write_bytes, atomic_write_json, file_sha256
+from storyreel.fsutil import atomic_path, atomic_write_bytes, atomic_write_json, file_sha256, special_kind
+from storyreel.names import NAME_RULE, cast_name_problem, normalize_name
 
 __all__ = [
     "CROP_SIZE",
@@ -69,7 +69,6 @@ __all__ = [
 FACES_FILE = "faces.json"
 FACES_FORMAT = 1
 CROP_SIZE = 512
-NAME_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,63}$")
 CLEARER_PHOTO = "use a clearer, frontal photo where the face is well lit and at least ~80 px wide"
 
 
@@ -89,13 +88,14 @@ class MemberLike(Protocol):
 
 
 def validate_name(name: str) -> str:
-    """Cast names: lower-case letters, digits, ``_`` and ``-``, starting with a letter or ``_``."""
-    if not NAME_RE.match(name):
+    """A cast name in NFC, the form its folder is named in (the rule: :mod:`storyreel.names`)."""
+    normal = normalize_name(name)
+    problem = cast_name_problem(normal)
+    if problem:
         raise StoryreelError(
-            f"invalid cast name {name!r}",
-            "use lower-case letters, digits, '_' and '-', starting with a letter (e.g. ana, old_tom)",
+            f"invalid cast name {name!r}: {problem}", f"use {NAME_RULE} (e.g. ana, old_tom, josé, 李)"
         )
-    return name
+    return normal
 
 
 @dataclass
@@ -445,7 +445,7 @@ def add_cast_member(
     left to right) is required for photos showing several faces; without it the error lists the faces
     and saves a numbered preview under ``.storyreel/faces/``. Never edits ``story.yaml``.
     """
-    validate_name(name)
+    name = validate_name(name)
     if not photos:
         raise StoryreelError("no photo given", f"storyreel cast add PHOTO... --name {name}")
     if face is not None and face < 1:
@@ -457,6 +457,10 @@ def add_cast_member(
     preview_dir = Path(project.state_dir) / "faces"
     added, unchanged, resolved = [], [], []
     for photo in map(Path, photos):
+        if kind := special_kind(photo):
+            raise StoryreelError(
+                f"{photo} is {kind}, not a photo file", "give the path of a JPEG or PNG photo"
+            )
         if not photo.is_file():
             raise StoryreelError(f"photo not found: {photo}", "check the path")
         sha = file_sha256(photo)
@@ -548,6 +552,7 @@ def list_cast(project: ProjectPaths) -> list[CastSummary]:
 
 def write_cast_sheet(project: ProjectPaths, name: str) -> Path:
     """A contact sheet of a member's face crops (``.storyreel/sheets/<name>.png``); returns its path."""
+    name = validate_name(name)
     directory = _member_dir(project, name)
     if not (directory / FACES_FILE).is_file():
         raise StoryreelError(f"no cast member {name} under {project.cast_dir}", _known_names_hint(project))

@@ -189,6 +189,37 @@ def probe_video(path: Path | str) -> VideoInfo:
     )
 
 
+_AUDIO_SIGNATURES = (
+    (0, b"ID3"),  # MP3 with ID3 tags
+    (0, b"RIFF"),  # WAV
+    (0, b"fLaC"),
+    (0, b"OggS"),  # Ogg Vorbis / Opus
+    (0, b"FORM"),  # AIFF
+    (4, b"ftyp"),  # M4A / AAC in MP4
+    (0, b"\x1a\x45\xdf\xa3"),  # Matroska / WebM audio
+)
+
+
+def audio_problem(path: Path | str) -> str | None:
+    """Why ``path`` is not an audio file ffmpeg can read, or None. Cheap: the first bytes are compared
+    with the signatures of common audio formats (MP3 frames, WAV, FLAC, Ogg, AIFF, M4A, WebM); only a file
+    that matches none is handed to ffmpeg, which must find an audio stream in it."""
+    path = Path(path)
+    with path.open("rb") as handle:
+        head = handle.read(12)
+    if not head:
+        return "the file is empty"
+    if any(head[at : at + len(magic)] == magic for at, magic in _AUDIO_SIGNATURES):
+        return None
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:  # MPEG audio / ADTS frame sync
+        return None
+    try:
+        run_ffmpeg(["-i", str(path), "-map", "0:a:0", "-t", "0.1", "-f", "null", "-"], what=f"reading {path}")
+    except StoryreelError:
+        return "ffmpeg finds no audio in it"
+    return None
+
+
 def audio_duration(path: Path | str) -> float:
     """Length in seconds of the first audio stream, measured by decoding it."""
     proc = run_ffmpeg(["-i", str(path), "-map", "0:a:0", "-f", "null", "-"], what=f"reading audio of {path}")

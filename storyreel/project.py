@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from storyreel.errors import StoryreelError
-from storyreel.fsutil import atomic_write_text
+from storyreel.fsutil import atomic_write_text, special_kind
 
 if TYPE_CHECKING:
     from storyreel.story import Story
@@ -58,6 +58,10 @@ class Project:
         path = Path(path).absolute()
         if path.is_file():
             return cls(root=path.parent, story_path=path)
+        if (kind := special_kind(path)) and kind != "a folder":
+            raise StoryreelError(
+                f"{path} is {kind}, not a story file", "give a story.yaml or a project folder"
+            )
         if not path.exists():
             raise StoryreelError(f"{path} does not exist", "give a story.yaml or a project folder")
         for folder in (path, *path.parents):

@@ -24,6 +24,7 @@ from storyreel.cli.options import (
 )
 from storyreel.environment import environment_help
 from storyreel.errors import StoryreelError, user_hint
+from storyreel.names import NAME_RULE
 
 cast_app = StoryreelTyper(
     no_args_is_help=True, help="Add, list, show and remove the people of a project or of the cast library."
@@ -167,9 +168,7 @@ def _encode_now(project: Any, result: Any, model: Path) -> list[dict[str, Any]]:
 @cast_app.command("add", epilog=environment_help("STORYREEL_MODEL", "STORYREEL_CAST"))
 def add(
     photos: Annotated[list[Path], typer.Argument(help="Photo(s) of one person.", metavar="PHOTO")],
-    name: Annotated[
-        str, typer.Option("--name", "-n", help="Cast name: lower-case letters, digits, _ and -.")
-    ],
+    name: Annotated[str, typer.Option("--name", "-n", help=f"Cast name: {NAME_RULE}.")],
     description: Annotated[
         str | None, typer.Option("--description", "-d", help="Words that replace {name} in prompts.")
     ] = None,
@@ -394,7 +393,8 @@ def remove(
     from storyreel.cast import remove_cast_member, validate_name
 
     target = _target(project_dir, library, cast_library)
-    directory = target.cast_dir / validate_name(name)
+    name = validate_name(name)
+    directory = target.cast_dir / name
     if not directory.is_dir():
         remove_cast_member(target, name)  # raises the error listing the known names
     if not yes and not typer.confirm(f"Delete {directory} and everything in it?", default=False):

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import difflib
 import functools
-import re
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,10 +21,13 @@ from ingredients_model import released
 from storyreel.cast_library import LIBRARY_HINT, resolve_cast_library
 from storyreel.consent import CONSENT_FILE, USE_RE, ConsentError, as_uses, read_consent, today
 from storyreel.errors import StoryreelError
+from storyreel.ffmpeg_tools import audio_problem
+from storyreel.fsutil import special_kind
+from storyreel.names import cast_name_problem, normalize_name
 from storyreel.story.positions import Document
 from storyreel.story.problems import Problem, did_you_mean
 from storyreel.story.prompts import placeholders
-from storyreel.story.schema import NAME_PATTERN, CastMember, Defaults, Shot, absolute_path, is_inside
+from storyreel.story.schema import CastMember, Defaults, Shot, absolute_path, is_inside
 from storyreel.timeline import Join, joins, room
 
 if TYPE_CHECKING:
@@ -33,10 +37,33 @@ __all__ = ["Checker", "is_dir", "is_file"]
 
 MAX_SHOTS = 1000
 MAX_CAST = 100
-CAST_NAME_RE = re.compile(NAME_PATTERN)
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 VIDEO_SUFFIXES = (".mp4", ".webm")
 AUDIO_SUFFIXES = (".mp3", ".wav", ".m4a", ".aac", ".ogg", ".opus", ".flac")
+
+
+def image_problem(path: Path) -> str | None:
+    """Why ``path`` is not an image Pillow can open, or None. Cheap: ``Image.open`` reads the header only."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # loading the photo says so
+            with Image.open(path) as image:
+                image.size  # noqa: B018 (the header is parsed on open; the size proves it)
+    except Image.DecompressionBombError:
+        return None  # an image, too large: loading it says so
+    except Exception as err:  # Pillow raises many types for files it cannot identify
+        return "the file is empty" if path.stat().st_size == 0 else f"{type(err).__name__}: {err}"
+    return None
+
+
+def _readable(path: Path, check: Callable[[Path], str | None]) -> str | None:
+    """``check(path)``, or what stopped the file from being read."""
+    try:
+        return check(path)
+    except OSError as err:
+        return f"it cannot be read ({err.strerror or err})"
 
 
 def _piece(model: type[BaseModel], raw: Any, root: Path) -> Any:
@@ -84,6 +111,7 @@ class Checker:
         self.consent_warnings: list[Problem] = []
         cast = self.data.get("cast")
         self.cast: dict[str, Any] = cast if isinstance(cast, dict) else {}
+        self.names = {normalize_name(str(name)): name for name in self.cast}  # NFC → as written
         shots = self.data.get("shots")
         self.shots: list[Any] = shots if isinstance(shots, list) else []
         raw_library = self.data.get("cast_library")
@@ -163,12 +191,15 @@ class Checker:
             path = self.inside(
                 ("music", "file"), music.get("file"), "music file", "copy the music into the project"
             )
-            if path is not None and not is_file(path):
-                self.doc.problem(
-                    ("music", "file"), f"music file not found: {music['file']}", self.relative_hint()
-                )
+            loc, hint = ("music", "file"), "use an audio file ffmpeg can read (mp3, wav, m4a, ogg, flac)"
+            if path is not None and (kind := special_kind(path)):
+                self.doc.problem(loc, f"music file {music['file']!r} is {kind}, not an audio file", hint)
+            elif path is not None and not is_file(path):
+                self.doc.problem(loc, f"music file not found: {music['file']}", self.relative_hint())
+            elif path is not None and (problem := _readable(path, audio_problem)):
+                self.doc.problem(loc, f"music file {music['file']!r} is not audio: {problem}", hint)
             elif path is not None and path.suffix.lower() not in AUDIO_SUFFIXES:
-                self.warn(("music", "file"), f"{music['file']!r} does not look like an audio file")
+                self.warn(loc, f"{music['file']!r} does not look like an audio file")
 
     def check_library_path(self) -> None:
         """``cast_library:`` may name a folder outside the project (the one exception), but it must exist
@@ -227,13 +258,21 @@ class Checker:
                 )
                 if path is None:
                     continue
-                if is_dir(path):
+                kind = special_kind(path)
+                use = "use a " + ", ".join(PHOTO_SUFFIXES) + " file"
+                if kind == "a folder":
                     self.doc.problem(loc, f"photo {photo!r} is a folder", "list the photo files themselves")
+                elif kind:
+                    self.doc.problem(loc, f"photo {photo!r} is {kind}, not a photo file", use)
                 elif not is_file(path):
                     self.doc.problem(loc, f"photo not found: {photo}", self.missing_hint(path))
                 elif path.suffix.lower() not in PHOTO_SUFFIXES:
+                    self.doc.problem(loc, f"{photo!r} is not a photo", use)
+                elif problem := _readable(path, image_problem):
                     self.doc.problem(
-                        loc, f"{photo!r} is not a photo", "use a " + ", ".join(PHOTO_SUFFIXES) + " file"
+                        loc,
+                        f"photo {photo!r} is not an image: {problem}",
+                        f"replace it with a photo of {name}",
                     )
 
     def check_library_entry(self, name: str, member: dict[str, Any]) -> None:
@@ -246,7 +285,7 @@ class Checker:
                 key=True,
             )
         wanted = _as_name(member.get("library"))
-        if wanted is None or not CAST_NAME_RE.match(wanted):
+        if wanted is None or cast_name_problem(wanted := normalize_name(wanted)):
             return  # reported by the schema
         found = self.library_member(("cast", name, "library"), wanted)
         if found is not None:
@@ -289,7 +328,7 @@ class Checker:
     def known(self, loc: tuple[Any, ...], name: str, *, mark: Any = None) -> bool:
         """Whether ``name`` is a cast member: the story's own, else one of the cast library's (taken as is:
         the first use is remembered for messages). Reports unknown names."""
-        if name in self.cast:
+        if name in self.names:
             return True
         if name in self.library_names:
             if name not in self.library_refs:
@@ -308,7 +347,7 @@ class Checker:
         return self.library.names() if self.library is not None else []
 
     def unknown_name(self, loc: tuple[Any, ...], name: str, *, mark: Any = None) -> None:
-        known = list(self.cast)
+        known = list(self.names)
         library = self.library_names
         hint = did_you_mean(name, known + library)
         if known:
@@ -362,9 +401,9 @@ class Checker:
                 else:
                     first_line[folded] = (self.doc.line(("shots", index, "id")), shot_id)
             used.update(self.check_shot_cast(index, raw))
-        for name in self.cast:
+        for name, written in self.names.items():
             if name not in used and self.shots:
-                self.warn(("cast", name), f"'{name}' appears in no shot", key=True)
+                self.warn(("cast", written), f"'{name}' appears in no shot", key=True)
         if defaults is not None:
             self.check_timing(parsed, defaults)
 
@@ -389,6 +428,7 @@ class Checker:
             name = _as_name(item)
             if name is None:
                 continue
+            name = normalize_name(name)
             if not self.known(("shots", index, "cast", position), name):
                 pass
             elif name in listed:

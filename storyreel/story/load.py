@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from storyreel.errors import StoryreelError
+from storyreel.fsutil import special_kind
 from storyreel.story.checks import Checker, is_dir, is_file
 from storyreel.story.messages import pydantic_problem
 from storyreel.story.positions import compose
@@ -80,6 +81,8 @@ def load_story(path: Path, *, cast_library: Path | None = None) -> Story:
 def _read_text(path: Path, shown: Path) -> str:
     if is_dir(path):
         raise StoryreelError(f"{shown} is a folder, not a story file", f"use {shown / 'story.yaml'}")
+    if kind := special_kind(path):  # never open a FIFO: reading it could wait forever
+        raise StoryreelError(f"{shown} is {kind}, not a story file", "give the path of a story.yaml")
     try:
         with open(path, "rb") as handle:
             data = handle.read(MAX_FILE_BYTES + 1)  # never more, whatever the file claims to be

@@ -109,9 +109,6 @@ def pydantic_problem(doc: Document, error: dict[str, Any]) -> Problem | None:
         choices = re.findall(r"'([^']*)'", expected)
         message = f"expected {expected}, got {_show(value)}"
         hint = (did_you_mean(str(value), choices) + "allowed: " + ", ".join(choices)) if choices else None
-    elif kind == "string_pattern_mismatch" and key:
-        message = f"bad cast name {_show(value)}: use lower-case letters, digits, - and _"
-        hint = "start with a letter; the name is used as {name} in prompts and as the folder cast/<name>/"
     elif kind == "too_short" and loc == ("shots",):
         message, hint = "no shots", "add at least one shot under `shots:`"
     elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from storyreel.errors import Location, StoryreelError
-from storyreel.story.prompts import WORD_RE
+from storyreel.names import is_placeholder_name
 
 __all__ = ["MAX_PROBLEMS_SHOWN", "Problem", "StoryValidationError", "did_you_mean", "path_str"]
 
@@ -55,7 +55,7 @@ def path_str(loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             text += f"[{part}]"
-        elif WORD_RE.match(str(part)):
+        elif is_placeholder_name(str(part)):
             text += f".{part}" if text else str(part)
         else:
             text += f"[{str(part)!r}]"

@@ -5,14 +5,16 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from storyreel.names import is_placeholder_name, normalize_name
+
 __all__ = ["placeholders", "prompt_tokens", "resolve_prompt"]
 
-WORD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 _PROMPT_TOKEN_RE = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 
 
 def prompt_tokens(prompt: str) -> list[tuple[str, str, int]]:
-    """Split a prompt into ("text", s, pos) and ("name", name, pos) tokens; ValueError on a stray brace."""
+    """Split a prompt into ("text", s, pos) and ("name", name, pos) tokens (names in NFC); ValueError on a
+    stray brace."""
     tokens: list[tuple[str, str, int]] = []
     last = 0
     for match in _PROMPT_TOKEN_RE.finditer(prompt):
@@ -23,10 +25,10 @@ def prompt_tokens(prompt: str) -> list[tuple[str, str, int]]:
             tokens.append(("text", whole[0], match.start()))
         elif name is None:
             raise ValueError(f"stray '{whole}' at character {match.start() + 1}")
-        elif not WORD_RE.match(name.strip()):
+        elif not is_placeholder_name(name.strip()):
             raise ValueError(f"'{whole}' at character {match.start() + 1} is not a cast name placeholder")
         else:
-            tokens.append(("name", name.strip(), match.start()))
+            tokens.append(("name", normalize_name(name.strip()), match.start()))
         last = match.end()
     if last < len(prompt):
         tokens.append(("text", prompt[last:], last))

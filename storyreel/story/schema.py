@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
-    StringConstraints,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -29,6 +30,7 @@ from ingredients_model.combine import Combine
 from storyreel.consent import Uses
 from storyreel.engines import EngineName
 from storyreel.errors import StoryreelError
+from storyreel.names import MAX_LENGTH, NAME_RULE, cast_name_problem, normalize_name
 from storyreel.story.prompts import placeholders, prompt_tokens, resolve_prompt
 from storyreel.timeline import CaptionMode, TransitionType
 
@@ -41,17 +43,33 @@ MODEL_FPS = released.FPS
 MODEL_MAX_FRAMES = released.MAX_FRAMES
 """Frames per clip of the released model (about 6.1 s at :data:`MODEL_FPS`)."""
 
-NAME_PATTERN = r"^[a-z_][a-z0-9_-]*$"
 SHOT_ID_PATTERN = r"^[A-Za-z0-9_-]+$"
 _SHOT_ID_RE = re.compile(SHOT_ID_PATTERN)
 _SIZE_RE = re.compile(r"^\s*(\d{1,5})\s*[xX×]\s*(\d{1,5})\s*$")
-
-CastName = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=64)]
 
 
 def _invalid(message: str, hint: str | None = None, field: str | None = None) -> PydanticCustomError:
     """A pydantic error whose message, hint and (optional) sub-field survive into :class:`Problem`."""
     return PydanticCustomError("story", "{message}", {"message": message, "hint": hint, "field": field})
+
+
+def _cast_name(value: str) -> str:
+    """A cast name in NFC (see :mod:`storyreel.names`), or the problem with it."""
+    name = normalize_name(value)
+    problem = cast_name_problem(name)
+    if problem:
+        raise _invalid(
+            f"bad cast name {value!r}: {problem}",
+            f"use {NAME_RULE}; the name is used as {{name}} in prompts and as the folder cast/<name>/",
+        )
+    return name
+
+
+CastName = Annotated[
+    str,
+    AfterValidator(_cast_name),
+    WithJsonSchema({"type": "string", "maxLength": MAX_LENGTH, "description": f"Cast name: {NAME_RULE}"}),
+]
 
 
 class _Model(BaseModel):
@@ -167,7 +185,7 @@ class Shot(_Model):
 
     id: str = Field(..., description="Unique id, used as the clip's file name: letters, digits, - and _")
     prompt: str = Field(..., min_length=1, max_length=4000, description="What happens; {name} names a person")
-    cast: list[str] | None = Field(
+    cast: list[Annotated[str, AfterValidator(normalize_name)]] | None = Field(
         None, description="People on screen, left to right (default: the order of {name} in the prompt)"
     )
     seconds: float | None = Field(
@@ -271,7 +289,7 @@ class Story(_Model):
         "loading: absolute); --cast-library overrides it, $STORYREEL_CAST is used when neither is set",
     )
     cast: _OrEmpty[dict[CastName, CastMember]] = Field(
-        default_factory=dict, description="People, by name (letters, digits, - and _)"
+        default_factory=dict, description=f"People, by name ({NAME_RULE})"
     )
     shots: list[Shot] = Field(..., min_length=1, description="The shots, in reel order")
     music: Music | None = Field(None, description="Optional background music")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ from storyreel.cast import (
 from storyreel.errors import StoryreelError
 from storyreel.fsutil import file_sha256
 from storyreel.project import Project
-from storyreel.story import CastMember
+from storyreel.story import CastMember, load_story
 
 STORY = "title: t\nshots: [{id: a, prompt: hi}]\n"
 
@@ -131,15 +132,58 @@ def test_no_face_and_unreadable_photos(project: Project, tmp_path: Path) -> None
     assert not (project.cast_dir / "ana").exists()
 
 
-@pytest.mark.parametrize("name", ["Ana", "ana smith", "9lives", "", "a" * 65, "../x", "ana.b"])
+NFD_JOSE = "jose\u0301"  # "josé" as macOS keyboards and file names often spell it
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Ana", "José", "ZOË", "Дмитрий", "ana smith", "9lives", "-x", "", "a" * 65, "李" * 81, "../x", "ana.b",
+     "a/b", "ana\u200b", "smile😀", "\u0301e"],
+)  # fmt: skip
 def test_bad_names(name: str) -> None:
-    with pytest.raises(StoryreelError, match="invalid cast name"):
+    with pytest.raises(StoryreelError, match="invalid cast name") as err:
         validate_name(name)
+    assert "letters of any script" in (err.value.hint or "")
 
 
-def test_good_names() -> None:
-    for name in ("ana", "old_tom", "_x", "bob-2"):
+def test_good_names_in_any_script() -> None:
+    for name in (
+        "ana",
+        "old_tom",
+        "_x",
+        "bob-2",
+        "josé",
+        "zoë",
+        "李",
+        "李小龙",
+        "дмитрий",
+        "राम",
+        "straße",
+        "a" * 64,
+    ):
         assert validate_name(name) == name
+    assert validate_name(NFD_JOSE) == "josé" and len(validate_name(NFD_JOSE)) == 4
+
+
+def test_a_name_in_any_script_is_its_folder(project: Project, astronaut_png: Path) -> None:
+    for typed, stored in ((NFD_JOSE, "josé"), ("李", "李"), ("zoë", "zoë")):
+        result = add_cast_member(project, typed, [astronaut_png], description="an astronaut")
+        assert result.name == stored and result.directory == project.cast_dir / stored
+    names = sorted(os.listdir(os.fsencode(project.cast_dir)))
+    assert names == sorted(name.encode() for name in ("josé", "李", "zoë"))  # NFC bytes on disk
+    again = add_cast_member(project, "josé", [astronaut_png])  # NFC now, NFD before: the same person
+    assert again.added == [] and len(again.unchanged) == 1
+    assert [row.name for row in list_cast(project)] == sorted(["josé", "李", "zoë"])
+    (project.root / "story.yaml").write_text(
+        "title: Names\ncast:\n"
+        + "".join(f"  {n}: {{photos: [cast/{n}/astronaut.png], description: {n}}}\n" for n in ("josé", "李"))
+        + f'shots:\n  - id: one\n    prompt: "{{{NFD_JOSE}}} and {{李}} wave"\n',
+        encoding="utf-8",
+    )
+    story = load_story(project.root / "story.yaml")
+    assert (
+        story.shots[0].cast == ["josé", "李"] and story.shots[0].resolved_prompt(story) == "josé and 李 wave"
+    )
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ from storyreel.errors import StoryreelError
 from storyreel.example import CROP_SIZE, EXAMPLE_CAST
 from storyreel.project import Project, init_project, template_text
 from storyreel.story import load_story
+from tests.helpers.media import make_tone
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -87,7 +88,7 @@ def test_the_format_reference_in_projects_example_is_a_valid_story(tmp_path: Pat
     (tmp_path / "cast" / "nora").mkdir(parents=True)
     Image.new("RGB", (8, 8)).save(tmp_path / "cast" / "nora" / "1.jpg")
     (tmp_path / "music").mkdir()
-    (tmp_path / "music" / "theme.mp3").write_bytes(b"")
+    make_tone(tmp_path / "music" / "theme.mp3", 0.5)
     (tmp_path / "story.yaml").write_text(reference, encoding="utf-8")
     story = load_story(tmp_path / "story.yaml")
     assert story.shots[0].resolved_prompt(story).endswith("kitchen table, a {TV} on")

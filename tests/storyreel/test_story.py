@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import time
@@ -360,3 +361,74 @@ def test_parse_story_uses_the_given_path_for_locations(tmp_path: Path) -> None:
     (problem,) = caught.value.problems
     assert str(problem.location) == f"{tmp_path / 'mine.yaml'}:3:22"
     assert "the story has no cast" in problem.hint
+
+
+# ---------------------------------------------------------------------------------------------------
+# contents of the files a story names
+
+
+CONTENTS = """\
+title: Contents
+cast:
+  alice:
+    photos: [cast/alice/1.jpg, cast/alice/2.jpg]
+    description: a woman
+shots:
+  - id: one
+    prompt: "{alice} waves"
+"""
+
+
+def _second_photo(tmp_path: Path, make) -> list:
+    root = make_project(tmp_path)
+    make(root / "cast" / "alice" / "2.jpg")
+    return problems_of(write(root, CONTENTS))
+
+
+@pytest.mark.parametrize(
+    "make, says",
+    [
+        (
+            lambda p: p.symlink_to("/etc/passwd"),
+            "photo 'cast/alice/2.jpg' is not an image: UnidentifiedImageError",
+        ),
+        (lambda p: p.write_text("just some text\n"), "is not an image: UnidentifiedImageError"),
+        (lambda p: p.write_bytes(b""), "is not an image: the file is empty"),
+        (lambda p: p.symlink_to("/dev/zero"), "is a character device (like /dev/zero), not a photo file"),
+        (lambda p: os.mkfifo(p), "is a named pipe (FIFO), not a photo file"),
+    ],
+    ids=["symlink to /etc/passwd", "text", "empty", "/dev/zero", "fifo"],
+)
+def test_photos_are_checked_for_what_they_are(tmp_path: Path, make, says: str) -> None:
+    started = time.perf_counter()
+    problems = _second_photo(tmp_path, make)
+    assert time.perf_counter() - started < 10  # a FIFO is never opened, /dev/zero never read
+    assert len(problems) == 1 and (problems[0].line, problems[0].path) == (4, "cast.alice.photos[1]")
+    assert says in problems[0].message and "did you mean" not in (problems[0].hint or "")
+
+
+def test_music_is_checked_for_audio(tmp_path: Path) -> None:
+    from tests.helpers.media import make_tone
+
+    root = make_project(tmp_path)
+    (root / "music").mkdir()
+    text = CONTENTS.replace("cast/alice/2.jpg", "cast/alice/1.jpg") + "music: {file: music/theme.mp3}\n"
+    (root / "music" / "theme.mp3").write_text("not audio at all\n" * 10)
+    problems = problems_of(write(root, text))
+    assert [p.line for p in problems] == [9] and "is not audio: ffmpeg finds no audio" in problems[0].message
+    make_tone(root / "music" / "theme.wav", 0.5)
+    os.replace(root / "music" / "theme.wav", root / "music" / "theme.mp3")  # a WAV named .mp3 is audio
+    assert load_story(write(root, text)).music is not None
+    make_tone(root / "music" / "theme.ogg", 0.5)
+    assert load_story(write(root, text.replace("theme.mp3", "theme.ogg"))).music is not None
+    os.unlink(root / "music" / "theme.mp3")
+    os.mkfifo(root / "music" / "theme.mp3")
+    problems = problems_of(write(root, text))
+    assert "is a named pipe (FIFO), not an audio file" in problems[0].message
+
+
+def test_a_story_file_that_is_a_fifo_is_refused_without_waiting(tmp_path: Path) -> None:
+    fifo = tmp_path / "story.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(StoryreelError, match=r"is a named pipe \(FIFO\), not a story file"):
+        load_story(fifo)

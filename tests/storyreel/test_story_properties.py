@@ -12,6 +12,7 @@ from PIL import Image
 
 from storyreel.errors import StoryreelError
 from storyreel.story import Story, StoryValidationError, load_story
+from tests.helpers.media import make_tone
 
 VALID = """\
 title: Coffee Break
@@ -27,7 +28,7 @@ shots:
     prompt: |
       {bob} walks away
     transition: {type: fade, seconds: 1}
-music: {file: cast/alice/1.jpg}
+music: {file: music/theme.wav}
 credits: Thanks
 """
 
@@ -131,6 +132,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in ("alice", "bob"):
         (root / "cast" / name).mkdir(parents=True)
         Image.new("RGB", (8, 8)).save(root / "cast" / name / "1.jpg")
+    (root / "music").mkdir()
+    make_tone(root / "music" / "theme.wav", 0.2)
     return root
 
 
