@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -368,11 +369,14 @@ class AddResult:
 
 
 def _destination(directory: Path, source: Path, sha: str, taken: dict[str, str]) -> str:
-    """File name for ``source`` inside the member folder (suffix -2, -3 … on clashes)."""
+    """File name for ``source`` inside the member folder (suffix -2, -3 … on clashes; its own name when
+    it is already there)."""
     stem, suffix = source.stem, source.suffix.lower() or ".jpg"
     for n in itertools.count(1):
         name = f"{stem}{suffix}" if n == 1 else f"{stem}-{n}{suffix}"
         if taken.get(name) == sha or (name not in taken and not (directory / name).exists()):
+            return name
+        if (directory / name).exists() and (directory / name).samefile(source):  # already in its folder
             return name
     raise AssertionError("unreachable")
 
@@ -520,34 +524,67 @@ def add_cast_member(
 
 @dataclass
 class CastSummary:
-    """One row of ``cast list``."""
+    """One row of ``cast list``: a person, their photos and the face chosen in each."""
 
     name: str
     photos: int
     face_size: int | None
     photo_hashes: list[str]
     description: str
+    faces: list[FaceChoice] = field(default_factory=list)
+    """The face used in each photo (parallel to ``photo_hashes``)."""
+    in_story: bool | None = None
+    """Whether story.yaml lists this person (None: no story given)."""
+    cache_dir: Path | None = None
+    """Where this person's identities are cached when not in the project's cache (a library member's)."""
 
 
-def list_cast(project: ProjectPaths) -> list[CastSummary]:
-    """Members found under ``cast/`` (folders with a ``faces.json``), by name."""
+class StoryMember(MemberLike, Protocol):
+    """What :func:`list_cast` needs from a story's cast member."""
+
+    description: str
+
+
+def list_cast(
+    project: ProjectPaths, story_cast: Mapping[str, StoryMember] | None = None
+) -> list[CastSummary]:
+    """The project's people by name: the members registered under ``cast/`` (folders with a
+    ``faces.json``) and, when ``story_cast`` is given, the story's cast, whose photos may be anywhere.
+    For someone in both, the story's photos and ``face:`` count, as they do when rendering."""
     cast_dir = Path(project.cast_dir)
-    rows = []
+    rows: dict[str, CastSummary] = {}
     for directory in sorted(cast_dir.iterdir()) if cast_dir.is_dir() else []:
         if not (directory / FACES_FILE).is_file():
             continue
         data = read_faces(directory)
         photos = data["photos"]
-        rows.append(
-            CastSummary(
-                name=directory.name,
-                photos=len(photos),
-                face_size=min((p.box.size for p in photos), default=None),
-                photo_hashes=[p.sha256 for p in photos],
-                description=data.get("description", ""),
-            )
+        rows[directory.name] = CastSummary(
+            name=directory.name,
+            photos=len(photos),
+            face_size=min((p.box.size for p in photos), default=None),
+            photo_hashes=[p.sha256 for p in photos],
+            description=data.get("description", ""),
+            faces=[FaceChoice(box=p.box) for p in photos],
         )
-    return rows
+    from storyreel.cast_library import member_cache_dir
+
+    for name, member in (story_cast or {}).items():
+        paths = [Path(photo) for photo in member.photos if Path(photo).is_file()]
+        faces = [choose_face(path, member.face) for path in paths]
+        recorded = [recorded_face(path) for path in paths]  # sizes known for recorded faces only
+        sizes = [e.box.size for e, face in zip(recorded, faces, strict=True) if e and face.same_box(e.box)]
+        rows[name] = CastSummary(
+            name=name,
+            photos=len(member.photos),
+            face_size=min(sizes) if len(sizes) == len(paths) and sizes else None,
+            photo_hashes=[file_sha256(path) for path in paths],
+            description=member.description or "",
+            faces=faces,
+            cache_dir=member_cache_dir(member),
+        )
+    for row in rows.values():
+        row.in_story = None if story_cast is None else row.name in story_cast
+    return [rows[name] for name in sorted(rows)]
 
 
 def write_cast_sheet(project: ProjectPaths, name: str) -> Path:

@@ -156,8 +156,9 @@ def _checked_id(shot_id: str) -> str:
 def init_project(directory: Path, example: bool = False) -> Project:
     """Create a project in ``directory``: a commented ``story.yaml``, ``cast/`` and ``renders/``.
 
-    With ``example``, write the example story instead and extract its cast photos from sample photos that
-    installed packages ship (insightface, scikit-image). Never overwrites an existing ``story.yaml``.
+    With ``example``, write the example story instead, extract its cast photos from sample photos that
+    installed packages ship (insightface, scikit-image) and record their faces (``cast/<name>/faces.json``,
+    as ``storyreel cast add`` does). Never overwrites an existing ``story.yaml``.
     """
     root = Path(directory).absolute()
     story_path = root / STORY_FILE
@@ -182,4 +183,9 @@ def init_project(directory: Path, example: bool = False) -> Project:
 
         write_example_photos(project.cast_dir)
     atomic_write_text(story_path, text)
+    if example:  # register the cast as `storyreel cast add` would, so the cast commands know it
+        from storyreel.cast import add_cast_member
+
+        for name, member in project.load_story().cast.items():
+            add_cast_member(project, name, member.photos, description=member.description)
     return project

@@ -120,11 +120,17 @@ def _consent_cell(consent: Any, problem: str | None) -> str:
     return f"{when}; {escape(', '.join(consent.allowed_uses))}"
 
 
-def _story_cast(project) -> set[str] | None:
+def _story(project):  # -> storyreel.story.Story | None
+    """The project's story, or None when it does not load (the cast commands work without one)."""
     try:
-        return set(project.load_story().cast)
+        return project.load_story()
     except StoryreelError:
         return None
+
+
+def _story_cast(project) -> set[str] | None:
+    story = _story(project)
+    return None if story is None else set(story.cast)
 
 
 def _photo_json(entry: Any) -> dict[str, Any]:  # entry: storyreel.cast.PhotoFace
@@ -272,15 +278,16 @@ def list_(
     cast_library: CastLibraryOption = None,
     json_: JsonOption = False,
 ) -> None:
-    """Show the cast: photos, smallest face size, whether identities are cached, consent."""
+    """Show the cast (registered under cast/, and story.yaml's): photos, smallest face, whether the chosen
+    faces' identities are cached, consent."""
     from storyreel.cast import list_cast
     from storyreel.identity_cache import IdentityCache
+    from storyreel.project import IDENTITIES
 
     target = _target(project_dir, library, cast_library)
     in_library = _in_library(target)
-    rows = list_cast(target)
-    cache = IdentityCache(target.identity_cache_dir)
-    in_story = None if in_library else _story_cast(target)
+    story = None if in_library else _story(target)
+    rows = list_cast(target, story.cast if story is not None else None)
     entries, cells = [], []
     for row in rows:
         consent, problem = _consent(target.cast_dir / row.name)
@@ -290,8 +297,11 @@ def list_(
                 "name": row.name,
                 "photos": row.photos,
                 "face_size": row.face_size,
-                "cached_identities": sum(cache.has(sha) for sha in row.photo_hashes),
-                "in_story": None if in_story is None else row.name in in_story,
+                "cached_identities": sum(  # for the face chosen in each photo
+                    IdentityCache((row.cache_dir or target.cache_dir) / IDENTITIES).has(sha, choice=face)
+                    for sha, face in zip(row.photo_hashes, row.faces, strict=True)
+                ),
+                "in_story": row.in_story,
                 "description": row.description,
                 "consent": _consent_json(consent, problem),
             }

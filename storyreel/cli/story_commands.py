@@ -34,15 +34,18 @@ def init(
     ] = False,
 ) -> None:
     """Create a project: a commented story.yaml, cast/ and renders/."""
+    from storyreel.cast import FACES_FILE
     from storyreel.project import init_project
+    from storyreel.story.checks import PHOTO_SUFFIXES
 
     project = init_project(directory, example=example)
     root = shown_path(project.root)
     console.print(f"[green]created[/] {escape(shown_path(project.story_path))}")
     if example:
         for member in sorted(project.cast_dir.iterdir()):
-            for photo in sorted(member.iterdir()):
+            for photo in sorted(p for p in member.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES):
                 console.print(f"[green]created[/] {escape(shown_path(photo))}")
+            console.print(f"[green]recorded[/] the face in {escape(shown_path(member / FACES_FILE))}")
         console.print(
             f"next: [bold]storyreel validate {escape(root)}[/], then [bold]storyreel render {escape(root)}[/]"
         )

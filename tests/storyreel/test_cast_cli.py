@@ -241,3 +241,48 @@ def test_library_add_list_show_remove(
     assert code == 0 and "(from cast_library in story.yaml)" in err
     code, out, _ = run(capsys, "cast", "remove", "ana", "--library", "-p", project, "--yes")
     assert code == 0 and f"removed {library / 'ana'}" in out and not (library / "ana").exists()
+
+
+def _row(out: str, name: str) -> list[str]:
+    line = next(line for line in out.splitlines() if line.startswith(f"│ {name} "))
+    return [cell.strip() for cell in line.strip("│").split("│")]
+
+
+@pytest.mark.slow
+def test_cached_identity_follows_the_chosen_face(
+    project: Path, model_dir: Path, t1_jpg: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same group photo for two people, each with their own face: only the encoded face is cached."""
+    code, _, err = run(
+        capsys, "cast", "add", t1_jpg, "-n", "ana", "-f", "2", "-p", project, "--model", model_dir
+    )
+    assert code == 0, err
+    code, _, err = run(capsys, "cast", "add", t1_jpg, "-n", "bea", "-f", "5", "-p", project)
+    assert code == 0, err
+    code, out, _ = run(capsys, "cast", "list", "-p", project)
+    assert _row(out, "ana")[3] == "yes" and _row(out, "bea")[3] == "no"
+    # story.yaml decides for the people it lists: here cara uses ana's photo, but its fifth face
+    (project / "story.yaml").write_text(
+        "title: t\ncast:\n  cara: {photos: [cast/ana/t1.jpg], description: a woman, face: 5}\n"
+        "  ana: {photos: [cast/ana/t1.jpg], description: a woman}\nshots: [{id: a, prompt: '{cara} {ana}'}]\n"
+    )
+    code, out, _ = run(capsys, "cast", "list", "-p", project)
+    assert code == 0 and _row(out, "cara")[1:5] == ["1", "-", "no", "yes"]
+    assert _row(out, "ana")[3:5] == ["yes", "yes"] and _row(out, "bea")[3:5] == ["no", "no"]
+
+
+@pytest.mark.slow
+def test_the_example_project_has_its_cast_listed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "init", tmp_path / "demo", "--example")
+    assert code == 0, err
+    code, out, _ = run(capsys, "cast", "list", "-p", tmp_path / "demo")
+    assert code == 0 and "no cast yet" not in out
+    for name in ("nora", "sam", "eileen"):
+        assert _row(out, name)[1:5] == ["1", "216 px", "no", "yes"]
+        assert sorted(p.name for p in (tmp_path / "demo" / "cast" / name).iterdir()) == [
+            "1.jpg",
+            "crops",
+            "faces.json",
+        ]  # the photo recorded where it is, not copied
+    code, out, _ = run(capsys, "cast", "show", "nora", "-p", tmp_path / "demo")
+    assert code == 0 and out.strip().endswith("nora.png")
