@@ -235,15 +235,22 @@ def _timestamp(frame: int, fps: int, sep: str) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
 
 
+def vtt_escape(text: str) -> str:
+    """Cue text for WebVTT, where ``&``, ``<`` and ``>`` start markup: escaped as character references."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def subtitles_text(segments: Sequence[Segment], fps: int, kind: str = "srt") -> str:
-    """The captions as SubRip (``srt``) or WebVTT (``vtt``) text; empty when no shot has a caption."""
+    """The captions as SubRip (``srt``, text as written) or WebVTT (``vtt``, text escaped with
+    :func:`vtt_escape`); empty when no shot has a caption."""
     sep = "," if kind == "srt" else "."
     blocks = []
     for seg in (s for s in segments if s.caption):
         times = f"{_timestamp(seg.caption_start, fps, sep)} --> {_timestamp(seg.caption_end, fps, sep)}"
         cue = f"{len(blocks) + 1}\n" if kind == "srt" else ""
         text = "\n".join(line.strip() for line in seg.caption.splitlines() if line.strip())
-        blocks.append(f"{cue}{times}\n{text.replace('-->', '→')}\n")
+        text = text.replace("-->", "→")
+        blocks.append(f"{cue}{times}\n{vtt_escape(text) if kind == 'vtt' else text}\n")
     if not blocks:
         return ""
     header = "WEBVTT\n\n" if kind == "vtt" else ""

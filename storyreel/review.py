@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw, ImageFont
 from storyreel.errors import StoryreelError
 from storyreel.ffmpeg_tools import ffmpeg_exe, find_font, probe_video, stderr_tail
 from storyreel.fsutil import atomic_path, atomic_write_text
-from storyreel.reel import ReelResult, Segment
+from storyreel.reel import ReelResult, Segment, vtt_escape
 from storyreel.reel_record import recorded_reel, reel_timeline
 
 if TYPE_CHECKING:
@@ -175,12 +175,12 @@ def _face_images(story: Story, project: Project, thumbs_dir: Path) -> dict[str, 
     faces: dict[str, Path | None] = {}
     for name, member in story.cast.items():
         try:
-            crop = (
-                face_crop(project, name, member).convert("RGB").resize((FACE_SIZE, FACE_SIZE), Image.LANCZOS)
-            )
-            faces[name] = _save_image(crop, thumbs_dir / f"cast-{name}.jpg", "JPEG")
+            crop = face_crop(project, name, member)
         except (StoryreelError, IngredientsError, OSError):
             faces[name] = None
+            continue
+        crop = crop.convert("RGB").resize((FACE_SIZE, FACE_SIZE), Image.LANCZOS)
+        faces[name] = _save_image(crop, thumbs_dir / f"cast-{name}.jpg", "JPEG")
     return faces
 
 
@@ -203,10 +203,12 @@ def collect_reviews(story: Story, project: Project) -> list[ShotReview]:
             review.problems.append("not rendered yet — run `storyreel render`")
         else:
             try:
-                for k, image in enumerate(extract_thumbnails(clip), start=1):
-                    review.thumbs.append(_save_image(image, thumbs_dir / f"{shot.id}-{k}.jpg", "JPEG"))
+                images = extract_thumbnails(clip)
             except StoryreelError as err:
                 review.problems.append(f"clip unreadable: {err.message.splitlines()[0]}")
+                images = []
+            for k, image in enumerate(images, start=1):  # a write that fails (full disk) stops the page
+                review.thumbs.append(_save_image(image, thumbs_dir / f"{shot.id}-{k}.jpg", "JPEG"))
         review.faces = [(name, faces.get(name)) for name in shot.cast or []]
         review.metrics = _shot_metrics(evaluation, shot.id)
         if eval_problem:
@@ -256,10 +258,12 @@ def _captions_track(reel: Path, renders: Path) -> str | None:
         return _rel(vtt, renders)
     if not srt.is_file():
         return None
-    text = srt.read_text(encoding="utf-8")
-    cues = [block.split("\n", 1)[1] if "\n" in block else block for block in text.strip().split("\n\n")]
-    body = "\n\n".join(cue.replace(",", ".", 2) if "-->" in cue.split("\n")[0] else cue for cue in cues)
-    atomic_write_text(renders / CAPTIONS_VTT, "WEBVTT\n\n" + body + "\n")
+    cues = []
+    for block in srt.read_text(encoding="utf-8").strip().split("\n\n"):
+        lines = block.split("\n")[1:]  # the cue number goes; WebVTT needs none
+        if lines and "-->" in lines[0]:
+            cues.append("\n".join([lines[0].replace(",", "."), *map(vtt_escape, lines[1:])]))
+    atomic_write_text(renders / CAPTIONS_VTT, "WEBVTT\n\n" + "\n\n".join(cues) + "\n")
     return CAPTIONS_VTT
 
 

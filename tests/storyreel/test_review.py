@@ -168,3 +168,46 @@ def test_no_seek_links_without_a_reel(project: tuple[Path, object]) -> None:
     parser = _parse(write_review(story, Project.from_story(story)))
     assert parser.seeks == [] and "script" not in parser.tags
     assert parser.sections == ["shot-first", "shot-second", "shot-third"]
+
+
+def test_the_captions_track_escapes_cue_text(project: tuple[Path, object]) -> None:
+    root, story = project
+    story.shots = story.shots[:2]
+    story.shots[1].caption = "Tom & Jerry -> <b>bold</b>"
+    proj = Project.from_story(story)
+    build_reel(story, proj)
+    write_review(story, proj)
+    vtt = (root / "renders" / "review-captions.vtt").read_text(encoding="utf-8")
+    assert vtt.startswith("WEBVTT\n\n00:00:00.000 --> ")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;\n" in vtt
+    assert "Tom &amp; Jerry -&gt; &lt;b&gt;bold&lt;/b&gt;\n" in vtt
+    cues = vtt.split("\n\n")[1:]
+    assert len(cues) == 2 and all(cue.split("\n")[0].count(".") == 2 for cue in cues)  # 00:00:00.000
+    webm = build_reel_result(story, proj, video_format="webm", output=root / "reel.webm")
+    assert "Tom &amp; Jerry -&gt; &lt;b&gt;bold&lt;/b&gt;" in webm.subtitles.read_text(encoding="utf-8")
+
+
+def test_a_full_disk_while_writing_the_review_is_a_clear_error(
+    project: tuple[Path, object], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import errno
+
+    from storyreel.cli import main
+    from storyreel.cli.app import console_err
+
+    monkeypatch.setattr(console_err, "width", 400)
+    root, _ = project
+    story = root / "story.yaml"
+    story.write_text(story.read_text().split("  - id: third")[0])  # every shot has its clip
+
+    def full(self, fp, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", full)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["reel", str(root), "--force"])  # hand-made clips: no records
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1, err
+    assert "error: no space left on the disk while writing" in err and "thumbs" in err
+    assert "df -h" in err and "internal error" not in err and "OSError" not in err
+    assert not list(root.rglob("*.partial"))
