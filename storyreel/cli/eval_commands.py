@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ingredients_model.metrics.face_similarity import BackendName
 from ingredients_model.metrics.protocols import DEFAULT_PROTOCOL, ProtocolChoice
 from storyreel.cli.app import app, console, reporter
 from storyreel.cli.batch import each_story, exit_for, print_story_count
@@ -146,7 +147,7 @@ def engine_tables(report: dict[str, Any]) -> list[Table]:
 def eval_command(
     stories: StoriesArgument = None,
     backend: Annotated[
-        str,
+        BackendName,
         typer.Option(
             "--backend",
             help="Face backend: auto (ArcFace if its weights are there, else dlib), arcface, "

@@ -244,3 +244,35 @@ def test_progress_lines_name_their_story(tmp_path_factory, tmp_path: Path) -> No
         assert f"✓ {story}: s1" in text  # the finished-shot lines
         assert f"{story}: s1" in text and f"{story}: reel" in text  # the step and reel progress bars
     assert "shots" in text and "100%" in text
+
+
+def test_a_damaged_clip_is_rendered_again_with_a_notice(project: Path) -> None:
+    from storyreel.runner import DamagedClipWarning
+
+    root = project.parent
+    _render([project])
+    good = (root / "renders" / "s2.mp4").read_bytes()
+    reel_before = (root / "reel.mp4").stat().st_mtime_ns
+    (root / "renders" / "s2.mp4").write_bytes(b"")  # `: > renders/s2.mp4`
+    with pytest.warns(DamagedClipWarning, match=r"shot s2: the clip .*s2\.mp4 is damaged \(it is empty\)"):
+        (report,) = _render([project])
+    assert report.rendered == ["s2"] and report.skipped == ["s1", "s3"]
+    assert (root / "renders" / "s2.mp4").read_bytes() == good  # the preview is deterministic
+    meta = json.loads((root / "renders" / "s2.json").read_text())
+    assert meta["clip"]["bytes"] == len(good) and len(meta["clip"]["sha256"]) == 64
+    assert report.reel_note == "reel up to date" and (root / "reel.mp4").stat().st_mtime_ns == reel_before
+    (root / "renders" / "s3.mp4").write_bytes(good)  # a valid video, but not the clip its record describes
+    with pytest.warns(DamagedClipWarning, match="s3.*content differs|s3.*it has"):
+        (report,) = _render([project])
+    assert report.rendered == ["s3"] and report.reel_note == "reel up to date"  # same bytes as before
+    assert json.loads((root / "renders" / "s3.json").read_text())["clip"]["sha256"] != meta["clip"]["sha256"]
+
+
+def test_options_are_checked_up_front() -> None:
+    from storyreel.errors import StoryreelError
+
+    with pytest.raises(StoryreelError, match="unknown memory 'bogus'") as err:
+        RenderOptions(memory="bogus")
+    assert "model_offload" in (err.value.hint or "")
+    with pytest.raises(StoryreelError, match="unknown engine 'fast'"):
+        RenderOptions(engine="fast")

@@ -56,3 +56,12 @@ def test_a_killed_holder_releases_the_lock(tmp_path: Path) -> None:
         child.wait()
     with ProjectLock(path, wait=2):  # the kernel dropped the lock; the stale holder record is ignored
         pass
+
+
+def test_a_folder_in_place_of_the_lock_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / ".storyreel" / "lock"
+    (path / "inside").mkdir(parents=True)
+    with pytest.raises(StoryreelError) as err:
+        ProjectLock(path).acquire()
+    assert err.value.message == f"{path} is a folder, not the lock file storyreel uses"
+    assert f"rm -r {path}" in (err.value.hint or "") and "safe to delete" in (err.value.hint or "")

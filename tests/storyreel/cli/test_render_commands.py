@@ -201,3 +201,52 @@ def test_stories_with_library_members_from_the_command_line(tmp_path_factory, tm
     assert story["cast_library"] == str(library) and story["use"] == []
     assert {c["name"]: c["library"] for c in story["cast"]} == {"sam": None, "eileen": None, "nora": "nora"}
     assert any("expired" in w["message"] for w in story["warnings"])
+
+
+@pytest.mark.slow
+def test_a_damaged_clip_shows_in_plan_and_is_rendered_again(tmp_path_factory, tmp_path: Path) -> None:
+    project = make_project(tmp_path_factory, tmp_path / "demo", shots=2)
+    assert storyreel("render", str(project)).returncode == 0
+    (project.parent / "renders" / "s1.mp4").write_bytes(b"")  # `: > renders/s1.mp4`
+    planned = storyreel("plan", str(project))
+    assert planned.returncode == 0 and "1 done, 0 stale, 1 damaged, 0 todo" in planned.stdout
+    assert "damaged" in planned.stdout.split("s1", 1)[1].splitlines()[0]
+    result = storyreel("render", str(project))
+    assert result.returncode == 0, result.stderr
+    assert "1 rendered, 1 already current" in result.stdout
+    assert "warning: shot s1: the clip" in result.stderr and "is damaged (it is empty)" in result.stderr
+    # warnings are one console line each: no Python warning format, no source lines
+    assert "DamagedClipWarning" not in result.stderr and "warnings.warn" not in result.stderr
+    assert ".py:" not in result.stderr
+    assert "0 damaged" not in storyreel("plan", str(project)).stdout
+
+
+@pytest.mark.slow
+def test_reel_refuses_stale_clips_unless_forced(tmp_path_factory, tmp_path: Path) -> None:
+    project = make_project(tmp_path_factory, tmp_path / "demo", shots=2)
+    assert storyreel("render", str(project)).returncode == 0
+    project.write_text(project.read_text().replace("Caption 2", "Another caption"))
+    refused = storyreel("reel", str(project))
+    assert refused.returncode == 1
+    assert "1 of 2 clips do not match story.yaml for the preview engine: s2 (stale)" in refused.stderr
+    assert "storyreel render" in refused.stderr and "--force" in refused.stderr
+    forced = storyreel("reel", str(project), "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert "warning: 1 of 2 clips do not match" in forced.stderr and "reel:" in forced.stdout
+
+
+def test_enumerated_options_are_checked_before_any_work(tmp_path_factory, tmp_path: Path) -> None:
+    project = make_project(tmp_path_factory, tmp_path / "demo", shots=1)
+    for args in (
+        ("render", str(project), "--memory", "bogus"),
+        ("render", str(project), "--engine", "fast"),
+        ("plan", str(project), "--engine", "fast"),
+        ("reel", str(project), "--captions", "loud"),
+        ("reel", str(project), "--retime", "smooth"),
+        ("reel", str(project), "--format", "avi"),
+        ("eval", str(project), "--backend", "facenet"),
+    ):
+        result = storyreel(*args)
+        assert result.returncode == 2 and "Invalid value for" in result.stderr, args
+        assert args[-1] in result.stderr
+    assert not (project.parent / "renders").exists()
