@@ -146,7 +146,9 @@ def print_validation(checked: Validation) -> None:
     console.print(shots)
     for warning in loaded.warnings:
         reporter.warning(str(warning))
-    console.print("[green]valid[/]" + (f" with {len(loaded.warnings)} warning(s)" if loaded.warnings else ""))
+    console.print(
+        "[green]valid[/]" + (f" with {plural(len(loaded.warnings), 'warning')}" if loaded.warnings else "")
+    )
 
 
 @app.command()

@@ -24,3 +24,32 @@ def test_missing_weights_are_fixed_with_the_cli(tmp_path: Path) -> None:
     wrapped = StoryreelError.from_error(err, "shot a: ")
     assert wrapped.message == "shot a: gone" and wrapped.hint == user_hint(err)
     assert user_hint(IngredientsError("x", "plain")) == "plain"
+
+
+def test_the_cli_prints_warnings_as_one_line_on_stderr(capsys, monkeypatch) -> None:
+    import warnings
+
+    from storyreel.cli import main
+    from storyreel.cli.app import app, console_err
+    from storyreel.errors import StoryreelWarning
+
+    monkeypatch.setattr(console_err, "width", 400)
+
+    @app.command("warn-twice", hidden=True)
+    def warn_twice() -> None:
+        warnings.warn("shot a: a transition was shortened", StoryreelWarning, stacklevel=1)
+        warnings.warn("this call is deprecated", FutureWarning, stacklevel=1)
+
+    try:
+        try:
+            main(["warn-twice"])
+        except SystemExit as done:
+            assert not done.code
+        out, err = capsys.readouterr()
+    finally:
+        app.registered_commands.pop()
+    assert err.splitlines() == [
+        "warning: shot a: a transition was shortened",
+        "warning: FutureWarning: this call is deprecated",
+    ]
+    assert out == "" and warnings.showwarning.__module__ == "warnings"  # restored after the command

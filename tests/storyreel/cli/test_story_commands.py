@@ -163,3 +163,50 @@ def test_validate_several_stories_and_globs_as_json(example: Path, tmp_path: Pat
     plain = run("validate", example, tmp_path / "bad")
     assert plain.exit_code == 1 and "Launch Day" in plain.stdout and "4 problems" in plain.stderr
     assert "2 stories: 1 ok, 1 failed" in plain.stdout
+
+
+def test_validate_counts_in_words(tmp_path: Path) -> None:
+    from PIL import Image
+
+    (tmp_path / "cast" / "ana").mkdir(parents=True)
+    Image.new("RGB", (16, 16)).save(tmp_path / "cast" / "ana" / "1.jpg")
+    (tmp_path / "story.yaml").write_text(
+        "title: One\ncast:\n  ana: {photos: [cast/ana/1.jpg], description: a woman}\n"
+        "shots:\n  - {id: a, prompt: '{ana} waves', seconds: 7}\n"
+    )
+    result = run("validate", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "1 person, 1 shot, 7 s" in result.output and "with 1 warning" in result.output
+    assert "1 people" not in result.output and "warning(s)" not in result.output
+
+
+def test_doctor_help_keeps_the_gpu_extra() -> None:
+    result = run("doctor", "--help")
+    assert result.exit_code == 0 and "[gpu] extra" in result.output
+
+
+@pytest.mark.parametrize("fifo_as", ["story.yaml", "cast/ana/1.jpg"], ids=["story file", "photo"])
+def test_validate_says_what_a_fifo_is_without_waiting(tmp_path: Path, fifo_as: str) -> None:
+    import os
+    import time
+
+    from PIL import Image
+
+    (tmp_path / "cast" / "ana").mkdir(parents=True)
+    Image.new("RGB", (16, 16)).save(tmp_path / "cast" / "ana" / "1.jpg")
+    (tmp_path / "story.yaml").write_text(
+        "title: One\ncast:\n  ana: {photos: [cast/ana/1.jpg], description: a woman}\n"
+        "shots:\n  - {id: a, prompt: '{ana} waves'}\n"
+    )
+    (tmp_path / fifo_as).unlink()
+    os.mkfifo(tmp_path / fifo_as)
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "storyreel", "validate", str(tmp_path / "story.yaml")],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    assert time.perf_counter() - started < 30
+    assert result.returncode == 1 and "is a named pipe (FIFO)" in result.stderr
+    assert "did you mean" not in result.stderr and "Traceback" not in result.stderr
+    if fifo_as != "story.yaml":
+        assert "story.yaml:3:" in result.stderr  # file:line of the photo
