@@ -1,8 +1,10 @@
 """The runner: stories → jobs → clips → reel, resumable, locked, on one process, many, or a Ray cluster.
 
-* **Resume**: a shot is skipped when ``renders/<id>.mp4`` and ``renders/<id>.json`` exist and the JSON's
-  key equals the job key (the files are not touched); ``--force`` re-renders, ``--only`` picks shots.
-* **Atomic**: clips and records are written as ``*.partial`` and renamed; Ctrl-C / SIGTERM stop after
+* **Resume**: a shot is skipped when ``renders/<id>.mp4`` and ``renders/<id>.json`` exist, the JSON's
+  key equals the job key and the clip checks out against the size and hash the JSON records (the files
+  are not touched); a damaged clip is rendered again with a :class:`DamagedClipWarning`. ``--force``
+  re-renders, ``--only`` picks shots.
+* **Atomic**: clips and records are written under unique ``*.partial`` names and renamed; Ctrl-C / SIGTERM stop after
   removing the partial files; partials left by a killed process are removed by the next render.
 * **Lock**: a render holds ``.storyreel/lock`` exclusively (a second one waits ``wait`` seconds, then
   refuses naming the holder).
