@@ -4,8 +4,9 @@
   key equals the job key and the clip checks out against the size and hash the JSON records (the files
   are not touched); a damaged clip is rendered again with a :class:`DamagedClipWarning`. ``--force``
   re-renders, ``--only`` picks shots.
-* **Atomic**: clips and records are written under unique ``*.partial`` names and renamed; Ctrl-C / SIGTERM stop after
-  removing the partial files; partials left by a killed process are removed by the next render.
+* **Atomic**: clips and records are written under unique ``*.partial`` names and renamed; Ctrl-C /
+  SIGTERM stop after removing the partial files; partials left by a killed process are removed by the
+  next render.
 * **Lock**: a render holds ``.storyreel/lock`` exclusively (a second one waits ``wait`` seconds, then
   refuses naming the holder).
 * **accelerate** (``--gpus N``, one machine): under ``accelerate launch`` process 0 takes the lock and

@@ -221,3 +221,12 @@ def test_a_damaged_face_encoder_is_cannot_load(model: Path) -> None:
     with pytest.raises(Exception, match="unknown face encoder type") as other:
         load_face_encoder(model / "face_encoder")
     assert type(other.value).__name__ == "IngredientsError"
+
+
+def test_the_transformer_is_checked_where_it_is_loaded_from(model: Path) -> None:
+    shutil.copytree(model / "transformer", model / "transformer_ema")  # the released inference loads it
+    assert damaged_files(model) == [] and unloadable_parts(model) == []
+    _cut(model / "transformer" / WEIGHTS)  # not loaded when transformer_ema/ is there
+    assert damaged_files(model) == []
+    _cut(model / "transformer_ema" / "config.json")
+    assert [line.split(":")[0] for line in damaged_files(model)] == ["transformer_ema/config.json"]
