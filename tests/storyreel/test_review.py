@@ -208,6 +208,6 @@ def test_a_full_disk_while_writing_the_review_is_a_clear_error(
         main(["reel", str(root), "--force"])  # hand-made clips: no records
     err = capsys.readouterr().err
     assert exit_info.value.code == 1, err
-    assert "error: no space left on the disk while writing" in err and "thumbs" in err
+    assert "error: " in err and "no space left on the disk while writing" in err and "thumbs" in err
     assert "df -h" in err and "internal error" not in err and "OSError" not in err
     assert not list(root.rglob("*.partial"))

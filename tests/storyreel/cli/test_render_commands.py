@@ -158,7 +158,7 @@ def test_plan_several_stories_as_json(tmp_path_factory, tmp_path: Path) -> None:
         ("s1", "todo", 160, 64),
         ("s2", "todo", 160, 64),
     ]
-    assert document["stories"][1]["counts"] == {"done": 0, "stale": 0, "todo": 2}
+    assert document["stories"][1]["counts"] == {"done": 0, "stale": 0, "damaged": 0, "todo": 2}
     missing = CliRunner().invoke(app, ["plan", str(a), str(tmp_path / "nowhere")])
     assert missing.exit_code == 1 and "0 done, 0 stale, 1 todo" in missing.stdout
     assert "does not exist" in missing.stderr and "2 stories: 1 ok, 1 failed" in missing.stdout
