@@ -21,7 +21,7 @@ def test_load_validate_plan_render_results(tmp_path_factory, tmp_path: Path) -> 
     assert loaded.title == "Test Reel" and api.validate(story).ok
 
     planned = api.plan(loaded)
-    assert planned.engine == "preview" and planned.counts == {"done": 0, "stale": 0, "todo": 2}
+    assert planned.engine == "preview" and planned.counts == {"done": 0, "stale": 0, "damaged": 0, "todo": 2}
     assert [job["shot"] for job in planned.to_json()["jobs"]] == ["s1", "s2"]
     assert api.results(story).reel is None
 
@@ -71,7 +71,7 @@ def test_the_readme_campaign_script_runs_as_written(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == "to render: {'done': 0, 'stale': 0, 'todo': 4}"
+    assert lines[0] == "to render: {'done': 0, 'stale': 0, 'damaged': 0, 'todo': 4}"
     for product, line in zip(("lamp", "mug"), lines[1:3], strict=True):
         assert line == f"ok {product} {tmp_path / 'campaign' / product / 'reel.mp4'}"
     assert lines[3] == "total: {'rendered': 8, 'current': 0, 'failed': 0} ok"
