@@ -140,7 +140,7 @@ def validate(path: Path | str, *, cast_library: Path | str | None = None) -> Val
 
 @dataclass
 class PlannedJob:
-    """One render job and its state on disk: ``done``, ``stale`` or ``todo``."""
+    """One render job and its state on disk: ``done``, ``stale``, ``damaged`` or ``todo``."""
 
     job: RenderJob
     status: str
