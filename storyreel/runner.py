@@ -621,8 +621,8 @@ class Runner:
                     if work.lock is not None:
                         work.lock.release()
                         work.lock = None
-        for work in works:  # under fail-fast: stories that had not got their turn
-            if work.live and not work.complete:
+        for work in works:  # under fail-fast: stories that had not got their turn (or were cut short)
+            if work.live and not work.complete and work.report.status != FAILED:
                 work.report.status = NOT_RUN
         return [
             report if report is not None else StoryReport(story.path, "", "", status=NOT_RUN)

@@ -277,7 +277,8 @@ class RayRunner(Runner):
             pool.stop(graceful)
 
     def dispatch(self, pool: _Pool, shots: list[_Shot], advance: Any) -> None:
-        """Keep every ready worker busy with one shot until all are rendered or given up on."""
+        """Keep every ready worker busy with one shot until all are rendered or given up on. After a
+        failure under fail-fast nothing new is sent; the shots already sent finish and are kept."""
         import ray
         from ray.exceptions import RayActorError, RayTaskError
 
@@ -285,6 +286,8 @@ class RayRunner(Runner):
         running: dict[Any, tuple[int, _Shot, float]] = {}
         idle = sorted(pool.alive - set(pool.loading.values()))
         while queue or running:
+            if self.stopped:
+                queue.clear()
             for index in list(idle):
                 shot = _next_for(queue, index, pool.alive)
                 if shot is None:
@@ -301,6 +304,8 @@ class RayRunner(Runner):
                     shot.files,
                 )
                 running[call] = (index, shot, time.perf_counter())
+            if not running and not queue:
+                break
             if not running and not pool.loading:
                 names = ", ".join(shot.name for shot in queue)
                 raise StoryreelError(f"every Ray worker died; not rendered: {names}", CLUSTER_HINT)

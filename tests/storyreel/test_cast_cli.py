@@ -267,8 +267,9 @@ def test_cached_identity_follows_the_chosen_face(
         "  ana: {photos: [cast/ana/t1.jpg], description: a woman}\nshots: [{id: a, prompt: '{cara} {ana}'}]\n"
     )
     code, out, _ = run(capsys, "cast", "list", "-p", project)
-    assert code == 0 and _row(out, "cara")[1:5] == ["1", "-", "no", "yes"]
-    assert _row(out, "ana")[3:5] == ["yes", "yes"] and _row(out, "bea")[3:5] == ["no", "no"]
+    # columns: name, photos, face size, cached identity, consent, in story.yaml, description
+    assert code == 0 and _row(out, "cara")[1:6] == ["1", "-", "no", "-", "yes"]
+    assert _row(out, "ana")[3:6] == ["yes", "-", "yes"] and _row(out, "bea")[3:6] == ["no", "-", "no"]
 
 
 @pytest.mark.slow

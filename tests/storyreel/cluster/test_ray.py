@@ -212,6 +212,19 @@ def test_failing_shots_are_reported_and_the_rest_completes(local_ray, tmp_path_f
     assert sorted(p.name for p in renders.iterdir()) == ["s3.json", "s3.mp4"]
 
 
+def test_fail_fast_sends_no_shot_after_a_failure(local_ray, tmp_path_factory, tmp_path) -> None:
+    story = make_project(tmp_path_factory, tmp_path / "ray" / "ff", shots=6, seconds=2.0, size="320x192")
+    Image.new("RGB", (256, 256), (90, 120, 160)).save(story.parent / "cast" / "eileen" / "1.jpg")  # no face
+    (report,) = _on_ray([story], keep_going=False)
+    failed = [f.shot_id for f in report.failures]
+    assert len(failed) == 1 and "no face found" in report.failures[0].message
+    # s1 and s2 go out first (one per worker); after s2 fails nothing else is sent (at most one more shot
+    # was on its way): without fail-fast s4 and s6 fail too and all six are tried
+    assert len(report.rendered) + len(failed) <= 3 and report.status == "failed"
+    renders = story.parent / "renders"
+    assert {p.stem for p in renders.glob("*.json")} == set(report.rendered)
+
+
 def test_ctrl_c_stops_the_workers_and_a_rerun_renders_the_rest(local_ray, tmp_path_factory, tmp_path) -> None:
     from storyreel.locking import ProjectLock
 
