@@ -279,7 +279,7 @@ def test_the_example_project_has_its_cast_listed(tmp_path: Path, capsys: pytest.
     code, out, _ = run(capsys, "cast", "list", "-p", tmp_path / "demo")
     assert code == 0 and "no cast yet" not in out
     for name in ("nora", "sam", "eileen"):
-        assert _row(out, name)[1:5] == ["1", "216 px", "no", "yes"]
+        assert _row(out, name)[1:6] == ["1", "216 px", "no", "-", "yes"]  # no consent record: -
         assert sorted(p.name for p in (tmp_path / "demo" / "cast" / name).iterdir()) == [
             "1.jpg",
             "crops",
