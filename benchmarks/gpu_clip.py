@@ -332,7 +332,7 @@ class Bench:
             self.pipe.to(dtype=self.dtype)
 
     def run_memory(self, mode: str) -> Result:
-        from ingredients_model.checkpoint import _configure_memory
+        from ingredients_model.checkpoint import configure_memory
 
         if not self.cuda and mode in ("model_offload", "sequential_offload"):
             return Result("memory", mode, status="skipped", note="needs a GPU (offloads to the CPU)")
@@ -345,7 +345,7 @@ class Bench:
             self.pipe.vae.enable_slicing()
             self.pipe.enable_sequential_cpu_offload(device=self.device)
         else:
-            _configure_memory(self.pipe, self.device, mode)
+            configure_memory(self.pipe, self.device, mode)
         result = self.timed("memory", mode, decode=True, note="VAE tiled")
         result.paper_gb = self.paper_gb(mode)
         if mode != "group_offload":  # group offloading is the last memory mode: its hooks stay
@@ -357,17 +357,14 @@ class Bench:
     def run_compile(self) -> Result:
         """Regional compilation (``compile_repeated_blocks``) of a fresh pipeline placed on the device.
 
-        The identity injection inside routed blocks is left out of the compiled region
-        (``torch.compiler.disable``): compiled with the block, its block index would make dynamo compile one
-        graph per routed block (21 of 42). The CogVideoX part of every block shares one compiled graph."""
+        The 21 routed blocks (identity injection included) share their compiled graphs instead of needing one
+        each: the injection a block gets holds its modules and features, not its index."""
         self.pipe = None
         gc.collect()
         if self.cuda:
             torch.cuda.empty_cache()
         self.pipe = self.build_pipeline()
-        transformer = self.pipe.transformer
-        transformer._face_injection = torch.compiler.disable(transformer._face_injection)
-        transformer.compile_repeated_blocks(fullgraph=False, backend=self.args.compile_backend)
+        self.pipe.transformer.compile_repeated_blocks(fullgraph=False, backend=self.args.compile_backend)
         started = time.perf_counter()
         self.call(2)
         compile_s = time.perf_counter() - started

@@ -21,6 +21,7 @@ statistics; on CPU the torch profiler's allocation events). It excludes the weig
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 import types
 from collections.abc import Callable
@@ -33,9 +34,13 @@ from ingredients_model.transformer import IngredientsTransformer3DModel
 TEXT_TOKENS = 32
 
 
-def naive_face_injection(self, index, identity, mode, scale, need_logits, from_first_half, hidden_states):
+def naive_face_injection(self, index, identity, mode, scale, need_logits, from_first_half):
     """Released-style injection: diffusers' PerceiverCrossAttention run once per person, then routed (this
     benchmark runs single-sample batches, so every sample routes itself: ``from_first_half`` is False)."""
+    return functools.partial(_naive_injection, self, index, identity, scale)
+
+
+def _naive_injection(self, index, identity, scale, hidden_states):
     attn, router = self.perceiver_cross_attention[index], self.router[index]
     outs = [attn(identity.tokens[:, n], hidden_states) for n in range(identity.num_people)]
     if identity.num_people == 1:

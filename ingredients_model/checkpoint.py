@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_REPO_ID",
     "MEMORY_MODES",
+    "configure_memory",
     "download_model",
     "download_snapshot",
     "load_pipeline",
@@ -253,6 +254,12 @@ def _resolve_memory(memory: str, device: torch.device) -> str:
         raise IngredientsError(
             f"Unknown memory mode {memory!r}.", hint=f"Use one of: {', '.join(MEMORY_MODES)}."
         )
+    if memory == "model_offload" and device.type == "cpu":
+        raise IngredientsError(
+            f"Memory mode 'model_offload' moves whole models between the CPU and a GPU; it needs a GPU "
+            f"device, not {device}.",
+            hint="Use memory='none' (or 'auto') on the CPU.",
+        )
     if memory != "auto":
         return memory
     if device.type != "cuda":
@@ -320,12 +327,13 @@ def load_pipeline(
         ),
         scheduler=load("scheduler", CogVideoXDPMScheduler.from_pretrained),
     )
-    _configure_memory(pipe, device, mode)
+    configure_memory(pipe, device, mode)
     return pipe
 
 
-def _configure_memory(pipe: IngredientsPipeline, device: torch.device, mode: str) -> None:
-    """Place ``pipe`` on ``device`` according to a resolved memory mode (see ``load_pipeline``).
+def configure_memory(pipe: IngredientsPipeline, device: str | torch.device, memory: str) -> str:
+    """Place a pipeline that is on the CPU (just built, or moved back with ``pipe.to("cpu")``) on ``device``
+    in a memory mode (see ``load_pipeline``; ``auto`` is resolved here); returns the mode applied.
 
     Group offloading keeps the transformer's embeddings, face modules and output layers resident (about
     1.8 GB in bf16: ``encode_identities`` calls them outside ``forward``) and offloads each transformer block
@@ -333,14 +341,16 @@ def _configure_memory(pipe: IngredientsPipeline, device: torch.device, mode: str
     """
     from diffusers.hooks import apply_group_offloading
 
+    device = torch.device(device)
+    mode = _resolve_memory(memory, device)
     if mode == "none":
         pipe.to(device)
-        return
+        return mode
     pipe.vae.enable_tiling()
     pipe.vae.enable_slicing()
     if mode == "model_offload":
         pipe.enable_model_cpu_offload(device=device)
-        return
+        return mode
     stream = device.type == "cuda"
     for module in (pipe.text_encoder, pipe.vae):
         apply_group_offloading(module, onload_device=device, offload_type="leaf_level", use_stream=stream)
@@ -352,3 +362,4 @@ def _configure_memory(pipe: IngredientsPipeline, device: torch.device, mode: str
     for name, child in transformer.named_children():
         if name != "transformer_blocks":
             child.to(device)
+    return mode

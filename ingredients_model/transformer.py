@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -137,6 +138,37 @@ def routed_perceiver_attention(
     out = probs.flatten(-2) @ values  # [B, heads, L, head_dim]
     out = out.permute(0, 2, 1, 3).reshape(batch, seq_len, -1)
     return attn.to_out(out)
+
+
+def inject_faces(
+    router: IDRouter,
+    perceiver: PerceiverCrossAttention,
+    router_keys: torch.Tensor,
+    perceiver_keys: torch.Tensor,
+    perceiver_values: torch.Tensor,
+    num_people: int,
+    mode: RouterMode,
+    scale: float,
+    need_logits: bool,
+    from_first_half: bool,
+    hidden_states: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``H + α Σ_n w_n PCA(F_n, H)`` after one routed block, and the routing logits (computed when routing
+    or asked for). ``router_keys``, ``perceiver_keys`` and ``perceiver_values`` are that block's entries of
+    ``IdentityFeatures``.
+
+    ``from_first_half``: route and project from the first half of the batch only (the identity features hold
+    that half's) and add the same injection to both halves (``cfg_routing="released"``).
+    """
+    source = hidden_states[: hidden_states.shape[0] // 2] if from_first_half else hidden_states
+    logits = None
+    if num_people > 1 or need_logits:
+        logits = router.logits(source, router_keys)
+    weights = routing_weights(logits, mode) if num_people > 1 else None  # one person: weight exactly 1
+    out = routed_perceiver_attention(perceiver, source, perceiver_keys, perceiver_values, num_people, weights)
+    if from_first_half:
+        out = torch.cat([out, out])
+    return hidden_states + scale * out, logits
 
 
 class IngredientsTransformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, PeftAdapterMixin, CacheMixin):
@@ -439,30 +471,26 @@ class IngredientsTransformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, Pef
         scale: float,
         need_logits: bool,
         from_first_half: bool,
-        hidden_states: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``H + α Σ_n w_n PCA_index(F_n, H)`` and the routing logits (computed when routing or asked for).
+    ) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]:
+        """The injection after routed block ``index`` (``inject_faces``) as a function of the hidden states.
 
-        ``from_first_half``: route and project from the first half of the batch only (``identity`` holds that
-        half's features) and add the same injection to both halves (``cfg_routing="released"``).
+        It holds that block's router and perceiver and the people's features for it, not the index: a block
+        compiled with ``compile_repeated_blocks`` then sees the same code and argument types at every routed
+        block, so dynamo compiles one graph for all of them (an index would be a constant of each graph).
         """
-        source = hidden_states[: hidden_states.shape[0] // 2] if from_first_half else hidden_states
-        people = identity.num_people
-        logits = None
-        if people > 1 or need_logits:
-            logits = self.router[index].logits(source, identity.router_keys[index])
-        weights = routing_weights(logits, mode) if people > 1 else None  # one person: weight exactly 1
-        out = routed_perceiver_attention(
+        return functools.partial(
+            inject_faces,
+            self.router[index],
             self.perceiver_cross_attention[index],
-            source,
+            identity.router_keys[index],
             identity.perceiver_keys[index],
             identity.perceiver_values[index],
-            people,
-            weights,
+            identity.num_people,
+            mode,
+            scale,
+            need_logits,
+            from_first_half,
         )
-        if from_first_half:
-            out = torch.cat([out, out])
-        return hidden_states + scale * out, logits
 
     # ------------------------------------------------------------------ forward
 
@@ -568,14 +596,8 @@ class IngredientsTransformer3DModel(ModelMixin, AttentionMixin, ConfigMixin, Pef
                 and i % self.config.cross_attn_interval == 0
                 and face_index < self.num_face_blocks
             ):
-                injection = functools.partial(
-                    self._face_injection,
-                    face_index,
-                    identity,
-                    mode,
-                    scale,
-                    targets is not None,
-                    from_first_half,
+                injection = self._face_injection(
+                    face_index, identity, mode, scale, targets is not None, from_first_half
                 )
                 face_index += 1
             args = (hidden_states, encoder_hidden_states, emb, image_rotary_emb, injection)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import types
 from pathlib import Path
@@ -73,8 +74,12 @@ def run(model, **kwargs) -> torch.Tensor:
         return model(**kwargs).sample
 
 
-def naive_injection(self, index, identity, mode, scale, need_logits, from_first_half, hidden_states):
+def naive_injection(self, index, identity, mode, scale, need_logits, from_first_half):
     """Released-style reference: diffusers' PerceiverCrossAttention once per person, router on raw tokens."""
+    return functools.partial(_naive_injection, self, index, identity, mode, scale)
+
+
+def _naive_injection(self, index, identity, mode, scale, hidden_states):
     attn, router = self.perceiver_cross_attention[index], self.router[index]
     outs = [attn(identity.tokens[:, n], hidden_states) for n in range(identity.num_people)]
     logits = router(hidden_states, identity.tokens)
@@ -147,7 +152,7 @@ def test_hard_routing_gives_each_token_one_person(model):
     identity = model.encode_identities(conds, vits)
     hidden = torch.randn(1, 48, 48)
     with torch.no_grad():
-        routed, logits = model._face_injection(0, identity, "hard", 1.0, True, False, hidden)
+        routed, logits = model._face_injection(0, identity, "hard", 1.0, True, False)(hidden)
         attn = model.perceiver_cross_attention[0]
         per_person = torch.stack([attn(identity.tokens[:, n], hidden) for n in range(3)], dim=-1)
     delta = (routed - hidden).unsqueeze(-1)
@@ -429,3 +434,26 @@ def test_without_face_modules_the_model_is_plain_cogvideox():
     assert run(plain, **inputs()).shape == (1, *LATENT[:1], 4, 8, 8)
     with pytest.raises(IngredientsError, match="no face modules"):
         plain(**inputs(), id_cond=people(1)[0], id_vit_hidden=people(1)[1])
+
+
+@pytest.mark.slow
+def test_regional_compile_needs_no_graph_per_routed_block():
+    """``compile_repeated_blocks``: each routed block's injection holds its modules and features, not its
+    index, so dynamo compiles the same graphs however many blocks are routed (and none breaks)."""
+    from torch._dynamo.utils import counters
+
+    def graphs(num_layers: int) -> int:
+        torch._dynamo.reset()
+        counters.clear()
+        torch.manual_seed(0)
+        model = IngredientsTransformer3DModel(**{**TINY, "num_layers": num_layers}).eval()
+        identity = model.encode_identities(*people(2))
+        expected = run(model, **inputs(), identity=identity)
+        model.compile_repeated_blocks(fullgraph=True, backend="eager")
+        try:
+            torch.testing.assert_close(run(model, **inputs(), identity=identity), expected)
+            return counters["stats"]["unique_graphs"]
+        finally:
+            torch._dynamo.reset()
+
+    assert graphs(8) == graphs(4)  # 4 and 2 routed blocks
