@@ -152,6 +152,7 @@ class PlannedJob:
             "engine": job.engine,
             "cast": list(job.cast),
             "frames": job.frames,
+            "generated_frames": job.generated_frames,
             "fps": job.fps,
             "width": job.width,
             "height": job.height,
@@ -197,10 +198,14 @@ def plan(
     only: Sequence[str] | None = None,
     wan_model: Path | str | None = None,
     cast_library: Path | str | None = None,
+    cfg_routing: str | None = None,
+    cache: Any = None,
 ) -> Plan:
-    """What ``render`` would do: the engine it would choose for each shot and each job with its status."""
+    """What ``render`` would do: the engine it would choose for each shot and each job with its status.
+    ``cfg_routing``, ``cache`` (a setting as in story.yaml) and ``cache_threshold`` apply to every shot, as
+    the command-line options do."""
     from storyreel.engines.select import choose_shot_engines, make_engine
-    from storyreel.plan import plan_story
+    from storyreel.plan import Overrides, plan_story
 
     loaded = _story(story, cast_library)
     choices = choose_shot_engines(
@@ -212,9 +217,8 @@ def plan(
     specs = {}
     for choice in choices.values():
         specs.setdefault(choice.name, make_engine(choice).spec())
-    jobs = plan_story(
-        loaded, lambda shot: specs[choices[shot.id].name], only=only, cache_threshold=cache_threshold
-    )
+    overrides = Overrides.given(cfg_routing, cache, cache_threshold)
+    jobs = plan_story(loaded, lambda shot: specs[choices[shot.id].name], only=only, overrides=overrides)
     project = Project.from_story(loaded)
     planned = [PlannedJob(job, job_status(job, project)) for job in jobs]
     reasons = {choice.name: choice.reason for choice in choices.values()}

@@ -11,7 +11,9 @@
   refuses naming the holder).
 * **accelerate** (``--gpus N``, one machine): under ``accelerate launch`` process 0 takes the lock and
   decides the todo list, shots are dealt round robin, every process loads the model once, and process 0
-  builds the reel after a barrier.
+  builds the reel after a barrier. With ``parallel="shot"`` (``--parallel shot``) every process renders
+  every shot instead, in the same order with the same job, the clip's tokens split over the GPUs
+  (context parallelism); process 0 alone fills the caches first and writes the clips and records.
 * **Ray** (``--ray``, any number of machines): :mod:`storyreel.cluster` replaces :meth:`Runner.render_all`;
   planning, locking, records and the reel stay here.
 * **Batches**: several stories in one call share the loaded engines. With ``keep_going`` a failing
@@ -28,6 +30,7 @@ import logging
 import os
 import signal
 import socket
+import tempfile
 import threading
 import time
 import warnings
@@ -45,8 +48,18 @@ from storyreel import __version__
 from storyreel.errors import HintedError, StoryreelError, StoryreelWarning, user_hint
 from storyreel.fsutil import PARTIAL_SUFFIX, atomic_path, atomic_write_json
 from storyreel.locking import DEFAULT_WAIT_SECONDS, ProjectLock
-from storyreel.plan import RenderJob, clip_checksum, clip_problem, job_status, plan_story, read_clip_meta
+from storyreel.plan import (
+    Overrides,
+    RenderJob,
+    clip_checksum,
+    clip_problem,
+    job_status,
+    plan_story,
+    read_clip_meta,
+    shot_cache,
+)
 from storyreel.reporting import Reporter, as_reporter, shown_path
+from storyreel.step_cache import CacheSetting
 
 if TYPE_CHECKING:
     from storyreel.cluster import RayOptions
@@ -61,11 +74,17 @@ class DamagedClipWarning(StoryreelWarning):
     """A clip whose key is current failed its check against its record and is rendered again."""
 
 
+PARALLEL_MODES = ("shots", "shot")
+"""How ``--gpus N`` uses the GPUs: ``shots`` spreads the shots over them, ``shot`` puts each shot on all."""
+
+
 @dataclass
 class RenderOptions:
     """What ``storyreel render`` was asked to do (``engine=None``: each shot's ``engine:``, else the story's
-    ``defaults.engine``; ``cast_library``: ``--cast-library``; ``ray``: render on a Ray cluster, see
-    :mod:`storyreel.cluster`)."""
+    ``defaults.engine``; ``cfg_routing``, ``cache`` (a setting as in story.yaml) and ``cache_threshold``
+    (short for a first-block cache): settings for every shot over the story's, see
+    :class:`~storyreel.plan.Overrides`; ``parallel``: see :data:`PARALLEL_MODES`; ``cast_library``:
+    ``--cast-library``; ``ray``: render on a Ray cluster, see :mod:`storyreel.cluster`)."""
 
     engine: str | None = None
     model: Path | None = None
@@ -73,7 +92,10 @@ class RenderOptions:
     force: bool = False
     only: list[str] | None = None
     memory: str = "auto"
+    cfg_routing: str | None = None
+    cache: CacheSetting | None = None
     cache_threshold: float | None = None
+    parallel: str = "shots"
     reel: bool = True
     wait: float = DEFAULT_WAIT_SECONDS
     cast_library: Path | None = None
@@ -81,13 +103,56 @@ class RenderOptions:
     keep_going: bool = False
 
     def __post_init__(self) -> None:
-        """Refuse an unknown engine or memory mode up front, whichever engine the stories end up using."""
+        """Refuse an unknown engine, memory mode, parallel mode or setting up front, whichever engine the
+        stories end up using."""
         from ingredients_model.memory_modes import MEMORY_MODES
         from storyreel.engines import ENGINES
 
         for name, value, allowed in (("engine", self.engine, ENGINES), ("memory", self.memory, MEMORY_MODES)):
             if value is not None and value not in allowed:
                 raise StoryreelError(f"unknown {name} {value!r}", hint="use one of: " + ", ".join(allowed))
+        if self.parallel not in PARALLEL_MODES:
+            raise StoryreelError(
+                f"unknown --parallel {self.parallel!r}", hint="use one of: " + ", ".join(PARALLEL_MODES)
+            )
+        Overrides.given(self.cfg_routing, self.cache, self.cache_threshold)  # checked now
+
+    @property
+    def overrides(self) -> Overrides:
+        """The settings given for every shot."""
+        return Overrides.given(self.cfg_routing, self.cache, self.cache_threshold)
+
+    @property
+    def shot_parallel(self) -> bool:
+        """Each shot renders over all the launched processes (context parallelism)."""
+        return self.parallel == "shot"
+
+
+def check_shot_parallel(stories: Sequence[Story], options: RenderOptions) -> None:
+    """Refuse what ``--parallel shot`` cannot render: an offloading memory mode (each GPU holds the whole
+    model), and a shot with the first-block cache, whose skip decisions depend on the tokens each GPU holds
+    (the GPUs would disagree)."""
+    if not options.shot_parallel:
+        return
+    if options.memory not in ("auto", "none"):
+        raise StoryreelError(
+            f"--parallel shot keeps the whole model on each GPU; --memory {options.memory} cannot be used "
+            "with it",
+            hint="leave --memory at auto (it means none here), or use --parallel shots",
+        )
+    for story in stories:
+        shots = [
+            shot.id
+            for shot in story.shots
+            if (shot_cache(story, shot, options.overrides) or {}).get("kind") == "first_block"
+        ]
+        if shots:
+            raise StoryreelError(
+                f"{story.path}: the first-block cache cannot render one shot over several GPUs "
+                f"(shots {', '.join(shots)}): its skip decisions depend on the tokens each GPU holds",
+                hint="use `cache: taylorseer` or a mag cache for these shots (or --cache), or spread the "
+                "shots over the GPUs with --parallel shots",
+            )
 
 
 log = logging.getLogger(__name__)
@@ -365,7 +430,8 @@ class Runner:
         failure = Failure.from_error(err, shot_id)
         report.failures.append(failure)
         report.status = FAILED
-        self.reporter.error(failure.describe(shown_path(report.story_path)), failure.hint)
+        if self.writes_clips:  # with --parallel shot, process 0 speaks for all
+            self.reporter.error(failure.describe(shown_path(report.story_path)), failure.hint)
         log.debug("the failure above", exc_info=err)
         if not self.options.keep_going:
             self.stopped = True
@@ -386,18 +452,32 @@ class Runner:
         choices = choose_shot_engines(
             story, options.engine, options.model, options.wan_model, gpu_name=self.gpu_name
         )
+        if options.shot_parallel:
+            others = {shot_id: c for shot_id, c in choices.items() if c.name != "ingredients"}
+            if others:
+                choice = next(iter(others.values()))
+                raise StoryreelError(
+                    f"--parallel shot splits one clip of the Ingredients model over the GPUs, but shot(s) "
+                    f"{', '.join(others)} render with the {choice.name} engine ({choice.reason})",
+                    hint="give the model with --model and --engine ingredients, or use --parallel shots",
+                )
         engines = {}
         for shot_id, choice in choices.items():
             key = (choice.name, choice.model_dir)
             if key not in self.engines:
-                self.engines[key] = make_engine(choice, device=self.processes.device, memory=options.memory)
+                self.engines[key] = make_engine(
+                    choice,
+                    device=self.processes.device,
+                    memory=options.memory,
+                    context_parallel=options.shot_parallel,
+                )
                 if self.processes.is_main:
                     self.say(f"engine: [bold]{choice.name}[/] — {escape(choice.reason)}")
             engines[shot_id] = self.engines[key]
         return choices, engines
 
     def plan(self, work: StoryWork, only: list[str] | None) -> list[RenderJob]:
-        return plan_story(work.story, work.spec, only=only, cache_threshold=self.options.cache_threshold)
+        return plan_story(work.story, work.spec, only=only, overrides=self.options.overrides)
 
     def todo(self, work: StoryWork) -> list[RenderJob]:
         if self.options.force:
@@ -434,13 +514,24 @@ class Runner:
         if error is not None:
             raise StoryreelError(*error)
         by_id = {job.shot_id: job for job in work.jobs}
-        work.mine = [by_id[i] for i in todo_ids][processes.index :: processes.count]
+        todo = [by_id[i] for i in todo_ids]
+        work.mine = todo if options.shot_parallel else todo[processes.index :: processes.count]
         work.todo_total = len(todo_ids)
         work.report.skipped = [job.shot_id for job in work.jobs if job.shot_id not in todo_ids]
 
     # -------------------------------------------------------------------------------------- render
 
+    @property
+    def writes_clips(self) -> bool:
+        """This process writes the clips it renders (with ``--parallel shot`` only process 0 does)."""
+        return self.processes.is_main or not self.options.shot_parallel
+
     def render_one(self, work: StoryWork, job: RenderJob, progress: Progress, steps_task: Any) -> float:
+        if not self.writes_clips:  # rendering along with process 0, which keeps the clip
+            with tempfile.TemporaryDirectory(prefix="storyreel-parallel-") as folder:
+                clip = Path(folder) / "clip.mp4"
+                result = work.engine_of(job).render(job, clip, lambda d, t: None, project=work.project)
+            return result.seconds
         project = work.project
         clip, meta = project.clip_path(job.shot_id), project.clip_meta_path(job.shot_id)
         name = escape(f"{work.label}: {job.shot_id}")
@@ -483,7 +574,8 @@ class Runner:
                     except HintedError as err:
                         self.fail(work.report, err, job.shot_id)
                     else:
-                        self.shot_done(work, job.shot_id, seconds)
+                        if self.writes_clips:
+                            self.shot_done(work, job.shot_id, seconds)
                     progress.advance(shots_task)
             progress.remove_task(steps_task)
 
@@ -531,9 +623,23 @@ class Runner:
     def prepare(self, works: Sequence[StoryWork]) -> None:
         """Load each engine that has work (once) and let it prepare the whole batch up front
         (the model engine encodes every prompt and identity, then may free its text encoder). An engine
-        that cannot load fails every story that uses it."""
+        that cannot load fails every story that uses it.
+
+        With ``--parallel shot`` every process loads first (setting up context parallelism is collective),
+        then process 0 prepares, filling the caches, and then the others, which read them: no two processes
+        build one cache entry."""
         live = [w for w in works if w.live and w.mine]
         work = [(w.engine_of(job), job, w) for w in live for job in w.mine]
+        take_turns = self.options.shot_parallel
+        if take_turns:
+            self._prepare(work, load_only=True)
+            if not self.processes.is_main:
+                self.processes.barrier()  # until process 0 has filled the caches
+        self._prepare(work)
+        if take_turns and self.processes.is_main:
+            self.processes.barrier()
+
+    def _prepare(self, work: list[tuple[Engine, RenderJob, StoryWork]], load_only: bool = False) -> None:
         for engine in {id(engine): engine for engine, _, _ in work}.values():
             users = [(job, w) for used, job, w in work if used is engine]
             if self.stopped:
@@ -541,7 +647,7 @@ class Runner:
             try:
                 self.load(engine)
                 prepare = getattr(engine, "prepare", None)
-                if prepare is not None:
+                if prepare is not None and not load_only:
                     prepare([(job, w.project) for job, w in users])
             except HintedError as err:
                 for story in {id(w): w for _, w in users}.values():
@@ -561,6 +667,12 @@ class Runner:
         for warning in story.consent_warnings if self.processes.is_main else ():
             self.reporter.warning(str(warning))
         try:
+            if self.options.shot_parallel and self.processes.count < 2:
+                raise StoryreelError(
+                    "--parallel shot renders each shot over several processes, one per GPU; this is one",
+                    hint="run `storyreel render --gpus N --parallel shot` with N >= 2 (it starts them)",
+                )
+            check_shot_parallel([story], self.options)
             choices, engines = self.engines_for(story)
             distinct = {choice.name: choice.reason for choice in choices.values()}
             report.engine, report.reason = ", ".join(distinct), "; ".join(distinct.values())
@@ -591,9 +703,10 @@ class Runner:
                 self.processes.barrier()
                 for work in works:
                     report = work.report
-                    report.rendered = self.processes.gather(report.rendered)
-                    shots = self.processes.gather([f for f in report.failures if f.shot_id])
-                    report.failures = [f for f in report.failures if not f.shot_id] + shots  # story: on all
+                    if not self.options.shot_parallel:  # with it, every process rendered every shot
+                        report.rendered = self.processes.gather(report.rendered)
+                        shots = self.processes.gather([f for f in report.failures if f.shot_id])
+                        report.failures = [f for f in report.failures if not f.shot_id] + shots  # story: all
                     report.status = FAILED if report.failures else report.status
                     report.main_process = self.processes.is_main
                 for work in works:  # under fail-fast, only stories whose shots were all tried

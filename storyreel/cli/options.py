@@ -22,11 +22,15 @@ from ingredients_model.memory_modes import MemoryMode
 from storyreel.cli import console as output
 from storyreel.engines import EngineName
 from storyreel.errors import StoryreelError
+from storyreel.plan import Overrides
+from storyreel.step_cache import parse_cache_option
 
 __all__ = [
+    "CacheOption",
     "CacheThresholdOption",
     "CastLibraryOption",
     "CastNameArgument",
+    "CfgRoutingOption",
     "EngineOption",
     "JsonOption",
     "KeepGoingOption",
@@ -38,6 +42,7 @@ __all__ = [
     "WanModelOption",
     "expand_stories",
     "keep_going_for",
+    "shot_overrides",
 ]
 
 StoryArgument = Annotated[
@@ -76,10 +81,31 @@ WanModelOption = Annotated[
         help="Wan VACE model folder (default: the story's defaults.wan_model, else $STORYREEL_WAN_MODEL).",
     ),
 ]
+CacheOption = Annotated[
+    str | None,
+    typer.Option(
+        "--cache",
+        help="Step cache for every shot, written as in story.yaml: none, taylorseer, "
+        "'{kind: first_block, threshold: 0.05}', '{kind: taylorseer, cache_interval: 5}', "
+        "'{kind: mag, threshold: 0.06, mag_ratios: [...]}' (default: the story's `cache`).",
+        show_default=False,
+    ),
+]
 CacheThresholdOption = Annotated[
     float | None,
     typer.Option(
-        "--cache-threshold", min=0.0, help="First-block cache threshold (e.g. 0.05; off by default)."
+        "--cache-threshold",
+        min=0.0,
+        help="Short for --cache '{kind: first_block, threshold: X}' (e.g. 0.05).",
+    ),
+]
+CfgRoutingOption = Annotated[
+    str | None,
+    typer.Option(
+        "--cfg-routing",
+        help="Faces under guidance for every shot: released (from the unconditional half, as the released "
+        "code) or per_branch (default: the story's `cfg_routing`, else released).",
+        show_default=False,
     ),
 ]
 CastLibraryOption = Annotated[
@@ -146,3 +172,10 @@ def expand_stories(patterns: list[str] | None) -> list[Path]:
 def keep_going_for(choice: bool | None, stories: list[Path]) -> bool:
     """``--keep-going``/``--fail-fast`` as given, else keep going exactly when there are several stories."""
     return choice if choice is not None else len(stories) > 1
+
+
+def shot_overrides(cfg_routing: str | None, cache: str | None, cache_threshold: float | None) -> Overrides:
+    """The settings ``--cfg-routing``, ``--cache TEXT`` and ``--cache-threshold`` give every shot, checked."""
+    return Overrides.given(
+        cfg_routing, parse_cache_option(cache) if cache is not None else None, cache_threshold
+    )

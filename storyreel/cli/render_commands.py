@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -18,8 +19,10 @@ from storyreel.cli.app import app, console, reporter, state
 from storyreel.cli.batch import each_story, exit_for, print_story_count
 from storyreel.cli.console import emit_json
 from storyreel.cli.options import (
+    CacheOption,
     CacheThresholdOption,
     CastLibraryOption,
+    CfgRoutingOption,
     EngineOption,
     JsonOption,
     KeepGoingOption,
@@ -35,6 +38,7 @@ from storyreel.environment import environment_help
 from storyreel.errors import StoryreelError
 from storyreel.locking import DEFAULT_WAIT_SECONDS
 from storyreel.reporting import QUIET, VERBOSE, plural, shown_path
+from storyreel.step_cache import parse_cache_option
 
 if TYPE_CHECKING:
     from storyreel.cluster import RayOptions
@@ -88,8 +92,13 @@ def render_args(stories: list[str], options: RenderOptions) -> list[str]:
     for shot_id in options.only or []:
         args += ["--only", shot_id]
     args += ["--memory", options.memory, "--wait", str(options.wait)]
+    if options.cfg_routing is not None:
+        args += ["--cfg-routing", options.cfg_routing]
+    if options.cache is not None:
+        args += ["--cache", json.dumps(options.cache)]  # JSON is YAML flow style
     if options.cache_threshold is not None:
         args += ["--cache-threshold", str(options.cache_threshold)]
+    args += ["--parallel", options.parallel] if options.parallel != "shots" else []
     args += ["--no-reel"] if not options.reel else []
     args += ["--keep-going"] if options.keep_going else ["--fail-fast"]
     return args
@@ -108,6 +117,14 @@ def ray_options(
     return None
 
 
+ParallelOption = Annotated[
+    str,
+    typer.Option(
+        "--parallel",
+        help="With --gpus N: shots (spread the shots over the GPUs) or shot (render each shot on all N GPUs "
+        "together: context parallelism, the Ingredients model only).",
+    ),
+]
 RayOption = Annotated[
     bool, typer.Option("--ray", help="Render on a Ray cluster: one worker per GPU; see README, Cluster.")
 ]
@@ -147,9 +164,12 @@ def render(
     ] = None,
     gpus: Annotated[
         int | None,
-        typer.Option("--gpus", help="Run N processes with accelerate launch, one per GPU; shots are split."),
+        typer.Option("--gpus", help="Run N processes with accelerate launch, one per GPU (see --parallel)."),
     ] = None,
+    parallel: ParallelOption = "shots",
     memory: MemoryOption = "auto",
+    cfg_routing: CfgRoutingOption = None,
+    cache: CacheOption = None,
     cache_threshold: CacheThresholdOption = None,
     no_reel: Annotated[
         bool, typer.Option("--no-reel", help="Render clips only; do not assemble the reel.")
@@ -171,7 +191,8 @@ def render(
 
     Every story ends with a status and the batch with a total (stories, shots rendered / current /
     failed, wall time); the exit code is 1 when any story failed."""
-    from storyreel.runner import RenderOptions, batch_totals, render_stories
+    from storyreel.runner import RenderOptions, batch_totals, check_shot_parallel, render_stories
+    from storyreel.story import load_story
 
     started = time.perf_counter()
     if worker or lease is not None:
@@ -191,14 +212,25 @@ def render(
         force=force,
         only=split_ids(only),
         memory=memory,
+        cfg_routing=cfg_routing,
+        cache=parse_cache_option(cache) if cache is not None else None,
         cache_threshold=cache_threshold,
+        parallel=parallel,
         reel=not no_reel,
         wait=wait,
         cast_library=cast_library,
         ray=ray_options(ray, ray_address, ray_cpus_per_worker, ray_attempts),
         keep_going=keep_going_for(keep_going, paths),
     )
-    if gpus is not None and int(os.environ.get("WORLD_SIZE", "1")) <= 1 and gpus > 1:
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if options.shot_parallel and not launched:
+        if gpus is None or gpus < 2:
+            raise StoryreelError(
+                "--parallel shot renders each shot on several GPUs together: give their number with --gpus N",
+                hint="for example `storyreel render story.yaml --gpus 2 --parallel shot`",
+            )
+        check_shot_parallel([load_story(path) for path in paths], options)
+    if gpus is not None and not launched and gpus > 1:
         import torch
 
         visible = torch.cuda.device_count()
@@ -255,6 +287,8 @@ def plan(
     engine: EngineOption = None,
     model: ModelOption = None,
     wan_model: WanModelOption = None,
+    cfg_routing: CfgRoutingOption = None,
+    cache: CacheOption = None,
     cache_threshold: CacheThresholdOption = None,
     cast_library: CastLibraryOption = None,
     json_: JsonOption = False,
@@ -270,6 +304,8 @@ def plan(
             engine=engine,
             model=model,
             wan_model=wan_model,
+            cfg_routing=cfg_routing,
+            cache=parse_cache_option(cache) if cache is not None else None,
             cache_threshold=cache_threshold,
             cast_library=cast_library,
         )
@@ -305,7 +341,9 @@ def print_plan(planned: Any) -> None:  # planned: storyreel.api.Plan
             escape(job.shot_id),
             job.engine,
             escape(", ".join(job.cast)) or "-",
-            str(job.frames),
+            str(job.frames)
+            if job.generated_frames == job.frames
+            else f"{job.frames} of {job.generated_frames}",
             str(job.seed),
             job.key[:12],
             f"[{colour}]{entry.status}[/]",

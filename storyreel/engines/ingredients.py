@@ -6,8 +6,12 @@
 * prompt embeddings cached per prompt in memory and on disk (:mod:`storyreel.engines.text_cache`); with
   :meth:`IngredientsEngine.prepare` every prompt of a batch is encoded first and, on a GPU with an
   offloading memory mode, the T5 encoder is then freed;
-* memory modes (``auto``/``none``/``model_offload``/``group_offload``) and the first-block cache threshold
-  are passed to the pipeline; per-step progress comes from ``callback_on_step_end``;
+* memory modes (``auto``/``none``/``model_offload``/``group_offload``), the guidance routing and the step
+  cache of each job are passed to the pipeline; per-step progress comes from ``callback_on_step_end``;
+* the model generates its trained frame count (``sample_frames``, 49 released; ``num_frames=None``) and the
+  clip keeps the job's first ``frames`` (or, with ``model_frames: shot``, generates exactly those);
+* with ``context_parallel`` (``render --gpus N --parallel shot``) every process of the launch holds the
+  pipeline on its GPU and renders each shot together with the others (``ingredients_model.parallel``);
 * frames are written at the model's fps (8) as H.264 yuv420p through an ffmpeg pipe.
 """
 
@@ -52,7 +56,8 @@ def _read_config(path: Path) -> dict:
 def model_spec(model_dir: Path) -> EngineSpec:
     """Native size, frame limits and revision of a model folder, from its configs (no weights loaded)."""
     from ingredients_model import released
-    from ingredients_model.checkpoint import model_revision, require_complete
+    from ingredients_model.caching import CACHE_KINDS
+    from ingredients_model.checkpoint import model_revision, require_complete, transformer_subfolder
 
     if not Path(model_dir).is_dir():
         raise StoryreelError(
@@ -62,18 +67,21 @@ def model_spec(model_dir: Path) -> EngineSpec:
             f"or a tiny random test model with `storyreel models tiny {model_dir}`",
         )
     require_complete(model_dir)
-    transformer = _read_config(model_dir / "transformer" / "config.json")
+    transformer = _read_config(model_dir / transformer_subfolder(model_dir) / "config.json")
     vae = _read_config(model_dir / "vae" / "config.json")
     spatial = 2 ** (len(vae.get("block_out_channels", (128, 256, 256, 512))) - 1)
+    trained_frames = transformer.get("sample_frames", released.MAX_FRAMES)
     return EngineSpec(
         name="ingredients",
         version=ENGINE_VERSION,
         fps=released.FPS,
         width=transformer["sample_width"] * spatial,
         height=transformer["sample_height"] * spatial,
-        max_frames=transformer.get("sample_frames", released.MAX_FRAMES),
+        max_frames=trained_frames,
         # odd latent counts only: 2k latents decode to 8k frames (IngredientsPipeline.frame_multiple)
         frame_multiple=2 * vae.get("temporal_compression_ratio", 4),
+        native_frames=trained_frames,
+        caches=tuple(CACHE_KINDS),
         model_revision=model_revision(model_dir),
         generative=True,
         min_cast=1,
@@ -82,13 +90,26 @@ def model_spec(model_dir: Path) -> EngineSpec:
 
 
 class IngredientsEngine:
-    """Renders jobs with the Ingredients model of ``model_dir`` on ``device`` (default: CUDA if present)."""
+    """Renders jobs with the Ingredients model of ``model_dir`` on ``device`` (default: CUDA if present).
+
+    ``context_parallel``: this process is one of several (an initialised process group) that render each
+    shot together, the clip's tokens split over their GPUs; each holds the whole model on its GPU (memory
+    mode ``none``, whatever ``memory`` says), and every process must render the same jobs in the same
+    order."""
 
     name = "ingredients"
 
-    def __init__(self, model_dir: Path, *, device: str | None = None, memory: str = "auto"):
+    def __init__(
+        self,
+        model_dir: Path,
+        *,
+        device: str | None = None,
+        memory: str = "auto",
+        context_parallel: bool = False,
+    ):
         self.model_dir = Path(model_dir)
-        self.memory = memory
+        self.memory = "none" if context_parallel else memory
+        self.context_parallel = context_parallel
         self.requested_device = device
         self.pipe = None
         self.encoder = None
@@ -126,6 +147,8 @@ class IngredientsEngine:
             found["face_encoder"] = self.encoder.fingerprint
         if self.device is not None and self.device.type == "cuda":
             found["gpu"] = torch.cuda.get_device_name(self.device)
+        if self.context_parallel:
+            found["context_parallel"] = str(torch.distributed.get_world_size())
         return found
 
     def load(self) -> None:
@@ -147,9 +170,19 @@ class IngredientsEngine:
         self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
         self.pipe = load_pipeline(self.model_dir, device=self.device, dtype=self.dtype, memory=self.memory)
         self.pipe.set_progress_bar_config(disable=True)
+        if self.context_parallel:
+            from ingredients_model.errors import IngredientsError
+            from ingredients_model.parallel import enable_context_parallel
+
+            try:
+                enable_context_parallel(self.pipe)
+            except IngredientsError as err:
+                raise StoryreelError.from_error(err, "--parallel shot: ") from err
         self.encoder = load_face_encoder(self.model_dir / "face_encoder", device=self.device)
         max_len = self.pipe.transformer.config.max_text_seq_length
-        self._texts = TextEmbeddingCache(spec.model_revision or "", max_len, self.dtype)
+        self._texts = TextEmbeddingCache(
+            spec.model_revision or "", max_len, self.dtype, check=self._check_embeddings
+        )
         self.load_seconds = time.perf_counter() - started
 
     # ------------------------------------------------------------------------------------------ text
@@ -165,6 +198,12 @@ class IngredientsEngine:
             device=self.device,
             dtype=self.dtype,
         )
+
+    def _check_embeddings(self, embeddings: Embeddings) -> None:
+        """Raise IngredientsError unless cached embeddings fit this model's transformer."""
+        assert self.pipe is not None
+        for name, embeds in zip(("prompt_embeds", "negative_prompt_embeds"), embeddings, strict=True):
+            self.pipe.transformer.check_text_embeddings(embeds, name)
 
     def text_embeddings(self, job: RenderJob, project: Project) -> Embeddings:
         """The job's (prompt, negative prompt) embeddings, from the cache when possible."""
@@ -231,6 +270,8 @@ class IngredientsEngine:
     ) -> RenderResult:
         import torch
 
+        from ingredients_model import released
+
         self.load()
         assert self.pipe is not None and self.device is not None
         started = time.perf_counter()
@@ -246,11 +287,13 @@ class IngredientsEngine:
             progress(step + 1, pipe.num_timesteps)
             return tensors
 
+        # the trained frame count is the pipeline's default (None): the released behaviour, then trimmed
+        native = job.generated_frames == self.spec().native_frames
         result = self.pipe(
             identities=identities,
             height=job.height,
             width=job.width,
-            num_frames=job.frames,
+            num_frames=None if native else job.generated_frames,
             **{name: value for name, value in sampler.items() if value is not None},
             generator=torch.Generator("cpu").manual_seed(job.seed),
             prompt_embeds=prompt_embeds.to(self.device),
@@ -258,11 +301,12 @@ class IngredientsEngine:
             output_type="np",
             callback_on_step_end=on_step,
             router_mode=job.router_mode,
-            cache_threshold=job.cache_threshold,
+            cfg_routing=job.cfg_routing or released.CFG_ROUTING,
+            cache=job.cache,
             max_sequence_length=self.pipe.transformer.config.max_text_seq_length,
         )
         generated = time.perf_counter()
-        frames = np.asarray(result.frames[0])
+        frames = np.asarray(result.frames[0])[: job.frames]
         frames = np.clip(np.rint(frames * 255.0), 0, 255).astype(np.uint8)
         height, width = frames.shape[1:3]
         with FrameWriter(output, width, height, job.fps, crf=16, preset="medium") as out:
@@ -286,5 +330,5 @@ class IngredientsEngine:
                 "denoise_and_decode": generated - prepared,
                 "encode": done - generated,
             },
-            details=cache_stats,
+            details={**cache_stats, "generated_frames": int(result.frames[0].shape[0])},
         )

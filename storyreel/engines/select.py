@@ -164,8 +164,11 @@ def choose_shot_engines(
     return {shot_id: choices[name] for shot_id, name in requested.items()}
 
 
-def make_engine(choice: EngineChoice, *, device: str | None = None, memory: str = "auto") -> Engine:
-    """Build (not load) the engine of ``choice``."""
+def make_engine(
+    choice: EngineChoice, *, device: str | None = None, memory: str = "auto", context_parallel: bool = False
+) -> Engine:
+    """Build (not load) the engine of ``choice`` (``context_parallel``: see
+    :class:`~storyreel.engines.ingredients.IngredientsEngine`)."""
     if choice.name == "preview":
         from storyreel.engines.preview import PreviewEngine
 
@@ -178,7 +181,14 @@ def make_engine(choice: EngineChoice, *, device: str | None = None, memory: str 
     if choice.name == "wan-vace":
         from storyreel.engines.wan_vace import WanVaceEngine
 
+        if context_parallel:
+            raise StoryreelError(
+                "one shot over several GPUs (--parallel shot) works with the ingredients engine only",
+                hint="render wan-vace shots with --parallel shots",
+            )
         return WanVaceEngine(choice.model_dir, device=device, memory=memory)
     from storyreel.engines.ingredients import IngredientsEngine
 
-    return IngredientsEngine(choice.model_dir, device=device, memory=memory)
+    return IngredientsEngine(
+        choice.model_dir, device=device, memory=memory, context_parallel=context_parallel
+    )

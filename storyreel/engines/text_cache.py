@@ -6,8 +6,9 @@ One entry per (model revision, prompt, negative prompt, sequence length, dtype):
     <key>.json          written last: what the entry was built from, tensor shapes, sha256 of the tensors file
     <key>.lock          held (flock) while an entry is built, so concurrent renders build it once
 
-Every hit from disk is verified (metadata, file hash, shapes); a damaged or stale entry is rebuilt with a
-:class:`TextCacheWarning`, never trusted.
+Every hit from disk is verified (metadata, file hash, shapes, and the model's own check of the tensors when
+one is given); a damaged, stale or unusable entry is rebuilt with a :class:`TextCacheWarning`, never
+trusted.
 """
 
 from __future__ import annotations
@@ -20,27 +21,37 @@ from pathlib import Path
 
 import torch
 
+from ingredients_model.errors import HintedError
 from storyreel.errors import StoryreelWarning
 from storyreel.fsutil import atomic_path, atomic_write_json, clear_folder_in_way
 from storyreel.locking import entry_lock
+from ingredients_model.errors import HintedError
+from storyreel.fsutil import atomic_path, atomic_write_json
 
 TEXT_CACHE_FORMAT = 1
 TENSOR_NAMES = ("prompt_embeds", "negative_prompt_embeds")
 Embeddings = tuple[torch.Tensor, torch.Tensor]
 Encode = Callable[[str, str], Embeddings]
+Check = Callable[[Embeddings], None]
 
 
 class TextCacheWarning(StoryreelWarning):
-    """A text-embedding cache entry was damaged or stale and has been rebuilt."""
+    """A text-embedding cache entry was damaged, stale or unusable by the model and has been rebuilt."""
 
 
 class TextEmbeddingCache:
-    """``get(prompt, negative, encode)`` → ``(prompt_embeds, negative_prompt_embeds)`` on the CPU."""
+    """``get(prompt, negative, encode)`` → ``(prompt_embeds, negative_prompt_embeds)`` on the CPU.
 
-    def __init__(self, model_revision: str, max_sequence_length: int, dtype: torch.dtype):
+    ``check(embeddings)`` raises an error with a hint (the pipeline's own check of text embeddings) when an
+    entry read from disk cannot be used by the model; the entry is then rebuilt."""
+
+    def __init__(
+        self, model_revision: str, max_sequence_length: int, dtype: torch.dtype, check: Check | None = None
+    ):
         self.model_revision = model_revision
         self.max_sequence_length = max_sequence_length
         self.dtype = dtype
+        self.check = check
         self.memory: dict[str, Embeddings] = {}
         self.hits = self.misses = 0
 
@@ -146,7 +157,13 @@ class TextEmbeddingCache:
             or any(list(tensors[name].shape) != shapes.get(name) for name in TENSOR_NAMES)
         ):
             return reject("inconsistent (tensor names or shapes differ from its metadata)")
-        return tensors["prompt_embeds"], tensors["negative_prompt_embeds"]
+        found = tensors["prompt_embeds"], tensors["negative_prompt_embeds"]
+        if self.check is not None:
+            try:
+                self.check(found)
+            except HintedError as err:
+                return reject(f"unusable by the model ({err.message})")
+        return found
 
     def _save(self, directory: Path, key: str, prompt: str, negative: str, embeds: Embeddings) -> None:
         from safetensors.torch import save_file

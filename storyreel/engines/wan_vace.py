@@ -9,7 +9,7 @@
   :meth:`WanVaceEngine.prepare` every prompt of a batch is encoded first and, on a GPU with an offloading
   memory mode, UMT5 is then freed;
 * sampler defaults from Wan's reference code: 50 steps, guidance 5.0, its default negative prompt; the
-  first-block cache threshold (``--cache-threshold``) through diffusers' cache hooks;
+  first-block cache (``cache: {kind: first_block, ...}``, ``--cache-threshold``) through diffusers' hooks;
 * memory modes as for Ingredients (:func:`storyreel.models.wan_vace.load_pipeline`).
 """
 
@@ -72,18 +72,21 @@ def model_spec(model_dir: Path) -> EngineSpec:
         orientable=True,
         guidance=DEFAULT_GUIDANCE,
         router=False,
+        caches=("first_block",),
     )
 
 
 @contextlib.contextmanager
-def first_block_cache(transformer, threshold: float | None) -> Iterator[None]:
-    """diffusers' first-block cache on ``transformer`` for the duration of the block (none when None)."""
-    if threshold is None:
+def first_block_cache(transformer, spec: dict | None) -> Iterator[None]:
+    """diffusers' first-block cache of a job's ``cache`` spec on ``transformer`` for the duration of the block
+    (none when None; the planner allows no other kind for this engine)."""
+    if spec is None:
         yield
         return
     from diffusers.hooks import FirstBlockCacheConfig
 
-    transformer.enable_cache(FirstBlockCacheConfig(threshold=float(threshold)))
+    options = {name: value for name, value in spec.items() if name != "kind"}
+    transformer.enable_cache(FirstBlockCacheConfig(**options))
     try:
         yield
     finally:
@@ -249,7 +252,7 @@ class WanVaceEngine:
             progress(step + 1, steps)
             return tensors
 
-        with first_block_cache(self.pipe.transformer, job.cache_threshold):
+        with first_block_cache(self.pipe.transformer, job.cache):
             result = self.pipe(
                 reference_images=references or None,
                 prompt_embeds=prompt_embeds.to(self.device),

@@ -31,6 +31,7 @@ from storyreel.consent import Uses
 from storyreel.engines import EngineName
 from storyreel.errors import StoryreelError
 from storyreel.names import MAX_LENGTH, NAME_RULE, cast_name_problem, normalize_name
+from storyreel.step_cache import CacheSetting, cache_spec
 from storyreel.story.prompts import placeholders, prompt_tokens, resolve_prompt
 from storyreel.timeline import CaptionMode, TransitionType
 
@@ -46,6 +47,14 @@ MODEL_MAX_FRAMES = released.MAX_FRAMES
 SHOT_ID_PATTERN = r"^[A-Za-z0-9_-]+$"
 _SHOT_ID_RE = re.compile(SHOT_ID_PATTERN)
 _SIZE_RE = re.compile(r"^\s*(\d{1,5})\s*[xX×]\s*(\d{1,5})\s*$")
+
+CfgRouting = Literal[released.CFG_ROUTINGS]  # type: ignore[valid-type]
+"""How the model injects faces under guidance: ``released`` or ``per_branch`` (see the README)."""
+ModelFrames = Literal["native", "shot"]
+"""``native``: the model always generates its trained frame count and the clip keeps the shot's frames;
+``shot``: the model generates the shot's frame count (an expert option: positional embeddings it was not
+trained for)."""
+MODEL_FRAMES_DEFAULT: ModelFrames = "native"
 
 
 def _invalid(message: str, hint: str | None = None, field: str | None = None) -> PydanticCustomError:
@@ -70,6 +79,21 @@ CastName = Annotated[
     AfterValidator(_cast_name),
     WithJsonSchema({"type": "string", "maxLength": MAX_LENGTH, "description": f"Cast name: {NAME_RULE}"}),
 ]
+def _check_cache(value: CacheSetting | None) -> CacheSetting | None:
+    """A ``cache:`` setting checked by the model's own rules (see :mod:`storyreel.step_cache`)."""
+    try:
+        cache_spec(value)
+    except StoryreelError as err:
+        raise _invalid(err.message, err.hint) from None
+    return value
+
+
+CacheField = Annotated[CacheSetting | None, AfterValidator(_check_cache)]
+_CACHE_HELP = (
+    "Step cache: none, a kind (first_block, taylorseer) or {kind: ..., options}, e.g. "
+    "{kind: first_block, threshold: 0.05}, {kind: taylorseer, cache_interval: 5}, "
+    "{kind: mag, threshold: 0.06, mag_ratios: [...]}"
+)
 
 
 class _Model(BaseModel):
@@ -141,6 +165,17 @@ class Defaults(_Model):
     negative_prompt: str | None = Field(None, description="Negative prompt for every shot")
     seconds: float = Field(6.0, gt=0, le=600, description="Length of a shot in the reel, in seconds")
     router: Literal["soft", "hard"] = Field("soft", description="ID routing: soft (as released) or hard")
+    cfg_routing: CfgRouting = Field(
+        released.CFG_ROUTING,
+        description="Faces under guidance: released (injected from the unconditional half into both halves, "
+        "as the released code) or per_branch (each half routed with its own hidden states)",
+    )
+    model_frames: ModelFrames = Field(
+        MODEL_FRAMES_DEFAULT,
+        description="native: the model always generates its trained 49 frames and the clip keeps the shot's; "
+        "shot (expert): the model generates the shot's frame count, which its weights were not trained for",
+    )
+    cache: CacheField = Field(None, description=_CACHE_HELP + " (default: no cache)")
     transition: Transition = Field(default_factory=Transition, description="Default transition between shots")
 
 
@@ -209,6 +244,13 @@ class Shot(_Model):
     )
     caption: str | None = Field(None, max_length=500, description="Caption shown over this shot")
     engine: EngineName | None = Field(None, description="Engine of this shot (default: defaults.engine)")
+    cfg_routing: CfgRouting | None = Field(
+        None, description="Faces under guidance: released or per_branch (default: defaults.cfg_routing)"
+    )
+    model_frames: ModelFrames | None = Field(
+        None, description="native or shot (expert): see defaults.model_frames (default: that)"
+    )
+    cache: CacheField = Field(None, description=_CACHE_HELP + " (default: defaults.cache)")
 
     @field_validator("id")
     @classmethod

@@ -13,6 +13,7 @@ from storyreel.errors import StoryreelError
 from storyreel.plan import (
     NOT_IN_KEY,
     EngineSpec,
+    Overrides,
     RenderJob,
     clip_checksum,
     clip_problem,
@@ -29,11 +30,13 @@ from tests.helpers.projects import CAST, example_cast, make_library, make_projec
 PREVIEW = EngineSpec(name="preview", version="1", uses_caption=True)
 MODEL = EngineSpec(
     name="ingredients", version="1", fps=8, width=720, height=480, max_frames=49, frame_multiple=8,
-    model_revision="rev-a", generative=True, guidance=6.0,
+    native_frames=49, model_revision="rev-a", generative=True, guidance=6.0,
+    caches=("first_block", "mag", "taylorseer"),
 )  # fmt: skip
 WAN = EngineSpec(
     name="wan-vace", version="1", fps=16, width=832, height=480, max_frames=81, frame_multiple=4,
     model_revision="rev-w", generative=True, orientable=True, guidance=5.0, router=False,
+    caches=("first_block",),
 )  # fmt: skip
 
 
@@ -112,6 +115,21 @@ def _edit(path: Path, old: str, new: str) -> None:
         (PREVIEW, "steps: 2", "steps: 3", set()),  # the preview ignores steps
         (PREVIEW, "cast/sam/1.jpg]", "cast/sam/1.jpg], combine: first", set()),  # it shows one photo
         (PREVIEW, "caption: Caption 2", "caption: Other", {"s2"}),
+        (MODEL, "seed: 5", "seed: 5, cfg_routing: per_branch", {"s1", "s2", "s3"}),
+        (MODEL, "seed: 5", "seed: 5, cfg_routing: released", set()),  # the default, written out
+        (MODEL, "caption: Caption 2", "caption: Caption 2\n    cfg_routing: per_branch", {"s2"}),
+        (PREVIEW, "seed: 5", "seed: 5, cfg_routing: per_branch", set()),
+        (MODEL, "seed: 5", "seed: 5, cache: taylorseer", {"s1", "s2", "s3"}),
+        (
+            MODEL,
+            "caption: Caption 3",
+            "caption: Caption 3\n    cache: {kind: taylorseer, cache_interval: 3}",
+            {"s3"},
+        ),
+        (PREVIEW, "seed: 5", "seed: 5, cache: taylorseer", set()),
+        (MODEL, "seed: 5", "seed: 5, model_frames: shot", {"s1", "s2", "s3"}),  # 9 frames, not 9 of 49
+        (MODEL, "caption: Caption 1", "caption: Caption 1\n    model_frames: shot", {"s1"}),
+        (PREVIEW, "seed: 5", "seed: 5, model_frames: shot", set()),
         (PREVIEW, "size: 160x96", "size: 320x192", {"s1", "s2", "s3"}),
         (PREVIEW, "title: Test Reel", "title: Other", set()),
         (PREVIEW, "captions: none", "captions: burn", {"s1", "s2", "s3"}),  # caption leaves the clip
@@ -138,12 +156,13 @@ def test_key_follows_photo_bytes_model_revision_and_engine_version(story_path: P
     assert set(_keys(story_path, newer).values()).isdisjoint(_keys(story_path, PREVIEW).values())
 
 
-def test_preview_keys_do_not_include_the_combine_field(story_path: Path) -> None:
+def test_preview_keys_do_not_include_the_model_only_fields(story_path: Path) -> None:
     job = plan_story(load_story(story_path), PREVIEW)[0]
-    assert job.combine is None
-    payload = {**job.model_dump(exclude={*NOT_IN_KEY, "combine"}), "key_version": 1}
+    assert job.combine is job.cfg_routing is job.model_frames is job.cache is None
+    payload = job.model_dump(exclude={*NOT_IN_KEY, "combine", "cfg_routing", "model_frames", "cache"})
+    payload.update(cache_threshold=None, key_version=1)  # the fields of keys before these existed
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    assert job.key == hashlib.sha256(canonical.encode()).hexdigest()  # same keys as before the field
+    assert job.key == hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def test_keys_of_known_jobs_are_pinned() -> None:
@@ -158,6 +177,12 @@ def test_keys_of_known_jobs_are_pinned() -> None:
         router_mode="soft", model_revision="rev-a",
     ).with_key()  # fmt: skip
     assert model.key == "d0f2f89f940e308d77817c4ec17751380b15fae150f0f91ad43de69ebfffef7c"
+    # what was rendered before these fields existed keeps its key: released cfg routing, the model
+    # generating exactly the kept frames, no cache, and the first-block threshold (--cache-threshold)
+    written_out = model.model_copy(update={"cfg_routing": "released", "model_frames": 49}).with_key()
+    assert written_out.key == model.key
+    threshold = written_out.model_copy(update={"cache": {"kind": "first_block", "threshold": 0.05}})
+    assert threshold.with_key().key == "9f4af9fc47b25ae1c90b16884ef4077ed598c053790f54e1f708df6b9c71ea81"
     preview = RenderJob(
         **{**common, "faces": {"ana": ["auto"]}, "engine": "preview", "engine_version": "2", "fps": 24,
            "frames": 144},
@@ -311,3 +336,51 @@ def test_a_member_renders_to_the_same_key_from_the_project_or_the_library(
     }
     assert jobs[0].cast_caches == {} and "eileen" not in moved[1].cast_caches
     assert moved[0].faces == jobs[0].faces and moved[0].faces["nora"][0].startswith("box=")
+
+
+def test_model_generates_its_trained_frames_and_keeps_the_shots(story_path: Path) -> None:
+    jobs = plan_story(load_story(story_path), MODEL)
+    assert [(job.frames, job.model_frames, job.generated_frames) for job in jobs] == [(9, 49, 49)] * 3
+    _edit(story_path, "caption: Caption 1", "caption: Caption 1\n    model_frames: shot")
+    jobs = plan_story(load_story(story_path), MODEL)
+    assert [(job.frames, job.generated_frames) for job in jobs] == [(9, 9), (9, 49), (9, 49)]
+    preview = plan_story(load_story(story_path), PREVIEW)[0]
+    assert preview.model_frames is None and preview.generated_frames == preview.frames
+
+
+def test_command_line_beats_shot_beats_defaults(story_path: Path) -> None:
+    _edit(story_path, "seed: 5", "seed: 5, cfg_routing: per_branch, cache: taylorseer")
+    _edit(story_path, "caption: Caption 2", "caption: Caption 2\n    cfg_routing: released\n    cache: none")
+    story = load_story(story_path)
+    jobs = plan_story(story, MODEL)
+    assert [job.cfg_routing for job in jobs] == ["per_branch", "released", "per_branch"]
+    assert [job.cache for job in jobs] == [{"kind": "taylorseer"}, None, {"kind": "taylorseer"}]
+    given = Overrides(cfg_routing="released", cache={"kind": "first_block", "threshold": 0.1})
+    jobs = plan_story(story, MODEL, overrides=given)
+    assert {job.cfg_routing for job in jobs} == {"released"}
+    assert all(job.cache == {"kind": "first_block", "threshold": 0.1} for job in jobs)
+    assert all(job.cache is None for job in plan_story(story, MODEL, overrides=Overrides(cache="none")))
+    assert all(job.cache is None for job in plan_story(story, PREVIEW, overrides=given))
+
+
+def test_a_bad_command_line_cache_is_a_clear_error(story_path: Path) -> None:
+    with pytest.raises(StoryreelError) as err:
+        plan_story(
+            load_story(story_path), MODEL, overrides=Overrides(cache={"kind": "mag", "threshold": 0.1})
+        )
+    assert "mag_ratios" in err.value.message and "calibrate" in (err.value.hint or "")
+
+
+def test_engine_only_settings(story_path: Path) -> None:
+    _edit(
+        story_path, "seed: 5", "seed: 5, cfg_routing: per_branch, cache: {kind: first_block, threshold: 0.1}"
+    )
+    jobs = plan_story(load_story(story_path), lambda shot: WAN if shot.id == "s2" else MODEL)
+    assert [job.cfg_routing for job in jobs] == ["per_branch", None, "per_branch"]  # Wan routes no faces
+    assert [job.model_frames for job in jobs] == [49, None, 49]  # Wan generates the shot's frames
+    assert jobs[1].cache == {"kind": "first_block", "threshold": 0.1}
+    _edit(story_path, "caption: Caption 2", "caption: Caption 2\n    cache: taylorseer")
+    with pytest.raises(StoryreelError) as err:
+        plan_story(load_story(story_path), lambda shot: WAN if shot.id == "s2" else MODEL)
+    assert "shot s2: the wan-vace engine cannot use the taylorseer step cache" in err.value.message
+    assert "first_block" in (err.value.hint or "")

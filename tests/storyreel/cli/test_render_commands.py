@@ -85,13 +85,19 @@ def test_gpus_spawns_accelerate_launch() -> None:
 
 
 def test_each_launched_process_gets_the_same_options(tmp_path: Path) -> None:
+    from storyreel.cli.options import shot_overrides
     from storyreel.runner import RenderOptions
 
+    cache = {"kind": "taylorseer", "cache_interval": 4, "taylor_factors_dtype": "float32"}
     options = RenderOptions(
-        engine="preview", model=Path("m"), only=["s1", "s2"], cache_threshold=0.05, reel=False,
-        cast_library=Path("cast-lib"),
+        engine="preview", model=Path("m"), only=["s1", "s2"], cfg_routing="per_branch", cache=cache,
+        parallel="shot", reel=False, cast_library=Path("cast-lib"),
     )  # fmt: skip
     args = render_args(["a/story.yaml"], options)
+    passed = shot_overrides(args[args.index("--cfg-routing") + 1], args[args.index("--cache") + 1], None)
+    assert passed == options.overrides and args[args.index("--parallel") + 1] == "shot"
+    threshold = render_args([], RenderOptions(cache_threshold=0.05))
+    assert threshold[threshold.index("--cache-threshold") + 1] == "0.05"
     assert args[:3] == ["a/story.yaml", "--engine", "preview"]
     assert args[args.index("--model") + 1] == str(Path("m").absolute())
     assert args[args.index("--cast-library") + 1] == str(Path("cast-lib").absolute())
@@ -250,3 +256,41 @@ def test_enumerated_options_are_checked_before_any_work(tmp_path_factory, tmp_pa
         assert result.returncode == 2 and "Invalid value for" in result.stderr, args
         assert args[-1] in result.stderr
     assert not (project.parent / "renders").exists()
+
+
+def test_cache_routing_and_parallel_options_are_checked_before_anything_runs(
+    tmp_path_factory, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from storyreel.cli import app
+
+    project = make_project(tmp_path_factory, tmp_path / "p", shots=2)
+    cases = [
+        (["--cfg-routing", "sideways"], "unknown --cfg-routing 'sideways'", "released, per_branch"),
+        (["--cache", "{kind: magic}"], "Unknown cache kind 'magic'", "first_block, mag, taylorseer"),
+        (["--cache", "taylorseer", "--cache-threshold", "0.1"], "not both", "short for"),
+        (["--parallel", "frames"], "unknown --parallel 'frames'", "shots, shot"),
+        (["--parallel", "shot"], "give their number with --gpus N", "--gpus 2 --parallel shot"),
+        (
+            ["--gpus", "2", "--parallel", "shot", "--cache-threshold", "0.05"],
+            "first-block cache",
+            "taylorseer",
+        ),
+        (
+            ["--gpus", "2", "--parallel", "shot", "--memory", "group_offload"],
+            "whole model on each GPU",
+            "auto",
+        ),
+    ]
+    for args, message, hint in cases:
+        result = CliRunner().invoke(app, ["render", str(project), *args])
+        error = result.exception
+        assert isinstance(error, StoryreelError), (args, result.output, error)
+        assert message in error.message and hint in (error.hint or ""), (args, error.message, error.hint)
+    project.write_text(project.read_text().replace("Caption 2", "Caption 2\n    cache: first_block"))
+    result = CliRunner().invoke(app, ["render", str(project), "--gpus", "2", "--parallel", "shot"])
+    assert isinstance(result.exception, StoryreelError) and "(shots s2)" in result.exception.message
+    assert not (project.parent / "renders").exists()
+    plan = CliRunner().invoke(app, ["plan", str(project), "--cfg-routing", "per_branch", "--cache", "none"])
+    assert plan.exit_code == 0, plan.output

@@ -111,3 +111,109 @@ def test_library_members_are_encoded_once_for_every_project(
         assert len(list(project.identity_cache_dir.glob("*/*.json"))) == 1  # sam's, in the project
         files = engine.cache_files(job, project)
         assert sum(path.is_relative_to(cache) for path in files) == 3  # nora's tensors, face, metadata
+
+
+@pytest.fixture(scope="module")
+def model_of_17_frames(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model folder with a transformer trained (randomly) for 17 frames instead of 9."""
+    import shutil
+
+    from ingredients_model.transformer import IngredientsTransformer3DModel
+
+    folder = tmp_path_factory.mktemp("tiny-17") / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    config = IngredientsTransformer3DModel.load_config(folder / "transformer")
+    torch.manual_seed(0)
+    transformer = IngredientsTransformer3DModel.from_config({**config, "sample_frames": 17})
+    shutil.rmtree(folder / "transformer")
+    transformer.save_pretrained(folder / "transformer")
+    return folder
+
+
+class PipelineSpy:
+    """The engine's pipeline, recording the arguments of each call."""
+
+    def __init__(self, pipe) -> None:
+        self.pipe, self.calls = pipe, []
+
+    def __call__(self, **kwargs):
+        self.calls.append(kwargs)
+        return self.pipe(**kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self.pipe, name)
+
+
+@pytest.mark.slow
+def test_the_model_generates_its_trained_frames_and_the_clip_keeps_the_shots(
+    model_of_17_frames: Path, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, caplog
+) -> None:
+    path = make_project(tmp_path_factory, tmp_path / "p", shots=1, engine="ingredients", steps=2, seconds=1)
+    story = load_story(path)
+    project = Project.from_story(story)
+    engine = IngredientsEngine(model_of_17_frames, memory="none")
+    assert engine.spec().native_frames == 17
+    job = plan_story(story, engine.spec())[0]
+    assert (job.frames, job.model_frames, job.cfg_routing, job.cache) == (9, 17, "released", None)
+    engine.load()
+    engine.pipe = spy = PipelineSpy(engine.pipe)
+    renders = {
+        "trimmed": job,
+        "full": job.model_copy(update={"frames": 17}),
+        "shot": job.model_copy(update={"model_frames": 9}),
+        "routed": job.model_copy(update={"cfg_routing": "per_branch", "cache": {"kind": "taylorseer"}}),
+    }
+    results, frames = {}, {}
+    for name, each in renders.items():
+        with caplog.at_level("WARNING", logger="ingredients_model.pipeline"):
+            caplog.clear()
+            results[name] = engine.render(each, tmp_path / f"{name}.mp4", lambda d, t: None, project=project)
+            results[name].details["warnings"] = caplog.text
+        frames[name] = _frames(tmp_path / f"{name}.mp4", 96, 64).astype(float)
+    calls = dict(zip(renders, spy.calls, strict=True))
+    assert [calls[name]["num_frames"] for name in renders] == [None, None, 9, None]  # None: the trained 17
+    assert [results[name].details["generated_frames"] for name in renders] == [17, 17, 9, 17]
+    assert [len(frames[name]) for name in renders] == [9, 17, 9, 9]
+    assert "differs from the 17 frames" in results["shot"].details["warnings"]
+    assert "differs" not in results["trimmed"].details["warnings"]
+    # the kept frames are the first frames of the whole clip, up to the codec's rounding (noise-like frames
+    # of random weights: about 2 levels), far closer than a clip generated at 9 frames (about 27)
+    same = np.abs(frames["trimmed"] - frames["full"][:9]).mean()
+    other = np.abs(frames["trimmed"] - frames["shot"]).mean()
+    assert same < 0.25 * other, (same, other)
+    assert calls["trimmed"]["cfg_routing"] == "released" and calls["trimmed"]["cache"] is None
+    assert calls["routed"]["cfg_routing"] == "per_branch" and calls["routed"]["cache"] == {
+        "kind": "taylorseer"
+    }
+
+
+def test_cached_prompt_embeddings_the_model_refuses_are_rebuilt(
+    tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    import hashlib
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from storyreel.engines.text_cache import TextCacheWarning
+
+    path = make_project(tmp_path_factory, tmp_path / "p", shots=1, engine="ingredients")
+    story = load_story(path)
+    project = Project.from_story(story)
+    engine = IngredientsEngine(tiny_model_dir, memory="none")
+    job = plan_story(story, engine.spec())[0]
+    engine.load()
+    good = engine.text_embeddings(job, project)
+    tensors_path = next(project.text_cache_dir.glob("*.safetensors"))
+    meta_path = tensors_path.with_suffix(".json")
+    tensors = {name: t[:, :, :-1].contiguous() for name, t in load_file(tensors_path).items()}  # other width
+    save_file(tensors, tensors_path)
+    meta = json.loads(meta_path.read_text())
+    meta.update(sha256=hashlib.sha256(tensors_path.read_bytes()).hexdigest())
+    meta["shapes"] = {name: list(t.shape) for name, t in tensors.items()}
+    meta_path.write_text(json.dumps(meta))
+    fresh = IngredientsEngine(tiny_model_dir, memory="none")
+    fresh.load()
+    with pytest.warns(TextCacheWarning, match="unusable by the model"):
+        rebuilt = fresh.text_embeddings(job, project)
+    assert torch.equal(rebuilt[0], good[0]) and torch.equal(rebuilt[1], good[1])

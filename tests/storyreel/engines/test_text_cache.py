@@ -122,3 +122,23 @@ def test_two_processes_writing_the_same_entries(tmp_path: Path) -> None:
         warnings.simplefilter("error")  # every entry verifies
         for index in range(100):
             cache.get(tmp_path / "text", f"prompt number {index}", "", lambda p, n: pytest.fail(p))
+
+
+def test_an_entry_the_model_refuses_is_rebuilt_with_a_warning(tmp_path: Path) -> None:
+    from ingredients_model.errors import IngredientsError
+    from storyreel.engines.text_cache import TextCacheWarning
+
+    def wants_seven_tokens(embeddings: tuple[torch.Tensor, torch.Tensor]) -> None:
+        if embeddings[0].shape[1] != 7:
+            raise IngredientsError("prompt_embeds holds 5 text tokens; this transformer takes exactly 7")
+
+    TextEmbeddingCache("rev", 226, torch.float32).get(
+        tmp_path, "a cafe", "", lambda p, n: (torch.ones(1, 5, 4), torch.zeros(1, 5, 4))
+    )
+    encode = Encoder()
+    cache = TextEmbeddingCache("rev", 226, torch.float32, check=wants_seven_tokens)
+    with pytest.warns(TextCacheWarning, match="unusable by the model.*exactly 7"):
+        rebuilt = cache.get(tmp_path, "a cafe", "", encode)
+    assert encode.calls == [("a cafe", "")] and rebuilt[0].shape == (1, 7, 4)
+    again = TextEmbeddingCache("rev", 226, torch.float32, check=wants_seven_tokens)
+    assert torch.equal(again.get(tmp_path, "a cafe", "", encode)[0], rebuilt[0]) and len(encode.calls) == 1
