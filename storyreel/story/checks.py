@@ -97,6 +97,16 @@ def is_dir(path: Path) -> bool:
         return False
 
 
+def _fewer_frames(seconds: float) -> tuple[str, str]:
+    """The warning for ``model_frames: shot`` on a shot of ``seconds`` shorter than the trained clip."""
+    return (
+        f"model_frames: shot makes the model generate {seconds:g} s, fewer than the {released.MAX_FRAMES} "
+        "frames its positional embeddings were trained for",
+        "the model then runs positional embeddings its weights never saw; the default, model_frames: native, "
+        f"generates {released.MAX_FRAMES} frames and keeps the shot's (at the cost of a whole clip)",
+    )
+
+
 class Checker:
     """Semantic checks across fields, on the raw data (type-guarded) and on the parts that validated.
 
@@ -536,6 +546,19 @@ class Checker:
             ("cut", 0.0) if shot is None else ((t := shot.transition or defaults.transition).type, t.seconds)
             for shot in shots
         ]
+        limit = released.MAX_FRAMES / released.FPS
+        shorter = [
+            length
+            for shot, length in zip(shots, lengths, strict=True)
+            if shot is not None
+            and shot.model_frames is None
+            and (shot.engine or defaults.engine) != "wan-vace"  # Wan generates every shot's own frames
+            and length is not None
+            and length < limit - 1e-9
+        ]
+        if defaults.model_frames == "shot" and shorter:
+            message, hint = _fewer_frames(min(shorter))
+            self.warn(("defaults", "model_frames"), f"{len(shorter)} shot(s): " + message, hint)
         incoming = 0.0  # overlap with the previous shot's transition
         for index, (shot, join) in enumerate(zip(shots, joins(transitions), strict=True)):
             length = lengths[index]
@@ -579,6 +602,8 @@ class Checker:
                 f"{fps} fps (≈{limit:.1f} s)",
                 "the clip will be time-stretched to fill it; split long moments into several shots",
             )
+        if not wan and shot.model_frames == "shot" and length < limit - 1e-9:
+            self.warn(("shots", index, "model_frames"), *_fewer_frames(length))
         people = len(shot.cast or [])
         if wan and people > wan_vace.MAX_REFERENCES:
             self.warn(

@@ -182,6 +182,35 @@ shots:
     assert len(found) == 3  # 3 people with wan-vace, 6 s with ingredients: fine
 
 
+def test_model_frames_shot_on_short_shots_is_a_warning(tmp_path: Path) -> None:
+    root = make_project(tmp_path)
+    text = """\
+title: Expert frames
+cast:
+  alice: {photos: [cast/alice/1.jpg], description: a}
+defaults:
+  model_frames: shot
+shots:
+  - {id: one, prompt: "{alice} waves", seconds: 2}
+  - {id: two, prompt: "{alice} waves", seconds: 7}
+  - {id: three, prompt: "{alice} waves", frames: 17, model_frames: native}
+  - id: four
+    prompt: "{alice} waves"
+    frames: 9
+    model_frames: shot
+"""
+    story = load_story(write(root, text))
+    found = [(w.line, w.path, w.message, w.hint) for w in story.warnings]
+    by_path = {path: (line, message, hint) for line, path, message, hint in found}
+    line, message, hint = by_path["defaults.model_frames"]
+    assert line == 5 and message.startswith("1 shot(s): model_frames: shot makes the model generate 2 s")
+    assert "fewer than the 49 frames" in message and "model_frames: native" in hint
+    line, message, _ = by_path["shots[3].model_frames"]
+    assert line == 13 and "generate 1.125 s" in message
+    assert not any("shots[2]" in path for path in by_path)  # native: the model generates 49 frames
+    assert len(found) == 3  # and shot two is longer than 49 frames
+
+
 def test_empty_sections_mean_defaults(tmp_path: Path) -> None:
     text = "title: t\noutput:\ndefaults:\ncast:\n  # ana: {description: x}\nshots:\n  - {id: a, prompt: p}\n"
     story = load_story(write(tmp_path, text))
