@@ -165,8 +165,9 @@ def _closest(backend, refs: list[np.ndarray], embedding: np.ndarray, threshold: 
     return best if best is not None and values[best] >= threshold else None
 
 
-def _evaluate_shot(backend, frames, refs: list[np.ndarray], cast: list[str], threshold: float):
-    """Per-shot entry and, per character, the mean embedding of the faces matched to them."""
+def evaluate_frames(backend, frames, refs: list[np.ndarray], cast: list[str], threshold: float):
+    """One clip's entry of ``eval.json`` (``frames``: sampled images; ``refs``: the cast's reference
+    embeddings, left to right) and, per character, the mean embedding of the faces matched to them."""
     from ingredients_model.metrics.face_similarity import clip_face_similarity
 
     result = clip_face_similarity(backend, refs, frames)
@@ -296,7 +297,7 @@ def evaluate_story(
                 refs[name] = reference_embedding(face_backend, project, name, story.cast[name])
         say(f"shot {shot.id}")
         images = sample_video_frames(clip, num=frames)
-        entry, appearance = _evaluate_shot(face_backend, images, [refs[n] for n in cast], cast, threshold)
+        entry, appearance = evaluate_frames(face_backend, images, [refs[n] for n in cast], cast, threshold)
         prompt = job.get("prompt") or shot.resolved_prompt(story)
         scores: dict[str, Any] = {}
         if "released" in protocols:

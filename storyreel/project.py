@@ -128,6 +128,15 @@ class Project:
         return self.renders_dir / "eval.json"
 
     @property
+    def cache_compare_path(self) -> Path:
+        """``renders/cache_compare.json``: the last ``storyreel eval --compare-cache``."""
+        return self.renders_dir / "cache_compare.json"
+
+    def cache_compare_clip(self, shot_id: str, variant: str) -> Path:
+        """``renders/cache-compare/<id>.<variant>.mp4``: a clip of ``storyreel eval --compare-cache``."""
+        return self.renders_dir / "cache-compare" / f"{_checked_id(shot_id)}.{variant}.mp4"
+
+    @property
     def reel_record_path(self) -> Path:
         """``.storyreel/reel.json``: what the reel was last assembled from (:mod:`storyreel.reel_record`)."""
         return self.state_dir / "reel.json"

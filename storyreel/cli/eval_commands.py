@@ -15,6 +15,8 @@ from storyreel.cli.app import app, console, reporter
 from storyreel.cli.batch import each_story, exit_for, print_story_count
 from storyreel.cli.console import emit_json
 from storyreel.cli.options import (
+    CacheOption,
+    CacheThresholdOption,
     CastLibraryOption,
     JsonOption,
     KeepGoingOption,
@@ -22,8 +24,10 @@ from storyreel.cli.options import (
     StoriesArgument,
     expand_stories,
     keep_going_for,
+    shot_overrides,
 )
 from storyreel.environment import environment_help
+from storyreel.errors import StoryreelError
 from storyreel.evaluate import DEFAULT_FRAMES
 from storyreel.reporting import shown_path
 
@@ -143,6 +147,33 @@ def engine_tables(report: dict[str, Any]) -> list[Table]:
     return [shots, people]
 
 
+def cache_compare_tables(report: dict[str, Any]) -> tuple[Table, Table]:
+    """Per shot: the cache, both times, speed-up and pixel difference; per character: both similarities."""
+    shots = Table(title="Step cache against no cache (same job, same seed)", title_justify="left")
+    for column in ("shot", "cache", "cached s", "uncached s", "speed-up", "PSNR dB", "mean |Δ|"):
+        shots.add_column(column, justify="left" if column in ("shot", "cache") else "right")
+    people = Table(title="Similarity to the cast photos", title_justify="left")
+    for column in ("shot", "character", "cached", "uncached"):
+        people.add_column(column, justify="left" if column in ("shot", "character") else "right")
+    for shot_id, shot in report["shots"].items():
+        options = ", ".join(f"{k}={v}" for k, v in shot["cache"].items() if k != "kind")
+        cached, uncached = shot["cached"], shot["uncached"]
+        shots.add_row(
+            escape(shot_id),
+            escape(shot["cache"]["kind"] + (f" ({options})" if options else "")),
+            f"{cached['denoise_seconds']:.1f}",
+            f"{uncached['denoise_seconds']:.1f}",
+            "–" if shot["speedup"] is None else f"{shot['speedup']:.2f}x",
+            "identical" if shot["psnr_db"] is None else f"{shot['psnr_db']:.1f}",
+            f"{shot['mean_abs_diff']:.2f}",
+        )
+        for name in shot["cast"]:
+            people.add_row(
+                escape(shot_id), name, _num(cached["characters"][name]), _num(uncached["characters"][name])
+            )
+    return shots, people
+
+
 @app.command("eval", epilog=environment_help("STORYREEL_CLIP", "STORYREEL_CAST"))
 def eval_command(
     stories: StoriesArgument = None,
@@ -165,6 +196,19 @@ def eval_command(
         typer.Option("--threshold", help="Same-person similarity threshold (default: the backend's)."),
     ] = None,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda (ArcFace / CLIP).")] = "cpu",
+    compare_cache: Annotated[
+        bool,
+        typer.Option(
+            "--compare-cache",
+            help="Render each shot that has a step cache twice, with and without it (same seed), and compare "
+            "the clips: time, PSNR, face similarity. Writes renders/cache_compare.json.",
+        ),
+    ] = False,
+    cache: CacheOption = None,
+    cache_threshold: CacheThresholdOption = None,
+    only: Annotated[
+        list[str] | None, typer.Option("--only", help="With --compare-cache: these shot ids (repeat or a,b).")
+    ] = None,
     keep_going: KeepGoingOption = None,
     cast_library: CastLibraryOption = None,
     json_: JsonOption = False,
@@ -185,12 +229,24 @@ def eval_command(
         ),
     ] = None,
 ) -> None:
-    """Check every character in every rendered shot; writes renders/eval.json and the review page."""
+    """Check every character in every rendered shot; writes renders/eval.json and the review page.
+
+    With --compare-cache: compare each shot's step cache with no cache instead (see the README)."""
     from storyreel.api import evaluate
+    from storyreel.cli.render_commands import split_ids
 
     paths = expand_stories(stories)
+    if not compare_cache and (cache is not None or cache_threshold is not None or only):
+        raise StoryreelError(
+            "--cache, --cache-threshold and --only belong to --compare-cache",
+            hint="storyreel eval STORY --compare-cache [--cache SPEC] [--only SHOT]",
+        )
+    overrides = shot_overrides(None, cache, cache_threshold)
 
     def one(path: Path) -> dict[str, Any]:
+        if compare_cache:
+            options = {"backend": backend, "frames": frames, "threshold": threshold, "device": device}
+            return _compare_one(path, model, overrides, split_ids(only), cast_library, **options)
         label = escape(shown_path(path))
         with reporter.status(f"{label}: evaluating…") as spinner:
 
@@ -245,3 +301,38 @@ def print_report(path: Path, report: dict[str, Any], written: Path, review: Path
     written_at = escape(shown_path(written))
     console.print(f"{summary} (threshold {report['threshold']:.2f}) · wrote {written_at}", highlight=False)
     console.print(f"review page: {escape(shown_path(review))}", highlight=False)
+
+
+def _compare_one(
+    path: Path,
+    model: Path | None,
+    overrides: Any,
+    only: list[str] | None,
+    cast_library: Path | None,
+    **options: Any,
+) -> dict:
+    """`eval --compare-cache` of one story: render, compare, print, write renders/cache_compare.json."""
+    from storyreel.cache_compare import compare_cache, write_cache_compare
+    from storyreel.project import Project
+
+    project = Project.find(path)
+    story = project.load_story(cast_library=cast_library)
+    label = escape(shown_path(path))
+    with reporter.status(f"{label}: comparing…") as spinner:
+
+        def progress(message: str) -> None:
+            if spinner is not None:
+                spinner.update(f"{label}: comparing: {escape(message)}")
+
+        report = compare_cache(
+            story, project, overrides=overrides, only=only, model_dir=model, progress=progress, **options
+        )
+    written = write_cache_compare(project, report)
+    console.print(f"[bold]{label}[/]", highlight=False)
+    prefix = "[yellow]offline backend:[/]" if report["offline_fallback"] else "backend:"
+    console.print(f"{prefix} {escape(report['backend_label'])}", highlight=False)
+    for table in cache_compare_tables(report):
+        console.print(table)
+    clips = escape(shown_path(project.renders_dir / "cache-compare"))
+    console.print(f"clips in {clips} · wrote {escape(shown_path(written))}", highlight=False)
+    return {"cache_compare": report, "cache_compare_json": str(written.absolute())}
