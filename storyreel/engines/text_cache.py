@@ -25,8 +25,6 @@ from ingredients_model.errors import HintedError
 from storyreel.errors import StoryreelWarning
 from storyreel.fsutil import atomic_path, atomic_write_json, clear_folder_in_way
 from storyreel.locking import entry_lock
-from ingredients_model.errors import HintedError
-from storyreel.fsutil import atomic_path, atomic_write_json
 
 TEXT_CACHE_FORMAT = 1
 TENSOR_NAMES = ("prompt_embeds", "negative_prompt_embeds")

@@ -79,6 +79,8 @@ CastName = Annotated[
     AfterValidator(_cast_name),
     WithJsonSchema({"type": "string", "maxLength": MAX_LENGTH, "description": f"Cast name: {NAME_RULE}"}),
 ]
+
+
 def _check_cache(value: CacheSetting | None) -> CacheSetting | None:
     """A ``cache:`` setting checked by the model's own rules (see :mod:`storyreel.step_cache`)."""
     try:
