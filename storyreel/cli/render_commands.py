@@ -229,7 +229,7 @@ def render(
                 "--parallel shot renders each shot on several GPUs together: give their number with --gpus N",
                 hint="for example `storyreel render story.yaml --gpus 2 --parallel shot`",
             )
-        check_shot_parallel([load_story(path) for path in paths], options)
+        check_shot_parallel([load_story(path, cast_library=cast_library) for path in paths], options)
     if gpus is not None and not launched and gpus > 1:
         import torch
 
