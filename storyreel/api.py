@@ -6,9 +6,9 @@ The same functions the `storyreel` commands run, for scripts (e.g. a campaign of
 
     story = api.load_story("demo/story.yaml")          # raises StoryValidationError listing every problem
     checked = api.validate("demo")                     # never raises for a bad story: .ok, .problems
-    print(api.plan(story).counts)                      # {'done': 0, 'stale': 0, 'damaged': 0, 'todo': 4}
+    print(api.plan(story).counts)    # {'done': 0, 'stored': 0, 'stale': 0, 'damaged': 0, 'todo': 4}
     batch = api.render(["demo"], engine="preview", keep_going=True)
-    print(batch.ok, batch.totals["shots"])             # True {'rendered': 4, 'current': 0, 'failed': 0}
+    print(batch.ok, batch.totals["shots"])             # True {'rendered': 4, 'reused': 0, 'current': 0, ...}
     print(api.results("demo").reel)                    # PosixPath('.../demo/reel.mp4')
 
 ``init_project(folder, example=False)`` makes a project, as ``storyreel init`` does.
@@ -23,7 +23,7 @@ Progress and notices go to stderr; pass ``console=`` (a rich console or a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -69,13 +69,16 @@ def _folder(path: Path | str | None) -> Path | None:
     return Path(path) if path is not None else None
 
 
-def load_story(path: Path | str, *, cast_library: Path | str | None = None) -> Story:
-    """The story in ``path`` (a story file or a project folder), validated.
+def load_story(
+    path: Path | str, variables: Mapping[str, str] | None = None, *, cast_library: Path | str | None = None
+) -> Story:
+    """The story in ``path`` (a story file or a project folder), validated; ``variables`` override its
+    ``vars:`` (as ``--set name=value``).
 
     Raises :class:`~storyreel.story.StoryValidationError` (its ``problems`` list every problem) or
     :class:`~storyreel.errors.StoryreelError` when the file cannot be read.
     """
-    return _load_story(_path(path), cast_library=_folder(cast_library))
+    return _load_story(_path(path), variables, cast_library=_folder(cast_library))
 
 
 def _problem_json(problem: Problem) -> dict[str, Any]:
@@ -129,18 +132,22 @@ class Validation:
         return entry
 
 
-def validate(path: Path | str, *, cast_library: Path | str | None = None) -> Validation:
-    """Load ``path`` and report its problems instead of raising for them (a missing file still raises)."""
+def validate(
+    path: Path | str, variables: Mapping[str, str] | None = None, *, cast_library: Path | str | None = None
+) -> Validation:
+    """Load ``path`` (with ``variables``, as ``--set``) and report its problems instead of raising for
+    them (a missing file still raises)."""
     story_path = _path(path)
     try:
-        return Validation(story_path, _load_story(story_path, cast_library=_folder(cast_library)))
+        return Validation(story_path, _load_story(story_path, variables, cast_library=_folder(cast_library)))
     except StoryValidationError as err:
         return Validation(story_path, None, list(err.problems))
 
 
 @dataclass
 class PlannedJob:
-    """One render job and its state on disk: ``done``, ``stale``, ``damaged`` or ``todo``."""
+    """One render job and its state on disk: ``done``, ``stored`` (in the clip store: linked, not
+    rendered), ``stale``, ``damaged`` or ``todo``."""
 
     job: RenderJob
     status: str
@@ -174,7 +181,7 @@ class Plan:
 
     @property
     def counts(self) -> dict[str, int]:
-        counts = {"done": 0, "stale": 0, "damaged": 0, "todo": 0}
+        counts = {"done": 0, "stored": 0, "stale": 0, "damaged": 0, "todo": 0}
         for entry in self.jobs:
             counts[entry.status] = counts.get(entry.status, 0) + 1
         return counts
@@ -277,7 +284,8 @@ class ClipResult:
 
 @dataclass
 class Results:
-    """A story's outputs on disk: reel, captions, review page, clips and their records, eval results."""
+    """A story's outputs on disk: reels (one per format; ``reel`` is the first), review page, clips and
+    their records, eval results."""
 
     story: Story
     reel: Path | None
@@ -285,6 +293,7 @@ class Results:
     clips: dict[str, ClipResult]
     reel_record: dict[str, Any] | None
     eval: dict[str, Any] | None
+    reels: list[Path] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         def shown(path: Path | None) -> str | None:
@@ -293,6 +302,7 @@ class Results:
         return {
             "story": str(self.story.path),
             "reel": shown(self.reel),
+            "reels": [str(path) for path in self.reels],
             "review": shown(self.review),
             "clips": {shot: {"path": shown(c.path), "record": c.record} for shot, c in self.clips.items()},
             "reel_record": self.reel_record,
@@ -315,9 +325,11 @@ def results(story: StoryLike, *, cast_library: Path | str | None = None) -> Resu
         shot.id: ClipResult(existing(project.clip_path(shot.id)), read_clip_meta(project, shot.id))
         for shot in loaded.shots
     }
+    reels = [project.root / fmt.file for fmt in loaded.output.reel_formats]
     return Results(
         story=loaded,
-        reel=existing(project.reel_path),
+        reels=[path for path in reels if path.is_file()],
+        reel=existing(reels[0]),
         review=existing(project.review_path),
         clips=clips,
         reel_record=read_reel_record(project),

@@ -12,9 +12,13 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from storyreel.errors import StoryreelError
 from storyreel.fsutil import DISK_FULL_TEXT, disk_full_error
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 STDERR_TAIL_LINES = 12
 log = logging.getLogger(__name__)
@@ -297,3 +301,29 @@ def wrap_text(text: str, font: Path, size: int, max_width: int) -> list[str]:
                 line = trial
         lines.append(line)
     return [line for line in lines if line] or [""]
+
+
+def read_frames(path: Path | str, indices: Sequence[int], width: int | None = None) -> list[Image.Image]:
+    """The frames at ``indices`` (0-based, sorted, within the video) as RGB images, scaled to ``width``
+    (keeping the aspect) when given; one ffmpeg call, no temporary files."""
+    from PIL import Image
+
+    info = probe_video(path)
+    picks = sorted({min(max(0, int(i)), info.frames - 1) for i in indices})
+    if width is None:
+        out_w, out_h = info.width, info.height
+    else:
+        out_w, out_h = width, max(2, round(info.height * width / info.width / 2) * 2)
+    select = "+".join(f"eq(n\\,{n})" for n in picks)
+    cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(path), "-vf",
+           f"select={select},scale={out_w}:{out_h}:flags=bicubic", "-fps_mode", "passthrough",
+           "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, check=False)
+    size = out_w * out_h * 3
+    if proc.returncode != 0 or len(proc.stdout) < size:
+        raise StoryreelError(f"could not read frames of {path}:\n{stderr_tail(proc.stderr)}")
+    data = proc.stdout
+    return [
+        Image.frombytes("RGB", (out_w, out_h), data[i : i + size])
+        for i in range(0, len(data) - size + 1, size)
+    ]

@@ -156,3 +156,25 @@ def read_json_object(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def link_file(source: Path, target: Path) -> None:
+    """Make ``target`` the same file as ``source`` atomically: a hard link (no extra disk space), or a
+    copy where the file system has no hard links; an existing ``target`` is replaced."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists() and os.path.samefile(source, target):
+        return
+    tmp = partial_name(target)
+    try:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    except OSError as err:
+        if is_disk_full(err):
+            raise disk_full_error(target) from err
+        raise
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,4 +1,4 @@
-"""Building a project's outputs: the reel, its review page, and the record of both.
+"""Building a story's outputs: a reel per format, the review page, and the record of both.
 
 The one way ``storyreel render``, ``storyreel reel`` and ``storyreel eval`` write them, so the record
 (:mod:`storyreel.reel_record`) always describes the files on disk. Imports run one way:
@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from storyreel.reel import ReelResult, build_reel_result
+from storyreel.reel import ReelResult, build_reel_results
 from storyreel.reel_record import assembly_options, reel_inputs, write_reel_record, write_review_note
 from storyreel.review import write_review
 
@@ -29,22 +29,22 @@ def build_outputs(
     review: bool = True,
     progress: Callable[[float, float], None] | None = None,
     **options: Any,
-) -> tuple[ReelResult, Path | None]:
-    """Assemble the reel, write the review page (unless ``review`` is False) and record both.
+) -> tuple[list[ReelResult], Path | None]:
+    """Assemble every format's reel, write the review page (unless ``review`` is False) and record both.
 
     ``options`` are :func:`storyreel.reel.build_reel`'s; ``progress(seconds_written, seconds_total)``
-    follows the encoding. Returns (result, review page or None).
+    follows the encoding of all the reels. Returns (one result per format, review page or None).
     """
     inputs = reel_inputs(story, project)  # before assembling: a clip changing meanwhile makes it stale
     wanted = assembly_options(story, project, **options)
-    result = build_reel_result(story, project, on_progress=progress, **options)
-    page = write_review(story, project, reel=result) if review else None
-    write_reel_record(project, result, inputs=inputs, options=wanted, review=page is not None)
-    return result, page
+    results = build_reel_results(story, project, on_progress=progress, **options)
+    page = write_review(story, project, reels=results) if review else None
+    write_reel_record(project, results, inputs=inputs, options=wanted, review=page is not None)
+    return results, page
 
 
 def refresh_review(story: Story, project: Project) -> Path:
-    """Write the review page for the reel on disk (no assembly) and note it in the record."""
+    """Write the review page for the reels on disk (no assembly) and note it in the record."""
     page = write_review(story, project)
     write_review_note(project)
     return page

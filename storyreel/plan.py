@@ -31,8 +31,9 @@ from pydantic import BaseModel, ConfigDict
 from ingredients_model import released
 from storyreel.cast import CastPhotos, FaceChoice, cast_photos
 from storyreel.cast_library import member_cache_dir
+from storyreel.clip_store import clip_problem, find_stored
 from storyreel.errors import StoryreelError
-from storyreel.fsutil import file_sha256, read_json_object
+from storyreel.fsutil import read_json_object
 from storyreel.step_cache import CacheSetting, cache_kind, cache_spec, first_block_spec
 from storyreel.timeline import BURNED_CAPTIONS
 
@@ -40,7 +41,11 @@ if TYPE_CHECKING:
     from storyreel.project import Project
     from storyreel.story import Shot, Story
 
-Status = Literal["done", "stale", "damaged", "todo"]
+Status = Literal["done", "stored", "stale", "damaged", "todo"]
+"""``done``: the view has the current clip and it checks out against its record; ``stored``: the clip
+store has it (another story or variant rendered it), so it is linked, not rendered; ``stale``: the view
+has a clip of other inputs; ``damaged``: the view's clip has the current key but does not check out
+(see :func:`storyreel.clip_store.clip_problem`), so it is rendered again; ``todo``."""
 KEY_VERSION = 1  # bump if the meaning of a job field changes
 
 
@@ -348,47 +353,16 @@ def plan_story(
 
 
 def read_clip_meta(project: Project, shot_id: str) -> dict | None:
-    """The JSON written next to a finished clip, or None if missing or unreadable."""
+    """The JSON of the shot's clip in the project's view, or None if missing or unreadable."""
     return read_json_object(project.clip_meta_path(shot_id))
 
 
-_VIDEO_SIGNATURES = ((4, b"ftyp"), (0, b"\x1a\x45\xdf\xa3"))
-"""Where MP4 (an ``ftyp`` box first, as ``+faststart`` writes it) and WebM/Matroska (EBML) files say so."""
-
-
-def clip_checksum(path: Path) -> dict[str, Any]:
-    """What a clip's record (``renders/<id>.json``) says about the file, so it can be verified later."""
-    return {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
-
-
-def clip_problem(path: Path, meta: Mapping[str, Any]) -> str | None:
-    """Why the clip at ``path`` cannot be trusted (its size or hash differ from what its record ``meta``
-    says, or it does not even start like a video), or None when it checks out."""
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as handle:
-            head = handle.read(12)
-    except OSError as err:
-        return f"it cannot be read ({err.strerror or err})"
-    if not any(head[at : at + len(magic)] == magic for at, magic in _VIDEO_SIGNATURES):
-        return "it is empty" if size == 0 else "it is not an MP4 or WebM video"
-    recorded = meta.get("clip")
-    if isinstance(recorded, dict):
-        if recorded.get("bytes") != size:
-            return f"it has {size} bytes, its record says {recorded.get('bytes')}"
-        if recorded.get("sha256") != file_sha256(path):
-            return "its content differs from its record (sha256)"
-    return None
-
-
 def job_status(job: RenderJob, project: Project) -> Status:
-    """``done`` (clip and record exist, the key matches and the clip checks out against its record),
-    ``damaged`` (the key matches but the clip does not check out: see :func:`clip_problem`), ``stale`` (a
-    clip of other inputs exists) or ``todo``."""
+    """Whether ``job`` needs rendering in ``project``'s view: see :data:`Status`."""
     clip = project.clip_path(job.shot_id)
-    if not clip.is_file():
-        return "todo"
     meta = read_clip_meta(project, job.shot_id)
-    if meta is None or meta.get("key") != job.key:
-        return "stale"
-    return "damaged" if clip_problem(clip, meta) else "done"
+    if clip.is_file() and meta is not None and meta.get("key") == job.key:
+        return "damaged" if clip_problem(clip, meta) else "done"
+    if find_stored(project, job) is not None:
+        return "stored"
+    return "stale" if clip.is_file() else "todo"

@@ -2,12 +2,21 @@
 
 ```
 my-story/
-  story.yaml
+  story.yaml             (other story files may sit beside it: story_9x16.yaml, ad.yaml, …)
   cast/<name>/…          photos (``storyreel cast add``)
-  renders/<id>.mp4|json  one clip per shot and its record; renders/index.html is the review page
-  reel.mp4               (``output.file``)
-  .storyreel/            caches, lock, logs: safe to delete
+  renders/clips/<key>.mp4|json   every clip ever rendered, by job key: shared by all stories and variants
+  renders/<id>.mp4|json  story.yaml's shots: links to its clips; renders/index.html is its review page
+  renders/<reel>/…       the same for every other reel (output.file reel-shoes.mp4 → renders/reel-shoes/)
+  reel.mp4               (``output.file``; with ``output.formats`` one file per format)
+  .storyreel/            caches, lock, reel records: safe to delete
 ```
+
+Each story and each ``--set`` variant has its own **view**: the folder with its shots' clips (hard
+links into the clip store, so a clip is stored once however many stories use it), its review page,
+thumbnails and eval results. ``story.yaml`` without variables has ``renders/`` itself, where earlier
+versions kept every clip, so existing projects resume as they are and their clips join the store without
+re-rendering. Any other story file, and any story with variables, has ``renders/<reel>/``, named after
+its reel file (``output.file: reel-${product}.mp4`` → ``renders/reel-shoes/``).
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from storyreel.errors import StoryreelError
@@ -24,7 +33,7 @@ from storyreel.fsutil import atomic_write_text, special_kind
 if TYPE_CHECKING:
     from storyreel.story import Story
 
-__all__ = ["IDENTITIES", "REFERENCES", "STORY_FILE", "Project", "init_project", "template_text"]
+__all__ = ["IDENTITIES", "REFERENCES", "STORY_FILE", "Project", "init_project", "template_text", "view_name"]
 
 STORY_FILE = "story.yaml"
 IDENTITIES = "identities"
@@ -32,6 +41,22 @@ IDENTITIES = "identities"
 REFERENCES = "references"
 """The reference-image cache's folder in a cache folder."""
 _SHOT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_KEY_RE = re.compile(r"^[0-9a-f]{64}$")
+CLIP_STORE = "clips"
+CACHE_COMPARE = "cache-compare"
+_RESERVED_VIEWS = (CLIP_STORE, "thumbs", CACHE_COMPARE)
+"""Folders of ``renders/`` itself (story.yaml's view) that no other view may be named."""
+
+
+def view_name(story: Story) -> str:
+    """The view of a loaded story (see the module docstring): ``""`` (``renders/`` itself) for
+    story.yaml without variables, else its reel file's path without the suffix, folders joined by ``-``
+    (``out/reel-shoes.mp4`` → ``out-reel-shoes``)."""
+    if story.path.name == STORY_FILE and not story.variables:
+        return ""
+    path = PurePosixPath(str(story.output.reel_file).replace("\\", "/"))
+    name = "-".join(part for part in path.with_suffix("").parts if part not in ("", ".", "/"))
+    return f"{name}-reel" if name in _RESERVED_VIEWS else name
 
 
 def template_text(name: str) -> str:
@@ -46,11 +71,14 @@ class Project:
     root: Path
     story_path: Path
     reel_file: str = "reel.mp4"
+    view: str = ""
+    """This story's folder under renders/ (see the module docstring); ``""`` is renders/ itself."""
 
     @classmethod
     def from_story(cls, story: Story) -> Project:
         """The project a loaded story belongs to (its folder)."""
-        return cls(root=story.root, story_path=story.path, reel_file=story.output.file)
+        reel = story.output.reel_formats[0].file  # output.file, or its first format's file
+        return cls(story.root, story.path, reel_file=reel, view=view_name(story))
 
     @classmethod
     def find(cls, path: Path) -> Project:
@@ -78,9 +106,27 @@ class Project:
         return self.root / "cast"
 
     @property
-    def renders_dir(self) -> Path:
-        """``renders/``: one clip and one JSON record per shot, and the review page."""
+    def renders_root(self) -> Path:
+        """``renders/``."""
         return self.root / "renders"
+
+    @property
+    def renders_dir(self) -> Path:
+        """The view folder: this reel's clips (links into the store), review page, thumbnails, eval."""
+        return self.renders_root / self.view if self.view else self.renders_root
+
+    @property
+    def clip_store_dir(self) -> Path:
+        """``renders/clips/``: every clip by job key, shared by the project's stories and variants."""
+        return self.renders_root / CLIP_STORE
+
+    def stored_clip_path(self, key: str) -> Path:
+        """``renders/clips/<key>.mp4``."""
+        return self.clip_store_dir / f"{_checked_key(key)}.mp4"
+
+    def stored_meta_path(self, key: str) -> Path:
+        """``renders/clips/<key>.json``: the clip's job, engine, versions and timings."""
+        return self.clip_store_dir / f"{_checked_key(key)}.json"
 
     @property
     def state_dir(self) -> Path:
@@ -119,34 +165,40 @@ class Project:
 
     @property
     def review_path(self) -> Path:
-        """``renders/index.html``: the review page."""
+        """``<view>/index.html``: the review page."""
         return self.renders_dir / "index.html"
 
     @property
     def eval_path(self) -> Path:
-        """``renders/eval.json``: the last ``storyreel eval`` (shown on the review page)."""
+        """``<view>/eval.json``: the last ``storyreel eval`` (shown on the review page)."""
         return self.renders_dir / "eval.json"
 
     @property
     def cache_compare_path(self) -> Path:
-        """``renders/cache_compare.json``: the last ``storyreel eval --compare-cache``."""
+        """``<view>/cache_compare.json``: the last ``storyreel eval --compare-cache``."""
         return self.renders_dir / "cache_compare.json"
 
     def cache_compare_clip(self, shot_id: str, variant: str) -> Path:
-        """``renders/cache-compare/<id>.<variant>.mp4``: a clip of ``storyreel eval --compare-cache``."""
-        return self.renders_dir / "cache-compare" / f"{_checked_id(shot_id)}.{variant}.mp4"
+        """``<view>/cache-compare/<id>.<variant>.mp4``: a clip of ``storyreel eval --compare-cache``."""
+        return self.renders_dir / CACHE_COMPARE / f"{_checked_id(shot_id)}.{variant}.mp4"
 
     @property
     def reel_record_path(self) -> Path:
-        """``.storyreel/reel.json``: what the reel was last assembled from (:mod:`storyreel.reel_record`)."""
-        return self.state_dir / "reel.json"
+        """``.storyreel/reel.json`` (``.storyreel/reels/<view>.json`` for other views): what the reels
+        were last assembled from (:mod:`storyreel.reel_record`)."""
+        return self.state_dir / "reels" / f"{self.view}.json" if self.view else self.state_dir / "reel.json"
+
+    @property
+    def framing_cache_dir(self) -> Path:
+        """``.storyreel/cache/framing/``: the faces found in each clip, by job key (reframing)."""
+        return self.cache_dir / "framing"
 
     def clip_path(self, shot_id: str) -> Path:
-        """``renders/<id>.mp4``."""
+        """``<view>/<id>.mp4``: the shot's clip in this reel's view."""
         return self.renders_dir / f"{_checked_id(shot_id)}.mp4"
 
     def clip_meta_path(self, shot_id: str) -> Path:
-        """``renders/<id>.json``: the job, key, engine, versions and timings of a clip."""
+        """``<view>/<id>.json``: the job, key, engine, versions and timings of the shot's clip."""
         return self.renders_dir / f"{_checked_id(shot_id)}.json"
 
     def load_story(self, *, cast_library: Path | None = None) -> Story:
@@ -154,6 +206,12 @@ class Project:
         from storyreel.story import load_story
 
         return load_story(self.story_path, cast_library=cast_library)
+
+
+def _checked_key(key: str) -> str:
+    if not _KEY_RE.match(key):
+        raise StoryreelError(f"bad job key {key!r}", "job keys are sha256 hex digests")
+    return key
 
 
 def _checked_id(shot_id: str) -> str:

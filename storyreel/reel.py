@@ -1,12 +1,17 @@
-"""Assembling finished clips into one reel with ffmpeg: transitions, retiming, captions, cards, music.
+"""Assembling finished clips into one reel with ffmpeg: transitions, retiming, reframing, captions,
+cards, brand finishing (logo, font, colours, call-to-action card) and music at a normalised loudness.
 
 Transitions follow :mod:`storyreel.timeline` (a shot's transition is how it passes INTO THE NEXT shot):
 ``crossfade`` is xfade ``fade``, ``fade`` is xfade ``fadeblack`` (through black), and the last shot's fade
 fades the reel out to black without changing its length. So the reel's length, in frames at the reel
 fps, is the sum of the retimed shot lengths minus the overlaps (plus the title and end cards).
 
-This module only assembles; what the reel was last built from lives in :mod:`storyreel.reel_record`, and
-:mod:`storyreel.outputs` builds the reel, the review page and the record together.
+Each clip is fitted to the reel by its :class:`~storyreel.reframe.Framing`: scaled when it has the
+reel's shape, else a face-following crop or the whole clip over a blurred fill (:mod:`storyreel.reframe`
+decides which). A story has one reel per format (:mod:`storyreel.formats`), each assembled on its own.
+
+This module only assembles; what the reels were last built from lives in :mod:`storyreel.reel_record`,
+and :mod:`storyreel.outputs` builds the reels, the review page and the record together.
 """
 
 from __future__ import annotations
@@ -16,18 +21,22 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
 import ffmpeg
 
-from storyreel.errors import StoryreelError, StoryreelWarning
+from storyreel.colors import ffmpeg_color
+from storyreel.errors import HintedError, StoryreelError, StoryreelWarning
 from storyreel.ffmpeg_tools import VideoInfo, find_font, probe_video, run_ffmpeg, wrap_text
 from storyreel.fsutil import atomic_path, atomic_write_text
+from storyreel.loudness import measure, normalize
+from storyreel.reframe import SAME_SHAPE, Framing, face_track, plan_framing
 from storyreel.timeline import BURNED_CAPTIONS, CAPTION_MODES, TRANSITIONS, joins, room
 
 if TYPE_CHECKING:
+    from storyreel.formats import ReelFormat
     from storyreel.project import Project
     from storyreel.story import Story
 
@@ -38,6 +47,16 @@ VIDEO_FORMATS: tuple[str, ...] = get_args(VideoFormat)
 TITLE_SECONDS = 3.0
 END_SECONDS = 4.0
 CARD_FADE_SECONDS = 0.5
+LOGO_MARGIN = 0.04
+"""Distance of the logo from the reel's edges, as a fraction of the shorter side."""
+DEFAULT_COLORS = {
+    "text": "#ffffffff",
+    "background": "#000000ff",
+    "accent": "#ffcc4dff",
+    "caption": "#ffffffff",
+    "caption_box": "#0000008c",
+}
+"""Card and caption colours without a brand (``storyreel.story.Colors`` has the same defaults)."""
 _XFADE = {"crossfade": "fade", "fade": "fadeblack"}
 _CODEC = {"mp4": "h264", "webm": "vp9"}
 
@@ -48,13 +67,19 @@ class ReelWarning(StoryreelWarning):
 
 @dataclass
 class ReelClip:
-    """One finished shot clip and how it passes into the next shot."""
+    """One finished shot clip and how it passes into the next shot.
+
+    ``key`` (the clip's job key) and ``people`` (its cast count) guide reframing; ``framing`` is how the
+    clip fills the reel (None: scaled to fit, with bars where the shapes differ)."""
 
     shot_id: str
     path: Path
     transition: str = "cut"
     transition_seconds: float = 0.5
     caption: str | None = None
+    key: str | None = None
+    people: int = 0
+    framing: Framing | None = None
 
 
 class MusicSpec(Protocol):
@@ -64,16 +89,47 @@ class MusicSpec(Protocol):
     volume: float
     fade_in: float
     fade_out: float
+    loudness: float | None
 
 
 @dataclass
 class ReelMusic:
-    """Background music: trimmed or looped to the reel, faded in and out, scaled by ``volume``."""
+    """Background music: trimmed or looped to the reel, faded in and out, then brought to ``loudness``
+    LUFS (EBU R128), or scaled by ``volume`` when ``loudness`` is None."""
 
     file: Path
     volume: float = 1.0
     fade_in: float = 1.0
     fade_out: float = 2.0
+    loudness: float | None = None
+
+
+class LogoSpec(Protocol):
+    """A logo or watermark (``storyreel.story.Logo`` fits)."""
+
+    file: Path
+    position: str
+    opacity: float
+    size: float
+
+
+class EndCardSpec(Protocol):
+    """A call-to-action card (``storyreel.story.EndCard`` fits)."""
+
+    text: str
+    url: str | None
+    seconds: float
+
+
+@dataclass
+class ReelBrand:
+    """Brand finishing: a logo over the video, a font and colours for cards and captions (``#rrggbbaa``,
+    see :data:`DEFAULT_COLORS`), and a call-to-action card closing the reel."""
+
+    logo: LogoSpec | None = None
+    font: Path | None = None
+    colors: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_COLORS))
+    end_card: EndCardSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +161,12 @@ class ReelResult:
     segments: list[Segment]
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    label: str = ""
+    """The format's label (``9x16``, ``tiktok``; empty for a story's only format)."""
+    framings: dict[str, str] = field(default_factory=dict)
+    """How each shot fills this reel: fit, crop or fill."""
+    loudness: float | None = None
+    """The music's integrated loudness before normalising (LUFS), when it was normalised."""
 
     @property
     def duration(self) -> float:
@@ -203,16 +265,18 @@ def _layout(
     captions: str,
     title: str | None,
     credits: str | None,
+    end_card: EndCardSpec | None = None,
+    font: Path | None = None,
     warn: Callable[[str], None],
-) -> tuple[_Plan, Path | None, bool, str | None, str | None]:
-    """Probe the clips and plan the timeline: (plan, font, burn captions?, title, credits).
+) -> tuple[_Plan, Path | None, bool, str | None, str | None, EndCardSpec | None]:
+    """Probe the clips and plan the timeline: (plan, font, burn captions?, title, credits, end card).
 
-    The title and end cards are dropped when no font is found, so they only count when drawable.
+    ``font`` is the brand's font, else one is found; the title, end and call-to-action cards are dropped
+    when there is no font, so they only count when drawable.
     """
     infos = probe_clips(clips)
     has_captions = any(c.caption for c in clips)
-    font = None
-    if (has_captions and captions in BURNED_CAPTIONS) or title or credits:
+    if font is None and ((has_captions and captions in BURNED_CAPTIONS) or title or credits or end_card):
         font = find_font()
         if font is None:
             warn(
@@ -221,10 +285,14 @@ def _layout(
             )
     title = title if font else None
     credits = credits if font else None
+    end_card = end_card if font else None
     burn = bool(font) and has_captions and captions in BURNED_CAPTIONS
     title_frames = round(TITLE_SECONDS * fps) if title else 0
-    end_frames = round(END_SECONDS * fps) if credits else 0
-    return _plan(clips, infos, fps, title_frames, end_frames, warn), font, burn, title, credits
+    end_frames = (round(END_SECONDS * fps) if credits else 0) + (
+        round(end_card.seconds * fps) if end_card else 0
+    )
+    plan = _plan(clips, infos, fps, title_frames, end_frames, warn)
+    return plan, font, burn, title, credits, end_card
 
 
 def _timestamp(frame: int, fps: int, sep: str) -> str:
@@ -265,6 +333,14 @@ class _Text:
         self.workdir = workdir
         self.count = 0
 
+    def lines(self, text: str, size: int, width: int) -> list[str]:
+        return wrap_text(text, self.font, size, int(width * 0.9))
+
+    @staticmethod
+    def step(size: int, box: bool) -> int:
+        """Line spacing for text of ``size`` (more with a box behind each line)."""
+        return round(size * (1.6 if box else 1.3))
+
     def draw(
         self,
         stream: Any,
@@ -273,13 +349,18 @@ class _Text:
         width: int,
         height: int,
         size: int,
-        bottom: int | None,
+        bottom: int | None = None,
+        top: int | None = None,
         enable: str | None = None,
-        box: bool = True,
+        color: str = DEFAULT_COLORS["text"],
+        box: str | None = None,
     ) -> Any:
-        lines = wrap_text(text, self.font, size, int(width * 0.9))
-        step = round(size * (1.6 if box else 1.3))
-        top = (height - step * len(lines)) // 2 if bottom is None else height - bottom - step * len(lines)
+        """Draw ``text`` centred across: ``bottom`` pixels above the bottom edge, from ``top``, or centred
+        (neither given); ``box`` is the colour of a box behind each line (none when None)."""
+        lines = self.lines(text, size, width)
+        step = self.step(size, box is not None)
+        if top is None:
+            top = (height - step * len(lines)) // 2 if bottom is None else height - bottom - step * len(lines)
         for k, line in enumerate(lines):
             self.count += 1
             textfile = self.workdir / f"text{self.count}.txt"
@@ -289,20 +370,60 @@ class _Text:
                 textfile=str(textfile),
                 expansion="none",
                 fontsize=size,
-                fontcolor="white",
+                fontcolor=ffmpeg_color(color),
                 x="(w-text_w)/2",
                 y=top + k * step + (step - size) // 2,
                 fix_bounds=1,
             )
-            if box:
-                options.update(box=1, boxcolor="black@0.55", boxborderw=max(2, size // 4))
+            if box is not None:
+                options.update(box=1, boxcolor=ffmpeg_color(box), boxborderw=max(2, size // 4))
             if enable:
                 options["enable"] = enable
             stream = stream.filter("drawtext", **options)
         return stream
 
 
-def _fit(stream: Any, info: VideoInfo, frames: int, fps: int, width: int, height: int, retime: str) -> Any:
+def _frame(stream: Any, framing: Framing | None, width: int, height: int) -> Any:
+    """``stream`` (a clip at its own size and rate) brought to ``width`` x ``height`` as ``framing`` says."""
+    if framing is not None and framing.kind == "crop" and framing.crop is not None:
+        crop_w, crop_h = framing.crop
+        stream = stream.filter("crop", crop_w, crop_h, framing.x, framing.y)
+        return stream.filter("scale", width, height, flags="bicubic")
+    if framing is not None and framing.kind == "fill":
+        parts = stream.split()
+        sigma = max(4, round(max(width, height) / 40))
+        back = (
+            parts[0]
+            .filter("scale", width, height, force_original_aspect_ratio="increase", flags="bilinear")
+            .filter("crop", width, height)
+            .filter("gblur", sigma=sigma)
+            .filter("eq", brightness=-0.08)
+        )
+        front = parts[1].filter(
+            "scale",
+            width,
+            height,
+            force_original_aspect_ratio="decrease",
+            force_divisible_by=2,
+            flags="bicubic",
+        )
+        return ffmpeg.overlay(back, front, x="(W-w)/2", y="(H-h)/2")
+    return stream.filter(
+        "scale", width, height, force_original_aspect_ratio="decrease", flags="bicubic"
+    ).filter("pad", width, height, "(ow-iw)/2", "(oh-ih)/2", color="black")
+
+
+def _fit(
+    stream: Any,
+    info: VideoInfo,
+    frames: int,
+    fps: int,
+    width: int,
+    height: int,
+    retime: str,
+    framing: Framing | None = None,
+) -> Any:
+    stream = _frame(stream, framing, width, height)  # before retiming: crops follow the clip's frames
     if retime == "interpolate" and info.fps < fps - 1e-3:
         stream = stream.filter(
             "minterpolate", fps=fps, mi_mode="mci", mc_mode="aobmc", me_mode="bidir", vsbmc=1
@@ -310,9 +431,7 @@ def _fit(stream: Any, info: VideoInfo, frames: int, fps: int, width: int, height
     else:
         stream = stream.filter("fps", fps)
     return (
-        stream.filter("scale", width, height, force_original_aspect_ratio="decrease", flags="bicubic")
-        .filter("pad", width, height, "(ow-iw)/2", "(oh-ih)/2", color="black")
-        .filter("setsar", 1)
+        stream.filter("setsar", 1)
         .filter("format", "yuv420p")
         .filter("tpad", stop_mode="clone", stop=frames)
         .filter("trim", end_frame=frames)
@@ -321,22 +440,91 @@ def _fit(stream: Any, info: VideoInfo, frames: int, fps: int, width: int, height
     )
 
 
-def _card(text: str, seconds: float, fps: int, width: int, height: int, writer: _Text, size: int) -> Any:
+def _blank(seconds: float, fps: int, width: int, height: int, color: str) -> tuple[Any, int]:
+    """A card's background: ``seconds`` of ``color`` (``#rrggbbaa``; opacity ignored)."""
     frames = round(seconds * fps)
+    source = f"color=c=0x{color[1:7].upper()}:s={width}x{height}:r={fps}"
+    stream = ffmpeg.input(source, f="lavfi").video
+    return stream.filter("trim", end_frame=frames).filter("format", "yuv420p").filter("setsar", 1), frames
+
+
+def _faded(stream: Any, frames: int, fps: int) -> Any:
     fade = round(CARD_FADE_SECONDS * fps)
-    stream = ffmpeg.input(f"color=c=black:s={width}x{height}:r={fps}", f="lavfi").video
-    stream = stream.filter("trim", end_frame=frames).filter("format", "yuv420p").filter("setsar", 1)
-    stream = writer.draw(stream, text, width=width, height=height, size=size, bottom=None, box=False)
     stream = stream.filter("fade", t="in", start_frame=0, nb_frames=fade)
     stream = stream.filter("fade", t="out", start_frame=frames - fade, nb_frames=fade)
     return stream.filter("settb", f"1/{fps}").filter("setpts", "N")
+
+
+def _card(
+    text: str,
+    seconds: float,
+    fps: int,
+    width: int,
+    height: int,
+    writer: _Text,
+    size: int,
+    colors: dict[str, str],
+) -> Any:
+    stream, frames = _blank(seconds, fps, width, height, colors["background"])
+    stream = writer.draw(stream, text, width=width, height=height, size=size, color=colors["text"])
+    return _faded(stream, frames, fps)
+
+
+def _cta_card(
+    card: EndCardSpec, fps: int, width: int, height: int, writer: _Text, colors: dict[str, str]
+) -> Any:
+    """The call-to-action card: its text, and the URL under it in the accent colour."""
+    stream, frames = _blank(card.seconds, fps, width, height, colors["background"])
+    short = min(width, height)
+    text_size, url_size = max(12, short // 9), max(10, short // 16)
+    blocks = [(card.text, text_size, colors["text"])]
+    if card.url:
+        blocks.append((card.url, url_size, colors["accent"]))
+    heights = [len(writer.lines(t, z, width)) * writer.step(z, False) for t, z, _ in blocks]
+    gap = url_size
+    top = (height - sum(heights) - gap * (len(blocks) - 1)) // 2
+    for (text, size, color), block in zip(blocks, heights, strict=True):
+        stream = writer.draw(stream, text, width=width, height=height, size=size, top=top, color=color)
+        top += block + gap
+    return _faded(stream, frames, fps)
+
+
+def _logo(video: Any, logo: LogoSpec, width: int, height: int) -> Any:
+    """``video`` with the logo over every frame, at its position, size and opacity."""
+    short = min(width, height)
+    logo_w = max(2, round(short * logo.size / 2) * 2)
+    margin = round(short * LOGO_MARGIN)
+    image = (
+        ffmpeg.input(str(logo.file))
+        .video.filter("scale", logo_w, -2, flags="lanczos")
+        .filter("format", "rgba")
+        .filter("colorchannelmixer", aa=f"{logo.opacity:.3f}")
+    )
+    x = {"left": str(margin), "right": f"W-w-{margin}", "center": "(W-w)/2"}
+    y = {"top": str(margin), "bottom": f"H-h-{margin}", "center": "(H-h)/2"}
+    vertical, _, horizontal = logo.position.partition("-")
+    return ffmpeg.overlay(video, image, x=x[horizontal or "center"], y=y[vertical], eof_action="repeat")
 
 
 def _concat(parts: list[Any]) -> Any:
     return parts[0] if len(parts) == 1 else ffmpeg.concat(*parts, v=1, a=0)
 
 
-def _music_stream(music: MusicSpec, seconds: float) -> Any:
+def _music_chain(path: Path, music: MusicSpec, seconds: float) -> Any:
+    """The music as it plays in the reel: looped or trimmed to ``seconds``, faded in and out."""
+    fade_in = min(max(0.0, music.fade_in), seconds / 2)
+    fade_out = min(max(0.0, music.fade_out), seconds / 2)
+    audio = ffmpeg.input(str(path), stream_loop=-1).audio
+    audio = audio.filter("atrim", duration=f"{seconds:.6f}").filter("asetpts", "PTS-STARTPTS")
+    if fade_in > 0:
+        audio = audio.filter("afade", t="in", st=0, d=f"{fade_in:.6f}")
+    if fade_out > 0:
+        audio = audio.filter("afade", t="out", st=f"{seconds - fade_out:.6f}", d=f"{fade_out:.6f}")
+    return audio
+
+
+def _music_stream(music: MusicSpec, seconds: float, warn: Callable[[str], None]) -> tuple[Any, float | None]:
+    """The reel's audio stream, and the loudness it was normalised from (LUFS; None when not)."""
     path = Path(music.file)
     if not path.is_file():
         raise StoryreelError(f"music file not found: {path}", hint="fix `music.file` in story.yaml")
@@ -347,15 +535,14 @@ def _music_stream(music: MusicSpec, seconds: float) -> Any:
             f"music file {path} has no readable audio\n{err.message}",
             hint="use an audio file ffmpeg can read (mp3, wav, m4a, ogg, flac)",
         ) from err
-    fade_in = min(max(0.0, music.fade_in), seconds / 2)
-    fade_out = min(max(0.0, music.fade_out), seconds / 2)
-    audio = ffmpeg.input(str(path), stream_loop=-1).audio
-    audio = audio.filter("atrim", duration=f"{seconds:.6f}").filter("asetpts", "PTS-STARTPTS")
-    if fade_in > 0:
-        audio = audio.filter("afade", t="in", st=0, d=f"{fade_in:.6f}")
-    if fade_out > 0:
-        audio = audio.filter("afade", t="out", st=f"{seconds - fade_out:.6f}", d=f"{fade_out:.6f}")
-    return audio.filter("volume", f"{max(0.0, music.volume):g}")
+    target = getattr(music, "loudness", None)
+    if target is None:
+        return _music_chain(path, music, seconds).filter("volume", f"{max(0.0, music.volume):g}"), None
+    measured = measure(_music_chain(path, music, seconds), target, what=f"the music {path.name}")
+    if measured.silent:
+        warn(f"the music {path.name} is silent in the reel: not normalised")
+        return _music_chain(path, music, seconds), None
+    return normalize(_music_chain(path, music, seconds), target, measured), measured.integrated
 
 
 def _output_options(
@@ -403,8 +590,14 @@ def _fast_path_ok(
     title: str | None,
     credits: str | None,
     music: Any,
+    clips: Sequence[ReelClip],
+    brand: ReelBrand | None,
 ) -> bool:
     if burn or title or credits or music is not None or plan.fade_out or any(plan.overlaps):
+        return False
+    if brand is not None and (brand.logo is not None or brand.end_card is not None):
+        return False
+    if any(c.framing is not None and c.framing.kind != "fit" for c in clips):
         return False
     first = plan.infos[0]
     return all(
@@ -442,9 +635,11 @@ def assemble_reel(
     title: str | None = None,
     credits: str | None = None,
     music: MusicSpec | None = None,
+    brand: ReelBrand | None = None,
     video_format: str | None = None,
     preset: str = "medium",
     crf: int | None = None,
+    label: str = "",
     on_progress: Callable[[float, float], None] | None = None,
 ) -> ReelResult:
     """Assemble ``clips`` (in order) into ``output``, atomically, and describe the result.
@@ -452,7 +647,9 @@ def assemble_reel(
     ``video_format`` defaults from the output's suffix (``.webm`` → webm, else mp4). Captions go to a
     sidecar next to the output (``.srt`` for mp4, ``.vtt`` for webm) and into a subtitle stream when
     ``captions`` is ``subtitles``/``both``, and are burned in when ``burn``/``both`` (if a font is found).
-    Adjustments (clamped transitions, no font) are reported as ``ReelWarning`` and in ``warnings``.
+    Each clip fills the reel by its ``framing``; ``brand`` adds a logo, font, colours and a
+    call-to-action card; ``label`` names the format in the result. Adjustments (clamped transitions, no
+    font, reframing fallbacks) are reported as ``ReelWarning`` and in ``warnings``.
     ``on_progress(seconds_written, seconds_total)`` follows the encoding (ffmpeg's ``-progress``).
     """
     started = time.perf_counter()
@@ -473,9 +670,21 @@ def assemble_reel(
         notes.append(message)
         warnings.warn(message, ReelWarning, stacklevel=3)
 
-    plan, font, burn, title, credits = _layout(
-        clips, fps=fps, captions=captions, title=title, credits=credits, warn=warn
+    for clip in clips:
+        if clip.framing is not None and clip.framing.note:
+            where = f" in {label}" if label else ""
+            warn(f"shot '{clip.shot_id}'{where}: {clip.framing.note}")
+    plan, font, burn, title, credits, end_card = _layout(
+        clips,
+        fps=fps,
+        captions=captions,
+        title=title,
+        credits=credits,
+        end_card=brand.end_card if brand else None,
+        font=brand.font if brand else None,
+        warn=warn,
     )
+    loudness = None
 
     sub_kind = "vtt" if video_format == "webm" else "srt"
     sub_text = subtitles_text(plan.segments, fps, sub_kind) if captions in ("subtitles", "both") else ""
@@ -490,6 +699,8 @@ def assemble_reel(
         title=title,
         credits=credits,
         music=music,
+        clips=clips,
+        brand=brand,
     )
 
     with tempfile.TemporaryDirectory(prefix="storyreel-reel-") as tmp:
@@ -526,12 +737,15 @@ def assemble_reel(
                 burn=burn,
                 title=title,
                 credits=credits,
+                end_card=end_card,
+                brand=brand,
                 font=font,
                 workdir=workdir,
             )
             streams = [graph]
             if music is not None:
-                streams.append(_music_stream(music, plan.total / fps))
+                audio, loudness = _music_stream(music, plan.total / fps, warn)
+                streams.append(audio)
             if sub_file:
                 streams.append(ffmpeg.input(str(sub_file))["s"])
             options = _output_options(video_format, fps, preset, crf, music is not None)
@@ -568,6 +782,9 @@ def assemble_reel(
         segments=plan.segments,
         warnings=notes,
         seconds=time.perf_counter() - started,
+        label=label,
+        framings={c.shot_id: c.framing.kind if c.framing else "fit" for c in clips},
+        loudness=loudness,
     )
 
 
@@ -598,12 +815,13 @@ def _check_options(clips: Sequence[ReelClip], **opts: Any) -> None:
 def _fitted_streams(
     clips: Sequence[ReelClip], plan: _Plan, *, fps: int, width: int, height: int, retime: str
 ) -> list[Any]:
-    """One retimed, resized stream per clip; a file used several times is read once and split."""
+    """One retimed, framed stream per clip; a file used several times is read once and split."""
     paths = [str(Path(c.path).resolve()) for c in clips]
     shared: dict[str, list[Any]] = {}
-    for path, info, frames in zip(paths, plan.infos, plan.lengths, strict=True):
+    for clip, path, info, frames in zip(clips, paths, plan.infos, plan.lengths, strict=True):
         if path not in shared:
-            stream = _fit(ffmpeg.input(path).video, info, frames, fps, width, height, retime)
+            source = ffmpeg.input(path).video
+            stream = _fit(source, info, frames, fps, width, height, retime, clip.framing)
             uses = paths.count(path)
             shared[path] = [stream] if uses == 1 else [stream.split()[k] for k in range(uses)]
     return [shared[path].pop(0) for path in paths]
@@ -620,10 +838,14 @@ def _graph(
     burn: bool,
     title: str | None,
     credits: str | None,
+    end_card: EndCardSpec | None,
+    brand: ReelBrand | None,
     font: Path | None,
     workdir: Path,
 ) -> Any:
     writer = _Text(font, workdir) if font else None
+    colors = brand.colors if brand else DEFAULT_COLORS
+    short = min(width, height)
     fitted = _fitted_streams(clips, plan, fps=fps, width=width, height=height, retime=retime)
     parts = [fitted[0]]
     length = plan.lengths[0]
@@ -649,50 +871,73 @@ def _graph(
         video = video.filter("fade", t="out", start_frame=length - plan.fade_out, nb_frames=plan.fade_out)
     sequence = [video]
     if title and writer:
-        card = _card(title, TITLE_SECONDS, fps, width, height, writer, size=max(12, height // 10))
+        card = _card(title, TITLE_SECONDS, fps, width, height, writer, max(12, short // 10), colors)
         sequence.insert(0, card)
     if credits and writer:
-        card = _card(credits, END_SECONDS, fps, width, height, writer, size=max(10, height // 16))
+        card = _card(credits, END_SECONDS, fps, width, height, writer, max(10, short // 16), colors)
         sequence.append(card)
+    if end_card and writer:
+        sequence.append(_cta_card(end_card, fps, width, height, writer, colors))
     video = _concat(sequence)
     if burn and writer:
-        size = max(10, round(height * 0.055))
+        size = max(10, round(short * 0.055))
         margin = max(4, round(height * 0.07))
         for seg in plan.segments:
             if seg.caption:
                 enable = f"between(n,{seg.caption_start},{seg.caption_end - 1})"
                 video = writer.draw(
-                    video, seg.caption, width=width, height=height, size=size, bottom=margin, enable=enable
+                    video,
+                    seg.caption,
+                    width=width,
+                    height=height,
+                    size=size,
+                    bottom=margin,
+                    enable=enable,
+                    color=colors["caption"],
+                    box=colors["caption_box"],
                 )
+    if brand is not None and brand.logo is not None:
+        video = _logo(video, brand.logo, width, height)
     return video.filter("format", "yuv420p")
 
 
 def build_reel(story: Story, project: Project, **options: Any) -> Path:
-    """Assemble the story's reel from renders/<shot-id>.mp4 (never renders); return the reel's path.
+    """Assemble the story's (first format's) reel from its clips (never renders); return the reel's path.
 
     Every missing clip is named in one error that suggests `storyreel render`; ``options`` are passed
     to :func:`assemble_reel` (e.g. ``retime``, ``captions``, ``video_format``), overriding the story;
-    ``output`` replaces the story's ``output.file``.
+    ``output`` replaces the format's file.
     """
     return build_reel_result(story, project, **options).path
 
 
-def reel_settings(story: Story, project: Project, **options: Any) -> tuple[list[ReelClip], Path, dict]:
-    """The story's clips, the reel's output path and :func:`assemble_reel` keyword arguments.
+def reel_settings(
+    story: Story, project: Project, fmt: ReelFormat | None = None, **options: Any
+) -> tuple[list[ReelClip], Path, dict]:
+    """The story's clips, one format's reel path and :func:`assemble_reel` keyword arguments.
 
-    ``options`` (e.g. ``retime``, ``captions``, ``video_format``) override the story's settings;
-    ``output`` replaces the story's ``output.file``. Nothing is probed or checked here.
+    ``fmt`` defaults to the story's first format. ``options`` (e.g. ``retime``, ``captions``,
+    ``video_format``) override the story's settings; ``output`` replaces the format's file, and a
+    ``video_format`` alone changes its suffix. Nothing is probed or checked here; clips carry no framing.
     """
-    clips = [
-        ReelClip(
-            shot_id=shot.id,
-            path=project.clip_path(shot.id),
-            transition=shot.transition.type,
-            transition_seconds=shot.transition.seconds,
-            caption=shot.caption,
+    from storyreel.plan import read_clip_meta
+
+    fmt = fmt or story.output.reel_formats[0]
+    clips = []
+    for shot in story.shots:
+        meta = read_clip_meta(project, shot.id) or {}
+        job = meta.get("job") if isinstance(meta.get("job"), dict) else {}
+        clips.append(
+            ReelClip(
+                shot_id=shot.id,
+                path=project.clip_path(shot.id),
+                transition=shot.transition.type,
+                transition_seconds=shot.transition.seconds,
+                caption=shot.caption,
+                key=meta.get("key") if isinstance(meta.get("key"), str) else None,
+                people=len(job.get("cast") or shot.cast or []),
+            )
         )
-        for shot in story.shots
-    ]
     music = None
     if story.music is not None:
         file = Path(story.music.file)
@@ -701,25 +946,65 @@ def reel_settings(story: Story, project: Project, **options: Any) -> tuple[list[
             volume=story.music.volume,
             fade_in=story.music.fade_in,
             fade_out=story.music.fade_out,
+            loudness=story.music.loudness,
+        )
+    brand = None
+    if story.brand is not None:
+        brand = ReelBrand(
+            logo=story.brand.logo,
+            font=story.brand.font,
+            colors=story.brand.colors.model_dump(),
+            end_card=story.brand.end_card,
         )
     options = dict(options)
-    output = Path(options.pop("output", None) or project.reel_path)
+    output = options.pop("output", None)
+    if output is None:
+        output = project.root / fmt.file
+        if options.get("video_format"):
+            output = output.with_suffix(f".{options['video_format']}")
     settings: dict[str, Any] = dict(
-        fps=story.output.fps,
-        width=story.output.width,
-        height=story.output.height,
+        fps=fmt.fps,
+        width=fmt.width,
+        height=fmt.height,
         captions=story.output.captions,
         title=story.title if story.output.title_card else None,
         credits=story.credits,
         music=music,
+        brand=brand,
+        label=fmt.label,
     )
     settings.update(options)
-    return clips, output, settings
+    return clips, Path(output), settings
 
 
-def build_reel_result(story: Story, project: Project, **options: Any) -> ReelResult:
-    """Like :func:`build_reel`, returning the full :class:`ReelResult` (``on_progress`` is passed on)."""
-    clips, output, settings = reel_settings(story, project, **options)
+def frame_clips(
+    clips: Sequence[ReelClip], project: Project | None, width: int, height: int
+) -> list[ReelClip]:
+    """``clips`` with their framing in a ``width`` x ``height`` reel (:mod:`storyreel.reframe`): faces are
+    looked for only in clips whose shape differs, and cached by clip key in the project."""
+    framed = []
+    for clip in clips:
+        info = probe_video(clip.path)
+        if abs((width / height) / (info.width / info.height) - 1) < SAME_SHAPE:
+            framing = Framing("fit")
+        else:
+            cache = project.framing_cache_dir if project is not None else None
+            try:
+                track = face_track(Path(clip.path), cache, clip.key, clip.people)
+            except HintedError as err:  # e.g. the offline face models are not installed
+                framing = Framing("fill", note=f"faces could not be looked for ({err.message}): blurred fill")
+            else:
+                framing = plan_framing(track, width, height, clip.people)
+        framed.append(replace(clip, framing=framing))
+    return framed
+
+
+def build_reel_result(
+    story: Story, project: Project, fmt: ReelFormat | None = None, **options: Any
+) -> ReelResult:
+    """Like :func:`build_reel` for the format ``fmt`` (default: the first), returning the full
+    :class:`ReelResult` (``on_progress`` is passed on)."""
+    clips, output, settings = reel_settings(story, project, fmt, **options)
     missing = [c.shot_id for c in clips if not c.path.is_file()]
     if missing:
         story_path = os.path.relpath(project.story_path)
@@ -728,17 +1013,44 @@ def build_reel_result(story: Story, project: Project, **options: Any) -> ReelRes
             + ", ".join(missing),
             hint=f"render them first: `storyreel render {story_path}`",
         )
+    probe_clips(clips)  # a damaged clip is named before faces are looked for in it
+    clips = frame_clips(clips, project, settings["width"], settings["height"])
     return assemble_reel(clips, output, **settings)
 
 
-def planned_timeline(story: Story, project: Project) -> tuple[int, list[Segment]] | None:
-    """Where each shot would sit in a reel assembled now from the current clips with the story's own
-    settings: (fps, segments), planned by probing only (no encoding); None unless every clip exists
-    and is readable."""
-    clips, _, settings = reel_settings(story, project)
+def build_reel_results(
+    story: Story,
+    project: Project,
+    *,
+    on_progress: Callable[[float, float], None] | None = None,
+    **options: Any,
+) -> list[ReelResult]:
+    """Every format's reel of the story (see :func:`build_reel_result`); ``on_progress`` follows them
+    all, as seconds of reel written out of the reels' total."""
+    formats = story.output.reel_formats
+    results = []
+    for index, fmt in enumerate(formats):
+        follow = None
+        if on_progress is not None:
+
+            def follow(done: float, total: float, index: int = index) -> None:
+                on_progress(index * total + done, len(formats) * total)  # the formats' lengths match
+
+        results.append(build_reel_result(story, project, fmt, on_progress=follow, **options))
+    return results
+
+
+def planned_timeline(
+    story: Story, project: Project, fmt: ReelFormat | None = None
+) -> tuple[int, list[Segment]] | None:
+    """Where each shot would sit in a reel of format ``fmt`` assembled now from the current clips with
+    the story's own settings: (fps, segments), planned by probing only (no encoding); None unless every
+    clip exists and is readable."""
+    clips, _, settings = reel_settings(story, project, fmt)
     if not clips or not all(c.path.is_file() for c in clips):
         return None
     fps = settings["fps"]
+    brand = settings["brand"]
     try:
         plan, *_ = _layout(
             clips,
@@ -746,6 +1058,8 @@ def planned_timeline(story: Story, project: Project) -> tuple[int, list[Segment]
             captions=settings["captions"],
             title=settings["title"],
             credits=settings["credits"],
+            end_card=brand.end_card if brand else None,
+            font=brand.font if brand else None,
             warn=lambda message: None,
         )
     except StoryreelError:

@@ -1,9 +1,11 @@
-"""The review page (renders/index.html) and contact sheet (renders/contact_sheet.png) of a project.
+"""The review page (``index.html``) and contact sheet (``contact_sheet.png``) of a story's view.
 
-The page is static and works offline: inline CSS, relative links only, no scripts from anywhere. Each
-shot shows where it sits in the reel and links there: the link opens the reel at that time (a media
-fragment, ``reel.mp4#t=START,END``) without JavaScript; with it, a few inline lines seek the page's
-player instead.
+The page is static and works offline: inline CSS, relative links only, no scripts from anywhere. It
+shows every format's reel with a sharp poster frame (:mod:`storyreel.poster`), and how each clip fills
+it (scaled, a face-following crop, or a blurred fill, with the reason). Each shot shows where it sits in
+the first reel and links there: the link opens the reel at that time (a media fragment,
+``reel.mp4#t=START,END``) without JavaScript; with it, a few inline lines seek the page's player instead.
+Eval results appear in plain words (:mod:`storyreel.quality`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import datetime as dt
 import functools
 import json
 import os
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,10 +23,12 @@ import jinja2
 from PIL import Image, ImageDraw, ImageFont
 
 from storyreel.errors import StoryreelError
-from storyreel.ffmpeg_tools import ffmpeg_exe, find_font, probe_video, stderr_tail
+from storyreel.ffmpeg_tools import find_font, probe_video, read_frames
 from storyreel.fsutil import atomic_path, atomic_write_text
+from storyreel.poster import write_poster
+from storyreel.quality import protocol_scores, shot_notes, shot_verdicts
 from storyreel.reel import ReelResult, Segment, vtt_escape
-from storyreel.reel_record import recorded_reel, reel_timeline
+from storyreel.reel_record import is_recorded, recorded_reels, reel_timeline
 
 if TYPE_CHECKING:
     from storyreel.project import Project
@@ -51,7 +54,12 @@ class ShotReview:
     thumbs: list[Path] = field(default_factory=list)
     faces: list[tuple[str, Path | None]] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
-    metrics: list[tuple[str, str]] = field(default_factory=list)
+    people: list[tuple[str, str, str]] = field(default_factory=list)
+    """(name, good/borderline/poor/unknown, sentence) per person, from the last eval."""
+    findings: list[str] = field(default_factory=list)
+    """Shot-level eval findings in words."""
+    scores: list[tuple[str, str]] = field(default_factory=list)
+    """(protocol label, its scores in words) per evaluated protocol (released, strict)."""
     problems: list[str] = field(default_factory=list)
 
 
@@ -59,23 +67,9 @@ def extract_thumbnails(
     clip: Path, count: int = THUMBS_PER_CLIP, width: int = THUMB_WIDTH
 ) -> list[Image.Image]:
     """``count`` frames spread evenly over ``clip``, scaled to ``width`` (one ffmpeg call, no temp files)."""
-    info = probe_video(clip)
-    height = max(2, round(info.height * width / info.width / 2) * 2)
-    count = max(1, min(count, info.frames))
-    picks = sorted({round(k * (info.frames - 1) / max(1, count - 1)) for k in range(count)})
-    select = "+".join(f"eq(n\\,{n})" for n in picks)
-    cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(clip), "-vf",
-           f"select={select},scale={width}:{height}:flags=bicubic", "-fps_mode", "passthrough",
-           "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, check=False)
-    size = width * height * 3
-    if proc.returncode != 0 or len(proc.stdout) < size:
-        raise StoryreelError(f"could not read frames of {clip}:\n{stderr_tail(proc.stderr)}")
-    data = proc.stdout
-    return [
-        Image.frombytes("RGB", (width, height), data[i : i + size])
-        for i in range(0, len(data) - size + 1, size)
-    ]
+    frames = probe_video(clip).frames
+    count = max(1, min(count, frames))
+    return read_frames(clip, [round(k * (frames - 1) / max(1, count - 1)) for k in range(count)], width)
 
 
 def _save_image(image: Image.Image, path: Path, fmt: str) -> Path:
@@ -93,75 +87,56 @@ def _read_json(path: Path) -> tuple[Any, str | None]:
         return None, f"{path.name} is unreadable ({err})"
 
 
-def _flatten(value: Any, prefix: str = "", depth: int = 0) -> list[tuple[str, str]]:
-    """Nested metrics → (label, formatted value) rows, e.g. ``alice / face_similarity``."""
-    if isinstance(value, dict) and depth < 4:
-        rows = []
-        for key, item in value.items():
-            rows += _flatten(item, f"{prefix} / {key}" if prefix else str(key), depth + 1)
-        return rows
-    if isinstance(value, list) and depth < 4 and all(isinstance(v, dict) for v in value):
-        rows = []
-        for index, item in enumerate(value):
-            name = str(item.get("name") or item.get("character") or index + 1)
-            rest = {k: v for k, v in item.items() if k not in ("name", "character")}
-            rows += _flatten(rest, f"{prefix} / {name}" if prefix else name, depth + 1)
-        return rows
-    if isinstance(value, float):
-        return [(prefix, f"{value:.3f}")]
-    if isinstance(value, list):
-        return [(prefix, ", ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in value))]
-    return [(prefix, "—" if value is None else str(value))]
+def _shot_quality(
+    evaluation: Any, shot_id: str
+) -> tuple[list[tuple[str, str, str]], list[str], list[tuple[str, str]]]:
+    """Per person (name, label, sentence), shot-level findings and each protocol's scores (label, words)
+    of ``shot_id`` in ``evaluation``."""
+    if not isinstance(evaluation, dict) or not isinstance(evaluation.get("shots"), dict):
+        return [], [], []
+    entry = evaluation["shots"].get(shot_id)
+    if not isinstance(entry, dict):
+        return [], [], []
+    people = [(v.name, v.label, v.sentence) for v in shot_verdicts(entry, evaluation)]
+    return people, shot_notes(entry), protocol_scores(entry, evaluation)
 
 
-def _shot_metrics(evaluation: Any, shot_id: str) -> list[tuple[str, str]]:
-    if not isinstance(evaluation, dict):
-        return []
-    shots = evaluation.get("shots", evaluation)
-    if isinstance(shots, list):
-        matches = [
-            s
-            for s in shots
-            if isinstance(s, dict) and shot_id in (s.get("id"), s.get("shot_id"), s.get("shot"))
-        ]
-        entry = (
-            {k: v for k, v in matches[0].items() if k not in ("id", "shot_id", "shot")} if matches else None
-        )
-    else:
-        entry = shots.get(shot_id) if isinstance(shots, dict) else None
-    return _flatten(entry) if entry is not None else []
-
-
-def _meta_summary(meta: dict[str, Any], story_seed: int | None) -> list[tuple[str, str]]:
+def _meta_summary(meta: dict[str, Any], story_seed: int | None) -> tuple[list[tuple[str, str]], list]:
+    """(plain rows, technical rows) about how a clip was rendered."""
     job = meta.get("job") if isinstance(meta.get("job"), dict) else {}
 
     def pick(name: str) -> Any:
         return meta.get(name, job.get(name))
 
     rows: list[tuple[str, str]] = []
+    if pick("engine") is not None:
+        rows.append(("engine", str(pick("engine"))))
     seed = pick("seed") if pick("seed") is not None else story_seed
     rows.append(("seed", "derived from the story seed" if seed is None else str(seed)))
-    for name in ("engine", "key"):
-        if pick(name) is not None:
-            rows.append((name, str(pick(name))))
-    for name in ("frames", "fps", "width", "height", "steps", "guidance"):
-        if pick(name) is not None:
-            rows.append((name, str(pick(name))))
+    if all(pick(n) is not None for n in ("width", "height", "frames", "fps")):
+        rows.append(
+            ("clip", f"{pick('width')}x{pick('height')}, {pick('frames')} frames at {pick('fps')} fps")
+        )
+    if pick("steps") is not None:
+        rows.append(("sampling", f"{pick('steps')} steps, guidance {pick('guidance')}"))
     if isinstance(pick("render_seconds"), int | float):
-        rows.append(("render time", f"{pick('render_seconds'):.2f} s"))
-    timings = pick("timings")
-    if isinstance(timings, dict):
-        rows += [
-            (f"time / {k}", f"{v:.2f} s" if isinstance(v, int | float) else str(v))
-            for k, v in timings.items()
-        ]
+        rows.append(("render time", f"{pick('render_seconds'):.1f} s"))
     peak = pick("peak_memory_bytes")
     if isinstance(peak, int | float):
         rows.append(("peak memory", f"{peak / 2**20:.0f} MiB ({pick('peak_memory_kind') or 'memory'})"))
+    technical: list[tuple[str, str]] = []
+    if pick("key") is not None:
+        technical.append(("key", str(pick("key"))))
+    timings = pick("timings")
+    if isinstance(timings, dict):
+        technical += [
+            (f"time / {k}", f"{v:.2f} s" if isinstance(v, int | float) else str(v))
+            for k, v in timings.items()
+        ]
     versions = pick("versions")
     if isinstance(versions, dict):
-        rows.append(("versions", ", ".join(f"{k} {v}" for k, v in versions.items())))
-    return rows
+        technical.append(("versions", ", ".join(f"{k} {v}" for k, v in versions.items())))
+    return rows, technical
 
 
 def _face_images(story: Story, project: Project, thumbs_dir: Path) -> dict[str, Path | None]:
@@ -185,7 +160,7 @@ def _face_images(story: Story, project: Project, thumbs_dir: Path) -> dict[str, 
 
 
 def collect_reviews(story: Story, project: Project) -> list[ShotReview]:
-    """Gather thumbnails (written to renders/thumbs/), faces, clip metadata and metrics for every shot."""
+    """Gather thumbnails (written to <view>/thumbs/), faces, clip metadata and eval results of every shot."""
     renders = Path(project.renders_dir)
     thumbs_dir = renders / "thumbs"
     evaluation, eval_problem = _read_json(project.eval_path)
@@ -210,7 +185,7 @@ def collect_reviews(story: Story, project: Project) -> list[ShotReview]:
             for k, image in enumerate(images, start=1):  # a write that fails (full disk) stops the page
                 review.thumbs.append(_save_image(image, thumbs_dir / f"{shot.id}-{k}.jpg", "JPEG"))
         review.faces = [(name, faces.get(name)) for name in shot.cast or []]
-        review.metrics = _shot_metrics(evaluation, shot.id)
+        review.people, review.findings, review.scores = _shot_quality(evaluation, shot.id)
         if eval_problem:
             review.problems.append(eval_problem)
         reviews.append(review)
@@ -251,7 +226,7 @@ def _rel(target: Path, base: Path) -> str:
     return quote(Path(os.path.relpath(target, base)).as_posix())
 
 
-def _captions_track(reel: Path, renders: Path) -> str | None:
+def _captions_track(reel: Path, renders: Path, label: str) -> str | None:
     """A WebVTT file for the page's <track>: the reel's .vtt sidecar, or its .srt converted."""
     vtt, srt = reel.with_suffix(".vtt"), reel.with_suffix(".srt")
     if vtt.is_file():
@@ -263,8 +238,9 @@ def _captions_track(reel: Path, renders: Path) -> str | None:
         lines = block.split("\n")[1:]  # the cue number goes; WebVTT needs none
         if lines and "-->" in lines[0]:
             cues.append("\n".join([lines[0].replace(",", "."), *map(vtt_escape, lines[1:])]))
-    atomic_write_text(renders / CAPTIONS_VTT, "WEBVTT\n\n" + "\n\n".join(cues) + "\n")
-    return CAPTIONS_VTT
+    name = f"{Path(CAPTIONS_VTT).stem}-{label}.vtt" if label else CAPTIONS_VTT
+    atomic_write_text(renders / name, "WEBVTT\n\n" + "\n\n".join(cues) + "\n")
+    return name
 
 
 def _clock(seconds: float) -> str:
@@ -281,92 +257,175 @@ def _seek(segment: Segment, fps: int, reel_link: str) -> dict[str, str]:
     }
 
 
+@dataclass
+class ReelView:
+    """One format's reel as the page shows it (``segments``: where each shot sits, when known)."""
+
+    label: str
+    path: Path
+    width: int
+    height: int
+    fps: int
+    segments: list[Segment] | None = None
+    framings: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    poster: Path | None = None
+
+
+def reel_views(story: Story, project: Project, reels: list[ReelResult] | None = None) -> list[ReelView]:
+    """The story's reels: fresh ``reels``, else those the last assembly wrote, else the formats' files
+    that exist (their timelines planned again from the clips)."""
+    if reels:
+        return [
+            ReelView(r.label, Path(r.path), r.width, r.height, r.fps, r.segments, r.framings, r.warnings)
+            for r in reels
+        ]
+    views = []
+    for entry, path in recorded_reels(project):
+        timeline = reel_timeline(story, project, path)  # None when the file is not the recorded one
+        try:
+            size, fps = (int(entry["width"]), int(entry["height"])), int(entry["fps"])
+        except (TypeError, KeyError, ValueError):
+            continue
+        same = timeline is not None and is_recorded(entry, path)
+        views.append(
+            ReelView(
+                str(entry.get("label") or ""),
+                path,
+                *size,
+                timeline[0] if timeline else fps,
+                timeline[1] if timeline else None,
+                dict(entry.get("framings") or {}) if same else {},
+                list(entry.get("warnings") or []) if same else [],
+            )
+        )
+    if views:
+        return views
+    for fmt in story.output.reel_formats:
+        path = project.root / fmt.file
+        if path.is_file():
+            timeline = reel_timeline(story, project, path)
+            segments = timeline[1] if timeline else None
+            views.append(ReelView(fmt.label, path, fmt.width, fmt.height, fmt.fps, segments))
+    return views
+
+
+def write_poster_for(view: ReelView, renders: Path) -> Path | None:
+    """The sharpest frame of the reel inside its shots, saved in ``renders`` as ``poster[-label].jpg``
+    (kept while newer than the reel); None when the reel cannot be read."""
+    name = f"poster-{view.label}.jpg" if view.label else "poster.jpg"
+    path = renders / name
+    try:
+        if path.is_file() and path.stat().st_mtime_ns >= view.path.stat().st_mtime_ns:
+            return path
+        spans = [(s.start, s.start + s.frames) for s in view.segments or []]
+        return write_poster(view.path, path, spans)
+    except (StoryreelError, OSError):
+        return None
+
+
 @functools.cache
-def _template() -> jinja2.Template:
+def page_template(name: str = REVIEW_TEMPLATE) -> jinja2.Template:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("storyreel", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
     )
-    return env.get_template(REVIEW_TEMPLATE)
+    return env.get_template(name)
 
 
-def render_html(
-    story: Story,
-    reviews: list[ShotReview],
-    renders: Path,
-    reel: Path | None,
-    timeline: tuple[int, list[Segment]] | None = None,
-) -> str:
+_FRAMING_WORDS = {"fit": "scaled", "crop": "face-following crop", "fill": "blurred fill"}
+
+
+def render_html(story: Story, reviews: list[ShotReview], renders: Path, reels: list[ReelView]) -> str:
     """The review page's HTML, from ``templates/review.html.j2`` (autoescaped: every story-provided text
     is escaped; every link is relative to ``renders``).
 
-    ``timeline`` (reel fps, segments) adds each shot's time in the reel and a link that plays it there.
+    Each reel gets a player; the first reel's timeline (when known) adds each shot's time in it and a
+    link that plays it there.
     """
-    has_reel = reel is not None and reel.is_file()
-    starts = {seg.shot_id: seg for seg in timeline[1]} if timeline and has_reel else {}
-    player = None
-    if has_reel:
-        poster = next((r.thumbs[0] for r in reviews if r.thumbs), None)
-        player = {
-            "src": _rel(reel, renders),
-            "name": reel.name,
-            "kind": "webm" if reel.suffix.lower() == ".webm" else "mp4",
-            "poster": _rel(poster, renders) if poster else None,
-            "track": _captions_track(reel, renders),
-        }
+    first = reels[0] if reels else None
+    starts = {seg.shot_id: seg for seg in first.segments or []} if first else {}
+    players = []
+    for view in reels:
+        players.append(
+            {
+                "label": view.label or "reel",
+                "size": f"{view.width}x{view.height}",
+                "fps": view.fps,
+                "portrait": view.height > view.width,
+                "src": _rel(view.path, renders),
+                "name": view.path.name,
+                "kind": "webm" if view.path.suffix.lower() == ".webm" else "mp4",
+                "poster": _rel(view.poster, renders) if view.poster else None,
+                "track": _captions_track(view.path, renders, view.label),
+                "framings": {
+                    kind: [s for s, k in view.framings.items() if k == kind]
+                    for kind in ("crop", "fill")
+                    if kind in view.framings.values()
+                },
+                "notes": view.notes,
+            }
+        )
     shots = []
     for r in reviews:
         job = r.meta.get("job") if isinstance(r.meta.get("job"), dict) else {}
         model_prompt = job.get("prompt") if isinstance(job.get("prompt"), str) else None
+        render, technical = _meta_summary(r.meta, r.seed)
+        framing = [
+            (view.label or "reel", _FRAMING_WORDS.get(view.framings.get(r.shot_id, "fit"), "scaled"))
+            for view in reels
+            if len(reels) > 1 or view.framings.get(r.shot_id, "fit") != "fit"
+        ]
         shots.append(
             {
                 "id": r.shot_id,
                 "engine": r.meta.get("engine") if isinstance(r.meta.get("engine"), str) else None,
                 "caption": r.caption,
-                "seek": _seek(starts[r.shot_id], timeline[0], _rel(reel, renders))
-                if r.shot_id in starts
+                "seek": _seek(starts[r.shot_id], first.fps, _rel(first.path, renders))
+                if first and r.shot_id in starts
                 else None,
                 "thumbs": [_rel(t, renders) for t in r.thumbs],
                 "clip": _rel(r.clip, renders) if r.clip else "",
                 "prompt": r.prompt,
                 "model_prompt": model_prompt if model_prompt != r.prompt else None,
                 "faces": [(name, _rel(path, renders) if path else None) for name, path in r.faces],
-                "render": _meta_summary(r.meta, r.seed),
-                "metrics": r.metrics,
+                "render": render,
+                "technical": technical,
+                "framing": framing,
+                "people": r.people,
+                "findings": r.findings,
+                "scores": r.scores,
                 "problems": r.problems,
             }
         )
-    return _template().render(
+    return page_template().render(
         title=story.title,
+        variables=sorted(story.variables.items()),
         size=story.output.size,
         fps=story.output.fps,
         reviewed=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        reel=player,
+        reels=players,
         contact_sheet=CONTACT_SHEET,
         shots=shots,
         seeks=bool(starts),
     )
 
 
-def write_review(story: Story, project: Project, *, reel: Path | ReelResult | None = None) -> Path:
-    """Write renders/index.html and renders/contact_sheet.png (thumbnails under renders/thumbs/).
+def write_review(story: Story, project: Project, *, reels: list[ReelResult] | None = None) -> Path:
+    """Write the view's index.html and contact_sheet.png (thumbnails and posters beside them).
 
-    ``reel``: a fresh :class:`~storyreel.reel.ReelResult` (its timeline is used), a reel file, or None
-    for the last assembled reel (else the story's ``output.file``); for a file the timeline comes from
-    the record of the last assembly or is planned again from the clips. Reads renders/<id>.json (job,
-    key, engine, timings) and renders/eval.json when present; missing or unreadable pieces are shown
-    as notes on the page, never as errors.
+    ``reels``: fresh results (their timelines are used), or None for the reels the last assembly wrote
+    (see :func:`reel_views`). Reads each clip's record (job, key, engine, timings) and the view's
+    eval.json when present; missing or unreadable pieces are shown as notes on the page, never as errors.
     """
     renders = Path(project.renders_dir)
     reviews = collect_reviews(story, project)
     write_contact_sheet(story, reviews, renders / CONTACT_SHEET)
+    views = reel_views(story, project, reels)
+    for view in views:
+        view.poster = write_poster_for(view, renders)
     page = Path(project.review_path)
-    if isinstance(reel, ReelResult):
-        reel_path, timeline = Path(reel.path), (reel.fps, reel.segments)
-    else:
-        reel_path = Path(reel) if reel else recorded_reel(project) or Path(project.reel_path)
-        timeline = reel_timeline(story, project, reel_path)
-    atomic_write_text(page, render_html(story, reviews, renders, reel_path, timeline))
+    atomic_write_text(page, render_html(story, reviews, renders, views))
     return page

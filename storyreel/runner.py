@@ -1,9 +1,13 @@
 """The runner: stories → jobs → clips → reel, resumable, locked, on one process, many, or a Ray cluster.
 
-* **Resume**: a shot is skipped when ``renders/<id>.mp4`` and ``renders/<id>.json`` exist, the JSON's
-  key equals the job key and the clip checks out against the size and hash the JSON records (the files
-  are not touched); a damaged clip is rendered again with a :class:`DamagedClipWarning`. ``--force``
-  re-renders, ``--only`` picks shots.
+* **Resume**: a shot is skipped when its clip in the story's view (``renders/<id>.mp4`` and
+  ``renders/<id>.json``, see :mod:`storyreel.project`) records the job key and the clip checks out
+  against the size and hash the record holds (the files are not touched); a damaged clip is replaced
+  (rendered again, or linked from the store when it holds a sound copy) with a
+  :class:`DamagedClipWarning`. ``--force`` re-renders, ``--only`` picks shots.
+* **Reuse**: a job whose key the clip store already holds, checked the same way (another story or
+  variant rendered it), is linked into the view, not rendered (:mod:`storyreel.clip_store`); within a
+  batch, a clip two stories share is rendered once.
 * **Atomic**: clips and records are written under unique ``*.partial`` names and renamed; Ctrl-C /
   SIGTERM stop after removing the partial files; partials left by a killed process are removed by the
   next render.
@@ -16,7 +20,8 @@
   (context parallelism); process 0 alone fills the caches first and writes the clips and records.
 * **Ray** (``--ray``, any number of machines): :mod:`storyreel.cluster` replaces :meth:`Runner.render_all`;
   planning, locking, records and the reel stay here.
-* **Batches**: several stories in one call share the loaded engines. With ``keep_going`` a failing
+* **Batches**: several stories (and ``--set`` variants) in one call share the loaded engines and the
+  project locks; two of them may not write the same reel. With ``keep_going`` a failing
   story or shot does not stop the batch: every story ends with a status (``ok``, ``failed`` or
   ``not_run``) and its failures, each naming its shot; without it the batch stops at the first
   failure and the stories not reached are ``not_run``. User errors never escape :meth:`Runner.run`;
@@ -45,19 +50,11 @@ from rich.markup import escape
 from rich.progress import Progress
 
 from storyreel import __version__
+from storyreel.clip_store import clip_checksum, clip_problem, find_stored, link_into_view
 from storyreel.errors import HintedError, StoryreelError, StoryreelWarning, user_hint
 from storyreel.fsutil import PARTIAL_SUFFIX, atomic_path, atomic_write_json
 from storyreel.locking import DEFAULT_WAIT_SECONDS, ProjectLock
-from storyreel.plan import (
-    Overrides,
-    RenderJob,
-    clip_checksum,
-    clip_problem,
-    job_status,
-    plan_story,
-    read_clip_meta,
-    shot_cache,
-)
+from storyreel.plan import Overrides, RenderJob, job_status, plan_story, read_clip_meta, shot_cache
 from storyreel.reporting import Reporter, as_reporter, shown_path
 from storyreel.step_cache import CacheSetting
 
@@ -101,6 +98,10 @@ class RenderOptions:
     cast_library: Path | None = None
     ray: RayOptions | None = None
     keep_going: bool = False
+    variables: dict[str, list[str]] = field(default_factory=dict)
+    """``--set`` values by variable name; several values for a name render one variant each."""
+    campaign: Path | None = None
+    """Where to write the campaign page (default: :func:`storyreel.campaign.default_campaign_path`)."""
 
     def __post_init__(self) -> None:
         """Refuse an unknown engine, memory mode, parallel mode or setting up front, whichever engine the
@@ -189,14 +190,29 @@ class StoryReport:
     engine: str
     reason: str
     rendered: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    """Shots whose clip another story or variant had already rendered (linked from the clip store)."""
     skipped: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     reel: Path | None = None
+    reels: list[Path] = field(default_factory=list)
+    """Every format's reel (``reel`` is the first)."""
     review: Path | None = None
     reel_note: str = ""
+    notes: list[str] = field(default_factory=list)
+    """What the reel assembly adjusted or fell back on (reframing, clamped transitions, fonts)."""
+    variables: dict[str, str] = field(default_factory=dict)
+    """The variant's variable values (``vars:`` and ``--set``)."""
+    campaign: Path | None = None
+    """The campaign page over the whole batch, when one was written."""
     main_process: bool = True
     status: str = OK
     failures: list[Failure] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """The story as lines about it name it: ``a/ad.yaml`` or ``a/ad.yaml (product=boots)``."""
+        return story_label(self.story_path, self.variables)
 
     @property
     def failed_shots(self) -> list[str]:
@@ -209,9 +225,18 @@ class StoryReport:
             "status": self.status,
             "engine": self.engine or None,
             "engine_reason": self.reason or None,
-            "shots": {"rendered": self.rendered, "current": self.skipped, "failed": self.failed_shots},
+            "variables": self.variables,
+            "shots": {
+                "rendered": self.rendered,
+                "reused": self.reused,
+                "current": self.skipped,
+                "failed": self.failed_shots,
+            },
             "render_seconds": self.seconds,
             "reel": str(self.reel.absolute()) if self.reel else None,
+            "reels": [str(path.absolute()) for path in self.reels],
+            "campaign": str(self.campaign.absolute()) if self.campaign else None,
+            "notes": self.notes,
             "review": str(self.review.absolute()) if self.review else None,
             "note": self.reel_note or None,
             "failures": [{"shot": f.shot_id, "message": f.message, "hint": f.hint} for f in self.failures],
@@ -227,6 +252,7 @@ def batch_totals(reports: Sequence[StoryReport], wall_seconds: float) -> dict[st
         "not_run": sum(r.status == NOT_RUN for r in reports),
         "shots": {
             "rendered": sum(len(r.rendered) for r in reports),
+            "reused": sum(len(r.reused) for r in reports),
             "current": sum(len(r.skipped) for r in reports),
             "failed": sum(len(r.failed_shots) for r in reports),
         },
@@ -310,10 +336,16 @@ def _sigterm_interrupts() -> Iterator[None]:
 # ------------------------------------------------------------------------------------------- helpers
 
 
+def story_label(path: Path, variables: dict[str, str]) -> str:
+    """How lines name a story, or one variant of it: ``a/ad.yaml (product=boots)``."""
+    values = ", ".join(f"{k}={v}" for k, v in sorted(variables.items()))
+    return shown_path(path) + (f" ({values})" if values else "")
+
+
 def remove_partials(project: Project) -> list[Path]:
-    """Delete ``*.partial`` files a killed render left in ``renders/`` and next to the reel."""
+    """Delete ``*.partial`` files a killed render left in the clip store, the view and next to the reel."""
     removed = []
-    for folder in {project.renders_dir, project.reel_path.parent}:
+    for folder in {project.clip_store_dir, project.renders_dir, project.reel_path.parent}:
         if folder.is_dir():
             for path in folder.glob(f"*{PARTIAL_SUFFIX}"):
                 path.unlink(missing_ok=True)
@@ -369,15 +401,16 @@ class StoryWork:
     engines: dict[str, Engine]  # by shot id
     jobs: list[RenderJob]
     report: StoryReport
-    lock: ProjectLock | None = None
     mine: list[RenderJob] = field(default_factory=list)
+    deferred: list[RenderJob] = field(default_factory=list)
+    """Jobs another story of the batch renders (same project, same key): linked once it has."""
     todo_total: int = 0
     complete: bool = False  # its reel step is done: what remains is to report
 
     @property
     def label(self) -> str:
-        """The story as lines about it name it (``a/story.yaml``)."""
-        return shown_path(self.story.path)
+        """The story as lines about it name it (``a/story.yaml``, ``a/ad.yaml (product=boots)``)."""
+        return self.report.label
 
     @property
     def live(self) -> bool:
@@ -417,6 +450,9 @@ class Runner:
         self.processes = Processes()
         self.engines: dict[tuple[str, Path | None], Engine] = {}
         self.loaded: set[int] = set()
+        self.locks: dict[Path, ProjectLock] = {}  # one per project folder, shared by its stories
+        self.reel_writers: dict[Path, str] = {}  # reel file → the story (label) that writes it
+        self.planned: set[tuple[Path, str]] = set()  # (project, key) some story of the batch renders
         self.stopped = False  # a failure under fail-fast: start nothing new
 
     def say(self, text: str) -> None:
@@ -431,7 +467,7 @@ class Runner:
         report.failures.append(failure)
         report.status = FAILED
         if self.writes_clips:  # with --parallel shot, process 0 speaks for all
-            self.reporter.error(failure.describe(shown_path(report.story_path)), failure.hint)
+            self.reporter.error(failure.describe(report.label), failure.hint)
         log.debug("the failure above", exc_info=err)
         if not self.options.keep_going:
             self.stopped = True
@@ -489,7 +525,7 @@ class Runner:
                 clip = work.project.clip_path(job.shot_id)
                 why = clip_problem(clip, read_clip_meta(work.project, job.shot_id) or {})
                 warnings.warn(
-                    f"shot {job.shot_id}: the clip {clip} is damaged ({why}); rendering it again",
+                    f"shot {job.shot_id}: the clip {clip} is damaged ({why}); replacing it",
                     DamagedClipWarning,
                     stacklevel=2,
                 )
@@ -497,17 +533,52 @@ class Runner:
                 todo.append(job)
         return todo
 
+    def lock(self, work: StoryWork) -> None:
+        """Hold ``work``'s project lock (once per project folder, for every story in it)."""
+        root = work.project.root
+        if root not in self.locks:
+            lock = ProjectLock(work.project.lock_path, wait=self.options.wait, on_wait=self.say)
+            lock.acquire()
+            self.locks[root] = lock
+
+    def reuse(self, work: StoryWork, jobs: list[RenderJob], *, fresh: bool = False) -> list[RenderJob]:
+        """Link the jobs whose clip the store already holds into the view; return the others.
+
+        Under ``--force`` only clips rendered by this batch count (``fresh``: the caller knows they were).
+        """
+        left = []
+        for job in jobs:
+            found = None if self.options.force and not fresh else find_stored(work.project, job)
+            if found is None:
+                left.append(job)
+            else:
+                link_into_view(work.project, job, *found)
+                work.report.reused.append(job.shot_id)
+        return left
+
+    def once(self, work: StoryWork, jobs: list[RenderJob]) -> list[RenderJob]:
+        """The jobs no earlier story of the batch renders; the others are deferred (linked later)."""
+        mine = []
+        for job in jobs:
+            key = (work.project.root, job.key)
+            if key in self.planned:
+                work.deferred.append(job)
+            else:
+                self.planned.add(key)
+                mine.append(job)
+        return mine
+
     def open_project(self, work: StoryWork) -> None:
-        """Lock the project, clean up after killed renders and decide which jobs this process renders."""
-        options, processes = self.options, self.processes
+        """Lock the project, clean up after killed renders, link clips the store already holds and decide
+        which jobs this process renders."""
+        processes = self.processes
         error = None
         todo_ids: list[str] = []
         if processes.is_main:
             try:
-                work.lock = ProjectLock(work.project.lock_path, wait=options.wait, on_wait=self.say)
-                work.lock.acquire()
+                self.lock(work)
                 remove_partials(work.project)
-                todo_ids = [job.shot_id for job in self.todo(work)]
+                todo_ids = [job.shot_id for job in self.once(work, self.reuse(work, self.todo(work)))]
             except StoryreelError as err:
                 error = (err.message, err.hint)
         error, todo_ids = processes.share((error, todo_ids))
@@ -515,9 +586,11 @@ class Runner:
             raise StoryreelError(*error)
         by_id = {job.shot_id: job for job in work.jobs}
         todo = [by_id[i] for i in todo_ids]
-        work.mine = todo if options.shot_parallel else todo[processes.index :: processes.count]
+        work.mine = todo if self.options.shot_parallel else todo[processes.index :: processes.count]
         work.todo_total = len(todo_ids)
-        work.report.skipped = [job.shot_id for job in work.jobs if job.shot_id not in todo_ids]
+        work.report.reused = processes.share(work.report.reused)
+        elsewhere = {job.shot_id for job in work.deferred} | set(work.report.reused) | set(todo_ids)
+        work.report.skipped = [job.shot_id for job in work.jobs if job.shot_id not in elsewhere]
 
     # -------------------------------------------------------------------------------------- render
 
@@ -527,13 +600,14 @@ class Runner:
         return self.processes.is_main or not self.options.shot_parallel
 
     def render_one(self, work: StoryWork, job: RenderJob, progress: Progress, steps_task: Any) -> float:
+        """Render ``job`` into the clip store, then link it into the story's view."""
         if not self.writes_clips:  # rendering along with process 0, which keeps the clip
             with tempfile.TemporaryDirectory(prefix="storyreel-parallel-") as folder:
                 clip = Path(folder) / "clip.mp4"
                 result = work.engine_of(job).render(job, clip, lambda d, t: None, project=work.project)
             return result.seconds
         project = work.project
-        clip, meta = project.clip_path(job.shot_id), project.clip_meta_path(job.shot_id)
+        clip, meta = project.stored_clip_path(job.key), project.stored_meta_path(job.key)
         name = escape(f"{work.label}: {job.shot_id}")
         progress.reset(steps_task, total=None, description=f"{name}: preparing")
 
@@ -547,6 +621,7 @@ class Runner:
         engine = work.engine_of(job)
         record = clip_record(job, engine.name, engine.versions(), result, started, clip, **where)
         atomic_write_json(meta, record)  # the record last: only then does the clip count as current
+        link_into_view(project, job, clip, meta)
         return result.seconds
 
     def shot_done(self, work: StoryWork, shot_id: str, seconds: float, where: str = "") -> None:
@@ -583,24 +658,32 @@ class Runner:
         """Build the reel and review page once every shot has a current clip, unless the last assembly
         (by a render or by `storyreel reel`) used exactly these clips and the story's own settings."""
         from storyreel.outputs import build_outputs, refresh_review
+        from storyreel.reel import ReelWarning
         from storyreel.reel_record import reel_is_current, review_is_current
 
         report, story, project = work.report, work.story, work.project
-        missing = [job.shot_id for job in self.plan_all(work) if job_status(job, project) != "done"]
+        waiting = [job for job in self.plan_all(work) if job_status(job, project) != "done"]
+        linked = self.reuse(work, waiting, fresh=True)  # --force renders, not what it left alone
+        missing = [job.shot_id for job in linked if job_status(job, project) != "done"]
         if missing:
             report.reel_note = (
                 f"reel not built: {len(missing)} shot(s) without a current clip ({', '.join(missing)})"
             )
             return
         if reel_is_current(story, project):
-            report.reel, report.review = project.reel_path, project.review_path
-            report.reel_note = "reel up to date"
+            report.reels = [project.root / fmt.file for fmt in story.output.reel_formats]
+            report.reel, report.review = report.reels[0], project.review_path
+            report.reel_note = "reel up to date" if len(report.reels) == 1 else "reels up to date"
             if not review_is_current(project):
                 report.review = refresh_review(story, project)
             return
-        with self.reporter.bar(escape(f"{work.label}: reel")) as update:
-            result, report.review = build_outputs(story, project, progress=update)
-        report.reel = result.path
+        what = "reel" if len(story.output.reel_formats) == 1 else f"{len(story.output.reel_formats)} reels"
+        with self.reporter.bar(escape(f"{work.label}: {what}")) as update, warnings.catch_warnings():
+            warnings.simplefilter("ignore", ReelWarning)  # reported with the story instead
+            results, report.review = build_outputs(story, project, progress=update)
+        report.reels = [result.path for result in results]
+        report.reel = report.reels[0]
+        report.notes = [note for result in results for note in result.warnings]
 
     def plan_all(self, work: StoryWork) -> list[RenderJob]:
         """All the story's jobs (``--only`` narrows what is rendered, not what the reel needs)."""
@@ -663,7 +746,7 @@ class Runner:
         """The story's engine and jobs, or its failed report."""
         from storyreel.project import Project
 
-        report = StoryReport(story.path, "", "")
+        report = StoryReport(story.path, "", "", variables=story.variables)
         for warning in story.consent_warnings if self.processes.is_main else ():
             self.reporter.warning(str(warning))
         try:
@@ -673,6 +756,7 @@ class Runner:
                     hint="run `storyreel render --gpus N --parallel shot` with N >= 2 (it starts them)",
                 )
             check_shot_parallel([story], self.options)
+            self.claim_reels(story)
             choices, engines = self.engines_for(story)
             distinct = {choice.name: choice.reason for choice in choices.values()}
             report.engine, report.reason = ", ".join(distinct), "; ".join(distinct.values())
@@ -682,6 +766,21 @@ class Runner:
             self.fail(report, err)
             return report
         return work
+
+    def claim_reels(self, story: Story) -> None:
+        """Refuse a story (or variant) that would write a reel an earlier one of the batch writes."""
+        from storyreel.project import Project
+
+        root = Project.from_story(story).root
+        for fmt in story.output.reel_formats:
+            path = root / fmt.file
+            other = self.reel_writers.setdefault(path, story_label(story.path, story.variables))
+            if other != story_label(story.path, story.variables):
+                raise StoryreelError(
+                    f"{shown_path(path)} is also the reel of {other}",
+                    hint="give each story or variant its own reel: output.file with a variable, e.g. "
+                    "file: reel-${product}.mp4",
+                )
 
     def run(self, stories: Sequence[Story]) -> list[StoryReport]:
         started = [self._start(story) if not self.stopped else None for story in stories]
@@ -701,6 +800,9 @@ class Runner:
                     self.say("nothing to render: every shot has a current clip (--force renders again)")
                 self.render_all(live, self.progress())
                 self.processes.barrier()
+                if self.processes.is_main:
+                    for work in live:
+                        self.reuse(work, work.deferred, fresh=True)  # clips another story just rendered
                 for work in works:
                     report = work.report
                     if not self.options.shot_parallel:  # with it, every process rendered every shot
@@ -730,15 +832,16 @@ class Runner:
                 )
                 raise
             finally:
-                for work in works:
-                    if work.lock is not None:
-                        work.lock.release()
-                        work.lock = None
+                for lock in self.locks.values():
+                    lock.release()
+                self.locks.clear()
         for work in works:  # under fail-fast: stories that had not got their turn (or were cut short)
             if work.live and not work.complete and work.report.status != FAILED:
                 work.report.status = NOT_RUN
         return [
-            report if report is not None else StoryReport(story.path, "", "", status=NOT_RUN)
+            report
+            if report is not None
+            else StoryReport(story.path, "", "", status=NOT_RUN, variables=story.variables)
             for story, report in zip(stories, reports, strict=True)
         ]
 
@@ -746,13 +849,16 @@ class Runner:
 def render_stories(
     paths: Sequence[Path], options: RenderOptions, console: Reporter | Console | None = None
 ) -> list[StoryReport]:
-    """Load and render every story in ``paths`` (engines shared across the batch); see :class:`Runner`
-    (:class:`storyreel.cluster.driver.RayRunner` when ``options.ray`` is set).
+    """Load and render every story in ``paths``, once per variant of ``options.variables`` (``--set``:
+    several values for a name make one variant each, every combination of them), engines shared across
+    the batch; see :class:`Runner` (:class:`storyreel.cluster.driver.RayRunner` when ``options.ray`` is
+    set). Then write the campaign page when the batch has several stories or variants (or
+    ``options.campaign`` asks for one).
 
-    Returns one report per distinct story, in order. A story that does not load is ``failed`` (and,
-    without ``options.keep_going``, nothing is rendered: the others are ``not_run``).
+    Returns one report per distinct story and variant, in order. A story that does not load is
+    ``failed`` (and, without ``options.keep_going``, nothing is rendered: the others are ``not_run``).
     """
-    from storyreel.story import load_story
+    from storyreel.story import load_story, variants
 
     if options.ray is not None:
         from storyreel.cluster.driver import RayRunner
@@ -760,22 +866,59 @@ def render_stories(
         runner: Runner = RayRunner(options, console)
     else:
         runner = Runner(options, console)
+
+    def identity(path: Path, values: dict[str, str]) -> tuple[Path, tuple]:
+        return path, tuple(sorted(values.items()))
+
     loaded: list[Story | StoryReport] = []
-    seen: set[Path] = set()
+    seen: set[tuple[Path, tuple]] = set()
     for path in paths:
-        try:
-            story = load_story(Path(path), cast_library=options.cast_library)
-        except HintedError as err:
-            report = StoryReport(Path(path), "", "")
-            runner.fail(report, err)
-            loaded.append(report)
-            continue
-        if story.path not in seen:
-            seen.add(story.path)
-            loaded.append(story)
+        for values in variants(options.variables):
+            try:
+                story = load_story(Path(path), values, cast_library=options.cast_library)
+            except HintedError as err:
+                report = StoryReport(Path(path), "", "", variables=values)
+                runner.fail(report, err)
+                loaded.append(report)
+                continue
+            if identity(story.path, story.variables) not in seen:
+                seen.add(identity(story.path, story.variables))
+                loaded.append(story)
     stories = [item for item in loaded if not isinstance(item, StoryReport)]
     if runner.stopped:
-        rendered = {s.path: StoryReport(s.path, "", "", status=NOT_RUN) for s in stories}
+        reports = [StoryReport(s.path, "", "", status=NOT_RUN, variables=s.variables) for s in stories]
     else:
-        rendered = {report.story_path: report for report in runner.run(stories)}
-    return [item if isinstance(item, StoryReport) else rendered[item.path] for item in loaded]
+        reports = runner.run(stories)
+    rendered = {identity(r.story_path, r.variables): r for r in reports}
+    results = [
+        item if isinstance(item, StoryReport) else rendered[identity(item.path, item.variables)]
+        for item in loaded
+    ]
+    done = [s for s in stories if rendered[identity(s.path, s.variables)].reels]
+    if options.reel and runner.processes.is_main and done:
+        from storyreel.campaign import wants_campaign, write_campaign
+
+        if options.campaign is not None or wants_campaign(stories):
+            page = write_campaign(done, options.campaign, reports=reports)
+            for report in reports:
+                report.campaign = page
+    return results
+
+
+def load_stories(
+    paths: Sequence[Path], variables: dict[str, list[str]] | None = None, *, cast_library: Path | None = None
+) -> list[Story]:
+    """Every story in ``paths``, once per variant of ``variables`` (as :func:`render_stories` loads
+    them; ``cast_library``: ``--cast-library``), in order, without repeats; the first that does not load
+    raises its error."""
+    from storyreel.story import load_story, variants
+
+    stories, seen = [], set()
+    for path in paths:
+        for values in variants(variables or {}):
+            story = load_story(Path(path), values, cast_library=cast_library)
+            identity = (story.path, tuple(sorted(story.variables.items())))
+            if identity not in seen:
+                seen.add(identity)
+                stories.append(story)
+    return stories

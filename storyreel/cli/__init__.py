@@ -18,6 +18,7 @@ import sys
 from rich.markup import escape
 
 from storyreel.cli import (  # noqa: F401  (imported for their @app.command registrations)
+    campaign_commands,
     cast_commands,
     eval_commands,
     models_commands,

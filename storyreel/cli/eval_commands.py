@@ -21,10 +21,12 @@ from storyreel.cli.options import (
     JsonOption,
     KeepGoingOption,
     ModelOption,
+    SetOption,
     StoriesArgument,
     expand_stories,
     keep_going_for,
     shot_overrides,
+    single_variant,
 )
 from storyreel.environment import environment_help
 from storyreel.errors import StoryreelError
@@ -228,11 +230,12 @@ def eval_command(
             "buffalo_l, then ~/.insightface/models/buffalo_l).",
         ),
     ] = None,
+    set_: SetOption = None,
 ) -> None:
-    """Check every character in every rendered shot; writes renders/eval.json and the review page.
+    """Check every character in every rendered shot; writes the view's eval.json and review page.
 
     With --compare-cache: compare each shot's step cache with no cache instead (see the README)."""
-    from storyreel.api import evaluate
+    from storyreel.api import evaluate, load_story
     from storyreel.cli.render_commands import split_ids
 
     paths = expand_stories(stories)
@@ -242,11 +245,12 @@ def eval_command(
             hint="storyreel eval STORY --compare-cache [--cache SPEC] [--only SHOT]",
         )
     overrides = shot_overrides(None, cache, cache_threshold)
+    values = single_variant(set_)
 
     def one(path: Path) -> dict[str, Any]:
         if compare_cache:
             options = {"backend": backend, "frames": frames, "threshold": threshold, "device": device}
-            return _compare_one(path, model, overrides, split_ids(only), cast_library, **options)
+            return _compare_one(path, values, model, overrides, split_ids(only), cast_library, **options)
         label = escape(shown_path(path))
         with reporter.status(f"{label}: evaluating…") as spinner:
 
@@ -255,8 +259,7 @@ def eval_command(
                     spinner.update(f"{label}: evaluating: {escape(message)}")
 
             report, written, review = evaluate(
-                path,
-                cast_library=cast_library,
+                load_story(path, values, cast_library=cast_library),
                 backend=backend,
                 model_dir=model,
                 clip_dir=clip,
@@ -305,18 +308,21 @@ def print_report(path: Path, report: dict[str, Any], written: Path, review: Path
 
 def _compare_one(
     path: Path,
+    variables: dict[str, str],
     model: Path | None,
     overrides: Any,
     only: list[str] | None,
     cast_library: Path | None,
     **options: Any,
 ) -> dict:
-    """`eval --compare-cache` of one story: render, compare, print, write renders/cache_compare.json."""
+    """`eval --compare-cache` of one story (or variant: ``variables``): render, compare, print, write the
+    view's cache_compare.json."""
+    from storyreel.api import load_story
     from storyreel.cache_compare import compare_cache, write_cache_compare
-    from storyreel.project import Project
+    from storyreel.project import CACHE_COMPARE, Project
 
-    project = Project.find(path)
-    story = project.load_story(cast_library=cast_library)
+    story = load_story(path, variables, cast_library=cast_library)
+    project = Project.from_story(story)
     label = escape(shown_path(path))
     with reporter.status(f"{label}: comparing…") as spinner:
 
@@ -333,6 +339,6 @@ def _compare_one(
     console.print(f"{prefix} {escape(report['backend_label'])}", highlight=False)
     for table in cache_compare_tables(report):
         console.print(table)
-    clips = escape(shown_path(project.renders_dir / "cache-compare"))
+    clips = escape(shown_path(project.renders_dir / CACHE_COMPARE))
     console.print(f"clips in {clips} · wrote {escape(shown_path(written))}", highlight=False)
     return {"cache_compare": report, "cache_compare_json": str(written.absolute())}

@@ -37,6 +37,7 @@ __all__ = [
     "MemoryOption",
     "ModelOption",
     "ProjectOption",
+    "SetOption",
     "StoriesArgument",
     "StoryArgument",
     "WanModelOption",
@@ -128,6 +129,15 @@ KeepGoingOption = Annotated[
         show_default=False,
     ),
 ]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help="Set a story variable: --set product=shoes (repeat for more; repeating one name with other "
+        "values makes one variant per value).",
+        metavar="NAME=VALUE",
+    ),
+]
 
 
 def _json_mode(ctx: typer.Context, param: Any, value: bool) -> bool:
@@ -169,9 +179,31 @@ def expand_stories(patterns: list[str] | None) -> list[Path]:
     return paths
 
 
-def keep_going_for(choice: bool | None, stories: list[Path]) -> bool:
-    """``--keep-going``/``--fail-fast`` as given, else keep going exactly when there are several stories."""
-    return choice if choice is not None else len(stories) > 1
+def keep_going_for(choice: bool | None, stories: list[Path], variants: int = 1) -> bool:
+    """``--keep-going``/``--fail-fast`` as given, else keep going exactly when there are several stories
+    (or ``variants`` of each, from ``--set``)."""
+    return choice if choice is not None else len(stories) * variants > 1
+
+
+def variables(values: list[str] | None) -> dict[str, list[str]]:
+    """``--set`` values by name (a bad item is a usage error naming it)."""
+    from storyreel.story import parse_assignments
+
+    try:
+        return parse_assignments(values)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--set") from None
+
+
+def single_variant(values: list[str] | None) -> dict[str, str]:
+    """``--set`` values for commands that look at one variant at a time."""
+    assigned = variables(values)
+    repeated = [name for name, items in assigned.items() if len(items) > 1]
+    if repeated:
+        raise typer.BadParameter(
+            f"{', '.join(repeated)} given several values; this command takes one variant", param_hint="--set"
+        )
+    return {name: items[0] for name, items in assigned.items()}
 
 
 def shot_overrides(cfg_routing: str | None, cache: str | None, cache_threshold: float | None) -> Overrides:

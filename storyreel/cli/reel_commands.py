@@ -16,9 +16,11 @@ from storyreel.cli.options import (
     EngineOption,
     KeepGoingOption,
     ModelOption,
+    SetOption,
     StoriesArgument,
     expand_stories,
     keep_going_for,
+    single_variant,
 )
 from storyreel.environment import environment_help
 from storyreel.errors import StoryreelError, StoryreelWarning
@@ -56,9 +58,7 @@ def reel(
             show_default=False,
         ),
     ] = None,
-    review: Annotated[
-        bool, typer.Option("--review/--no-review", help="also write renders/index.html")
-    ] = True,
+    review: Annotated[bool, typer.Option("--review/--no-review", help="also write the review page")] = True,
     force: Annotated[
         bool, typer.Option("--force", help="Assemble even from clips that are stale or damaged.")
     ] = False,
@@ -66,8 +66,9 @@ def reel(
     model: ModelOption = None,
     keep_going: KeepGoingOption = None,
     cast_library: CastLibraryOption = None,
+    set_: SetOption = None,
 ) -> None:
-    """Assemble the reel from the clips in renders/ (run `storyreel render` first to make them).
+    """Assemble the reels (one per format) from the story's clips (run `storyreel render` first).
 
     The options here are for this assembly only: story.yaml stays the source of truth, so the next
     `storyreel render` re-assembles the reel with the story's own settings when this one used other
@@ -84,10 +85,12 @@ def reel(
     if captions is not None:
         options["captions"] = captions
     checks = {"engine": engine, "model": model, "force": force}
+    values = single_variant(set_)
     outcomes = each_story(
         paths,
         lambda path: assemble(
             path,
+            values,
             review=review,
             video_format=video_format,
             cast_library=cast_library,
@@ -104,21 +107,27 @@ def check_clips_current(
     story: Story, project: Project, *, engine: str | None, model: Path | None, force: bool
 ) -> None:
     """Refuse (unless ``force``: warn) when clips are stale or damaged for the engines `storyreel render`
-    would use (:func:`storyreel.api.plan`); warn when that cannot be known (e.g. no model folder)."""
+    would use (:func:`storyreel.api.plan`); warn when that cannot be known (e.g. no model folder). Clips
+    the clip store holds for this story (``stored``: another story or variant rendered them) are linked
+    into its view."""
     from storyreel.api import plan
+    from storyreel.clip_store import find_stored, link_into_view
 
     try:
         planned = plan(story, engine=engine, model=model)
     except StoryreelError as err:
         warnings.warn(f"cannot check whether the clips are current: {err.message}", StoryreelWarning, 2)
         return
+    for entry in planned.jobs:
+        if entry.status == "stored" and (found := find_stored(project, entry.job)) is not None:
+            link_into_view(project, entry.job, *found)
     bad = {entry.job.shot_id: entry.status for entry in planned.jobs if entry.status in ("stale", "damaged")}
     if not bad:
         return
     listing = ", ".join(f"{shot} ({status})" for shot, status in bad.items())
     what = (
-        f"{len(bad)} of {len(planned.jobs)} clips do not match story.yaml for the {planned.engine} engine: "
-        f"{listing}"
+        f"{len(bad)} of {len(planned.jobs)} clips do not match {story.path.name} for the {planned.engine} "
+        f"engine: {listing}"
     )
     if force:
         warnings.warn(f"{what}; assembling them anyway (--force)", StoryreelWarning, 2)
@@ -133,6 +142,7 @@ def check_clips_current(
 
 def assemble(
     path: Path,
+    variables: dict[str, str],
     *,
     review: bool,
     video_format: str | None,
@@ -140,36 +150,38 @@ def assemble(
     checks: dict[str, Any] | None = None,
     **options: Any,
 ) -> Path:
-    """Assemble one story's reel (and review page) with a progress bar; print what was made.
+    """Assemble one story's reels (one per format; and review page) with a progress bar; print what was
+    made.
 
     ``checks``: ``engine``, ``model`` and ``force`` for :func:`check_clips_current` (None: no check)."""
     from storyreel.outputs import build_outputs
     from storyreel.project import Project
     from storyreel.reel import ReelWarning
+    from storyreel.runner import story_label
     from storyreel.story import load_story
 
-    loaded = load_story(Project.find(path).story_path, cast_library=cast_library)
+    loaded = load_story(Project.find(path).story_path, variables, cast_library=cast_library)
     project = Project.from_story(loaded)
     if checks is not None:
         check_clips_current(loaded, project, **checks)
     if video_format is not None:
-        options["video_format"] = video_format
-        options["output"] = project.reel_path.with_suffix(f".{video_format}")
-    label = escape(shown_path(loaded.path))
-    with warnings.catch_warnings(record=True) as caught, reporter.bar(f"{label}: reel") as update:
+        options["video_format"] = video_format  # each format's file with this suffix
+    label = story_label(loaded.path, loaded.variables)
+    with warnings.catch_warnings(record=True) as caught, reporter.bar(f"{escape(label)}: reel") as update:
         warnings.simplefilter("always", ReelWarning)
-        result, page = build_outputs(loaded, project, review=review, progress=update, **options)
+        results, page = build_outputs(loaded, project, review=review, progress=update, **options)
     for warning in caught:
-        reporter.warning(f"{shown_path(loaded.path)}: {warning.message}")
-    how = "stream copy (clips already match)" if result.fast_path else "re-encoded"
-    console.print(
-        f"[green]reel:[/] {escape(shown_path(result.path))} — {len(result.segments)} shots, "
-        f"{result.frames} frames, {result.duration:.2f} s at {result.fps} fps, "
-        f"{result.width}x{result.height}, {how}, {result.seconds:.1f} s",
-        highlight=False,
-    )
-    if result.subtitles:
-        console.print(f"[green]captions:[/] {escape(shown_path(result.subtitles))}", highlight=False)
+        reporter.warning(f"{label}: {warning.message}")
+    for result in results:
+        how = "stream copy (clips already match)" if result.fast_path else "re-encoded"
+        console.print(
+            f"[green]reel:[/] {escape(shown_path(result.path))} — {len(result.segments)} shots, "
+            f"{result.frames} frames, {result.duration:.2f} s at {result.fps} fps, "
+            f"{result.width}x{result.height}, {how}, {result.seconds:.1f} s",
+            highlight=False,
+        )
+        if result.subtitles:
+            console.print(f"[green]captions:[/] {escape(shown_path(result.subtitles))}", highlight=False)
     if page is not None:
         console.print(f"[green]review page:[/] {escape(shown_path(page))}", highlight=False)
-    return result.path
+    return results[0].path

@@ -28,10 +28,13 @@ from storyreel.cli.options import (
     KeepGoingOption,
     MemoryOption,
     ModelOption,
+    SetOption,
     StoriesArgument,
     WanModelOption,
     expand_stories,
     keep_going_for,
+    single_variant,
+    variables,
 )
 from storyreel.cluster import DEFAULT_ATTEMPTS
 from storyreel.environment import environment_help
@@ -101,6 +104,10 @@ def render_args(stories: list[str], options: RenderOptions) -> list[str]:
     args += ["--parallel", options.parallel] if options.parallel != "shots" else []
     args += ["--no-reel"] if not options.reel else []
     args += ["--keep-going"] if options.keep_going else ["--fail-fast"]
+    for name, values in options.variables.items():
+        args += [item for value in values for item in ("--set", f"{name}={value}")]
+    if options.campaign is not None:
+        args += ["--campaign", str(Path(options.campaign).absolute())]
     return args
 
 
@@ -186,13 +193,27 @@ def render(
     lease: Annotated[float | None, typer.Option("--lease", hidden=True)] = None,
     keep_going: KeepGoingOption = None,
     json_: JsonOption = False,
+    set_: SetOption = None,
+    campaign: Annotated[
+        Path | None,
+        typer.Option(
+            "--campaign",
+            help="Write the campaign page here (default: campaign.html beside the stories, for batches "
+            "of several stories or variants).",
+        ),
+    ] = None,
 ) -> None:
-    """Render stories: every shot without a current clip, then the reel and the review page.
+    """Render stories: every shot without a current clip, then the reels and the review page.
 
     Every story ends with a status and the batch with a total (stories, shots rendered / current /
     failed, wall time); the exit code is 1 when any story failed."""
-    from storyreel.runner import RenderOptions, batch_totals, check_shot_parallel, render_stories
-    from storyreel.story import load_story
+    from storyreel.runner import (
+        RenderOptions,
+        batch_totals,
+        check_shot_parallel,
+        load_stories,
+        render_stories,
+    )
 
     started = time.perf_counter()
     if worker or lease is not None:
@@ -204,7 +225,10 @@ def render(
     if ray and gpus is not None:
         raise StoryreelError("--ray and --gpus cannot be combined", "--ray uses every GPU of the Ray cluster")
     paths = expand_stories(stories)
-
+    assigned = variables(set_)
+    count = 1
+    for values in assigned.values():
+        count *= len(values)
     options = RenderOptions(
         engine=engine,
         model=model,
@@ -220,7 +244,9 @@ def render(
         wait=wait,
         cast_library=cast_library,
         ray=ray_options(ray, ray_address, ray_cpus_per_worker, ray_attempts),
-        keep_going=keep_going_for(keep_going, paths),
+        keep_going=keep_going_for(keep_going, paths, count),
+        variables=assigned,
+        campaign=campaign,
     )
     launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if options.shot_parallel and not launched:
@@ -229,7 +255,7 @@ def render(
                 "--parallel shot renders each shot on several GPUs together: give their number with --gpus N",
                 hint="for example `storyreel render story.yaml --gpus 2 --parallel shot`",
             )
-        check_shot_parallel([load_story(path, cast_library=cast_library) for path in paths], options)
+        check_shot_parallel(load_stories(paths, assigned, cast_library=cast_library), options)
     if gpus is not None and not launched and gpus > 1:
         import torch
 
@@ -255,28 +281,35 @@ def print_reports(reports: list[StoryReport], totals: dict[str, Any]) -> None:
     """Each story's status, clips and outputs, then the batch total (results: stdout)."""
     colours = {"ok": "green", "failed": "red", "not_run": "yellow"}
     for report in reports:
-        label = escape(shown_path(report.story_path))
+        label = escape(report.label)
         status = f"[{colours[report.status]}]{report.status.replace('_', ' ')}[/]"
         done = f"{len(report.rendered)} rendered, {len(report.skipped)} already current"
+        if report.reused:
+            done += f", {len(report.reused)} reused from another story or variant"
         if report.failed_shots:
             done += f", {len(report.failed_shots)} failed ({escape(', '.join(report.failed_shots))})"
         console.print(f"[bold]{label}[/]: {status} — {done}", highlight=False)
         for failure in report.failures:
-            line = failure.describe(shown_path(report.story_path))
+            line = failure.describe(report.label)
             console.print(f"  [red]{escape(line)}[/]", highlight=False)
-        if report.reel is not None:
-            console.print(f"  reel:   [green]{escape(shown_path(report.reel))}[/]", highlight=False)
+        for reel in report.reels or ([report.reel] if report.reel else []):
+            console.print(f"  reel:   [green]{escape(shown_path(reel))}[/]", highlight=False)
         if report.review is not None:
             console.print(f"  review: [green]{escape(shown_path(report.review))}[/]", highlight=False)
         if report.reel_note:
             console.print(f"  [dim]{escape(report.reel_note)}[/]", highlight=False)
+        for note in report.notes:
+            console.print(f"  [yellow]note:[/] {escape(note)}", highlight=False)
+    for page in sorted({report.campaign for report in reports if report.campaign is not None}):
+        console.print(f"campaign: [green]{escape(shown_path(page))}[/]", highlight=False)
     shots = totals["shots"]
     statuses = ("ok", "failed", "not_run")
     by_status = ", ".join(f"{totals[s]} {s.replace('_', ' ')}" for s in statuses if totals[s])
     stories = plural(totals["stories"], "story", "stories")
     console.print(
         f"[bold]total[/]: {stories} ({by_status}); shots: {shots['rendered']} rendered, "
-        f"{shots['current']} current, {shots['failed']} failed; {totals['wall_seconds']:.1f} s",
+        f"{shots['reused']} reused, {shots['current']} current, {shots['failed']} failed; "
+        f"{totals['wall_seconds']:.1f} s",
         highlight=False,
     )
 
@@ -292,22 +325,26 @@ def plan(
     cache_threshold: CacheThresholdOption = None,
     cast_library: CastLibraryOption = None,
     json_: JsonOption = False,
+    set_: SetOption = None,
 ) -> None:
-    """Show the render jobs of stories and which are done, stale, damaged or still to do."""
+    """Show the render jobs of stories and which are done, stored (another story or variant rendered
+    them: linked, not rendered), stale, damaged or still to do."""
+    from storyreel.api import load_story
     from storyreel.api import plan as plan_story
 
     paths = expand_stories(stories)
+    values = single_variant(set_)
 
     def one(path: Path) -> Any:
+        story = load_story(path, values, cast_library=cast_library)
         planned = plan_story(
-            path,
+            story,
             engine=engine,
             model=model,
             wan_model=wan_model,
             cfg_routing=cfg_routing,
             cache=parse_cache_option(cache) if cache is not None else None,
             cache_threshold=cache_threshold,
-            cast_library=cast_library,
         )
         print_plan(planned)
         return planned
@@ -333,7 +370,7 @@ def print_plan(planned: Any) -> None:  # planned: storyreel.api.Plan
     for column in ("shot", "engine", "cast", "frames", "seed", "key", "status"):
         right = column in ("frames", "seed")
         table.add_column(column, justify="right" if right else "left", no_wrap=column != "cast")
-    colours = {"done": "green", "stale": "yellow", "damaged": "magenta", "todo": "red"}
+    colours = {"done": "green", "stored": "cyan", "stale": "yellow", "damaged": "magenta", "todo": "red"}
     for entry in planned.jobs:
         job = entry.job
         colour = colours.get(entry.status, "red")

@@ -13,7 +13,14 @@ from rich.table import Table
 from storyreel.cli.app import app, console, console_err, reporter
 from storyreel.cli.batch import AlreadyReported, each_story, exit_for, print_story_count
 from storyreel.cli.console import emit_json
-from storyreel.cli.options import CastLibraryOption, JsonOption, StoriesArgument, expand_stories
+from storyreel.cli.options import (
+    CastLibraryOption,
+    JsonOption,
+    SetOption,
+    StoriesArgument,
+    expand_stories,
+    single_variant,
+)
 from storyreel.environment import environment_help
 from storyreel.reporting import plural, shown_path
 
@@ -58,15 +65,19 @@ def init(
 
 @app.command(epilog=environment_help("STORYREEL_CAST"))
 def validate(
-    stories: StoriesArgument = None, cast_library: CastLibraryOption = None, json_: JsonOption = False
+    stories: StoriesArgument = None,
+    cast_library: CastLibraryOption = None,
+    json_: JsonOption = False,
+    set_: SetOption = None,
 ) -> None:
     """Check stories: print each one's cast and shots, warnings in yellow; exit 1 listing every problem."""
     from storyreel.api import validate as validate_story
 
     checks: dict[Path, Validation] = {}
+    values = single_variant(set_)
 
     def one(path: Path) -> Validation:
-        checked = checks[path] = validate_story(path, cast_library=cast_library)
+        checked = checks[path] = validate_story(path, values, cast_library=cast_library)
         print_validation(checked)
         if not checked.ok:
             raise AlreadyReported(plural(len(checked.problems), "problem"), "fix them and validate again")
@@ -144,6 +155,9 @@ def print_validation(checked: Validation) -> None:
     if loaded.cast:
         console.print(cast)
     console.print(shots)
+    if loaded.output.formats:
+        reels = ", ".join(f"{f.file} ({f.size}, {f.fps} fps)" for f in loaded.output.reel_formats)
+        console.print(f"reels: {escape(reels)}", highlight=False, soft_wrap=True)
     for warning in loaded.warnings:
         reporter.warning(str(warning))
     console.print(

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress
 
+from storyreel.clip_store import link_into_view
 from storyreel.cluster import RayOptions
 from storyreel.cluster.files import Files, Shipper, driver_path, project_location, travel_job
 from storyreel.cluster.worker import ShotOutput, ShotWorker
@@ -354,13 +355,15 @@ class RayRunner(Runner):
         self.fail(shot.work.report, StoryreelError(error), shot.job.shot_id)
 
     def save(self, shot: _Shot, output: ShotOutput) -> None:
-        """Write a returned clip, then its record (only then does the clip count as current)."""
+        """Write a returned clip into the clip store, then its record (only then does the clip count as
+        current), and link both into the story's view."""
         project, job = shot.work.project, shot.job
-        clip = project.clip_path(job.shot_id)
+        clip, meta = project.stored_clip_path(job.key), project.stored_meta_path(job.key)
         atomic_write_bytes(clip, output.clip)
         out = output
         record = clip_record(job, out.engine, out.versions, out.result, out.started, clip, **out.where)
-        atomic_write_json(project.clip_meta_path(job.shot_id), record)
+        atomic_write_json(meta, record)
+        link_into_view(project, job, clip, meta)
         self.shot_done(shot.work, job.shot_id, output.result.seconds, f", {output.where['host']}")
 
 

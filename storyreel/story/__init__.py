@@ -14,6 +14,7 @@ from storyreel.story.prompts import placeholders
 from storyreel.story.schema import (
     MODEL_FPS,
     MODEL_MAX_FRAMES,
+    Brand,
     CastMember,
     Defaults,
     Music,
@@ -23,11 +24,13 @@ from storyreel.story.schema import (
     Transition,
     story_json_schema,
 )
+from storyreel.story.variables import parse_assignments, variants
 
 __all__ = [
     "MAX_PROBLEMS_SHOWN",
     "MODEL_FPS",
     "MODEL_MAX_FRAMES",
+    "Brand",
     "CastMember",
     "Defaults",
     "Music",
@@ -38,7 +41,9 @@ __all__ = [
     "StoryValidationError",
     "Transition",
     "load_story",
+    "parse_assignments",
     "parse_story",
     "placeholders",
     "story_json_schema",
+    "variants",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import functools
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +27,16 @@ from storyreel.names import cast_name_problem, normalize_name
 from storyreel.story.positions import Document
 from storyreel.story.problems import Problem, did_you_mean
 from storyreel.story.prompts import placeholders
-from storyreel.story.schema import CastMember, Defaults, Shot, absolute_path, is_inside
+from storyreel.story.schema import (
+    DEFAULT_REEL_FILE,
+    CastMember,
+    Defaults,
+    FormatEntry,
+    Output,
+    Shot,
+    absolute_path,
+    is_inside,
+)
 from storyreel.timeline import Join, joins, room
 
 if TYPE_CHECKING:
@@ -40,6 +49,10 @@ MAX_CAST = 100
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 VIDEO_SUFFIXES = (".mp4", ".webm")
 AUDIO_SUFFIXES = (".mp3", ".wav", ".m4a", ".aac", ".ogg", ".opus", ".flac")
+FONT_SUFFIXES = (".ttf", ".otf", ".ttc")
+MOSTLY_FILL = 0.5
+"""A format whose fallback (the whole clip fitted inside it) would leave more than this share of the
+frame to bars or blurred fill is worth a warning."""
 
 
 def image_problem(path: Path) -> str | None:
@@ -81,6 +94,16 @@ def _as_name(value: Any) -> str | None:
     return str(value)
 
 
+def _is_font(path: Path) -> bool:
+    from PIL import ImageFont
+
+    try:
+        ImageFont.truetype(str(path), 12)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def is_file(path: Path) -> bool:
     """``path.is_file()``, False for paths the OS cannot even look at."""
     try:
@@ -114,8 +137,16 @@ class Checker:
     ``$STORYREEL_CAST``). :attr:`library_members` maps each story name taken from the library to its member.
     """
 
-    def __init__(self, doc: Document, root: Path, cast_library: Path | None = None):
+    def __init__(
+        self,
+        doc: Document,
+        root: Path,
+        cast_library: Path | None = None,
+        *,
+        variables: Mapping[str, str] | None = None,
+    ):
         self.doc, self.root = doc, root
+        self.overrides = dict(variables or {})
         self.data = doc.data
         self.warnings: list[Problem] = []
         self.consent_warnings: list[Problem] = []
@@ -150,9 +181,11 @@ class Checker:
     def run(self) -> list[Problem]:
         """Run every cross-field check; return the warnings."""
         self.check_paths()
+        self.check_brand()
         self.check_cast()
         self.check_shots()
         self.check_consent()
+        self.check_formats()
         return self.warnings
 
     def inside(self, loc: tuple[Any, ...], value: Any, what: str, hint: str) -> Path | None:
@@ -170,13 +203,26 @@ class Checker:
     def check_paths(self) -> None:
         output, defaults, music = (self.data.get(k) for k in ("output", "defaults", "music"))
         if isinstance(output, dict) and isinstance(output.get("file"), str):
-            file = output["file"]
-            hint = "write the reel inside the project, e.g. reel.mp4"
-            if (
-                self.inside(("output", "file"), file, "reel file", hint)
-                and Path(file).suffix.lower() not in VIDEO_SUFFIXES
-            ):
-                self.doc.problem(("output", "file"), f"reel file {file!r} must end in .mp4 or .webm")
+            self.check_reel_file(("output", "file"), output["file"])
+            if self.overrides and not self.raw_has_variable(("output", "file")):
+                self.warn(
+                    ("output", "file"),
+                    "--set makes a variant, but output.file uses no variable: variants overwrite each "
+                    "other's reel and review page",
+                    "name the reel after a variable, e.g. file: reel-${product}.mp4",
+                )
+        elif self.overrides:
+            self.warn(
+                ("output",) if isinstance(output, dict) else (),
+                "--set makes a variant, but the story sets no output.file: variants overwrite each "
+                "other's reel and review page",
+                "name the reel after a variable, e.g. output: {file: reel-${product}.mp4}",
+            )
+        formats = output.get("formats") if isinstance(output, dict) else None
+        if isinstance(formats, list):
+            for index, entry in enumerate(formats):
+                if isinstance(entry, dict) and isinstance(entry.get("file"), str):
+                    self.check_reel_file(("output", "formats", index, "file"), entry["file"])
         if isinstance(defaults, dict):
             for field, option, env, name in (
                 ("model", "--model", "$STORYREEL_MODEL", "ingredients"),
@@ -210,6 +256,95 @@ class Checker:
                 self.doc.problem(loc, f"music file {music['file']!r} is not audio: {problem}", hint)
             elif path is not None and path.suffix.lower() not in AUDIO_SUFFIXES:
                 self.warn(loc, f"{music['file']!r} does not look like an audio file")
+            if music.get("volume") not in (None, 1, 1.0) and music.get("loudness", 0) is not None:
+                self.warn(
+                    ("music", "volume"),
+                    "volume has no effect while loudness normalises the music",
+                    "set the level with loudness (LUFS), or write loudness: null to use volume",
+                )
+
+    def check_reel_file(self, loc: tuple[Any, ...], file: str) -> None:
+        hint = "write the reel inside the project, e.g. reel.mp4"
+        if self.inside(loc, file, "reel file", hint) and Path(file).suffix.lower() not in VIDEO_SUFFIXES:
+            self.doc.problem(loc, f"reel file {file!r} must end in .mp4 or .webm")
+
+    def raw_has_variable(self, loc: tuple[Any, ...]) -> bool:
+        """Whether the YAML scalar at ``loc`` was written with a ``${variable}``."""
+        found = self.doc.nodes.get(loc)
+        return found is not None and "${" in str(getattr(found[1], "value", ""))
+
+    def check_brand(self) -> None:
+        """The logo is an image and the font a font file, both inside the project (special files are
+        named, never opened)."""
+        brand = self.data.get("brand")
+        if not isinstance(brand, dict):
+            return
+        logo = brand.get("logo")
+        if isinstance(logo, dict):
+            loc = ("brand", "logo", "file")
+            path = self.inside(loc, logo.get("file"), "logo", "copy the logo into the project, e.g. brand/")
+            if path is not None and (kind := special_kind(path)):
+                self.doc.problem(loc, f"logo {logo['file']!r} is {kind}, not an image", "use a PNG")
+            elif path is not None and not is_file(path):
+                self.doc.problem(loc, f"logo not found: {logo['file']}", self.missing_hint(path))
+            elif path is not None and (problem := _readable(path, image_problem)):
+                self.doc.problem(loc, f"logo {logo['file']!r} is not an image: {problem}", "use a PNG")
+        loc = ("brand", "font")
+        path = self.inside(loc, brand.get("font"), "font", "copy the font file into the project")
+        hint = "use a .ttf or .otf file"
+        if path is not None and (kind := special_kind(path)):
+            self.doc.problem(loc, f"font {brand['font']!r} is {kind}, not a font file", hint)
+        elif path is not None and not is_file(path):
+            self.doc.problem(loc, f"font not found: {brand['font']}", self.missing_hint(path))
+        elif path is not None and (path.suffix.lower() not in FONT_SUFFIXES or not _is_font(path)):
+            self.doc.problem(loc, f"{brand['font']!r} is not a TrueType/OpenType font", hint)
+
+    def check_formats(self) -> None:
+        """Reel files of the formats differ; warn about formats that would mostly be bars or fill."""
+        raw = self.data.get("output")
+        output = _piece(Output, raw, self.root) if isinstance(raw, dict) else None
+        if output is None or not output.formats:
+            return
+        if output.file is None:
+            output.file = DEFAULT_REEL_FILE
+        seen: dict[str, int] = {}
+        for index, (entry, fmt) in enumerate(zip(output.formats, output.reel_formats, strict=True)):
+            loc = ("output", "formats", index)
+            if fmt.file in seen:
+                where = "file" if isinstance(entry, FormatEntry) and entry.file else None
+                self.doc.problem(
+                    (*loc, where) if where else loc,
+                    f"formats {seen[fmt.file] + 1} and {index + 1} both write {fmt.file}",
+                    "give one of them its own file:",
+                )
+            seen.setdefault(fmt.file, index)
+            shown = fmt.width * output.height / (fmt.height * output.width)
+            visible = min(shown, 1 / shown)  # share of the format a whole clip fills when fitted inside
+            crowded = [
+                raw_shot.get("id")
+                for raw_shot in self.shots
+                if isinstance(raw_shot, dict) and len(self.shot_people(raw_shot)) > 1
+            ]
+            if 1 - visible > MOSTLY_FILL and crowded:
+                self.warn(
+                    loc,
+                    f"format {fmt.name} ({fmt.size}) shows {visible:.0%} of a {output.size} clip's "
+                    f"{'width' if shown < 1 else 'height'}: where several people do not fit in its crop "
+                    f"(likely in {', '.join(map(str, crowded[:5]))}{' …' if len(crowded) > 5 else ''}), "
+                    f"{1 - visible:.0%} of the frame becomes blurred fill",
+                    "stage those shots with the people close together, or render the clips in this "
+                    "orientation (output.size)",
+                )
+
+    def shot_people(self, raw: dict[str, Any]) -> list[str]:
+        cast = raw.get("cast")
+        if isinstance(cast, list):
+            return [str(c) for c in cast]
+        prompt = raw.get("prompt")
+        try:
+            return placeholders(prompt) if isinstance(prompt, str) else []
+        except ValueError:
+            return []
 
     def check_library_path(self) -> None:
         """``cast_library:`` may name a folder outside the project (the one exception), but it must exist

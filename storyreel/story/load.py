@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,7 @@ from storyreel.story.messages import pydantic_problem
 from storyreel.story.positions import compose
 from storyreel.story.problems import Problem, StoryValidationError
 from storyreel.story.schema import CastMember, Story
+from storyreel.story.variables import apply_variables
 
 if TYPE_CHECKING:
     from storyreel.cast_library import LibraryMember
@@ -24,19 +26,23 @@ __all__ = ["MAX_FILE_BYTES", "load_story", "parse_story"]
 MAX_FILE_BYTES = 1_000_000
 
 
-def parse_story(text: str, path: Path, *, cast_library: Path | None = None) -> Story:
+def parse_story(
+    text: str, path: Path, variables: Mapping[str, str] | None = None, *, cast_library: Path | None = None
+) -> Story:
     """Validate story ``text`` as if read from ``path`` (relative paths resolve against its folder);
-    ``cast_library``: ``--cast-library`` (see :func:`storyreel.cast_library.resolve_cast_library`)."""
+    ``variables`` override the story's ``vars:`` (``--set``); ``cast_library``: ``--cast-library`` (see
+    :func:`storyreel.cast_library.resolve_cast_library`)."""
     shown = Path(path)
     absolute = Path(os.path.normpath(shown.absolute()))
     root = absolute.parent
     doc = compose(text, shown)
-    checker = Checker(doc, root, cast_library)
+    values = apply_variables(doc, variables)
+    checker = Checker(doc, root, cast_library, variables=variables)
     if checker.too_big():
         raise StoryValidationError(doc.problems, shown)
     story: Story | None = None
     try:
-        story = Story.model_validate(doc.data, context={"root": root})
+        story = Story.model_validate(doc.data, context={"root": root, "story_file": absolute.name})
     except ValidationError as err:
         for error in err.errors(include_url=False):
             problem = pydantic_problem(doc, error)
@@ -46,6 +52,7 @@ def parse_story(text: str, path: Path, *, cast_library: Path | None = None) -> S
     if doc.problems or story is None:
         raise StoryValidationError(doc.problems, shown)
     story._path = absolute
+    story._variables = values
     story._warnings = sorted(warnings, key=lambda p: (p.line or 0, p.column or 0))
     story._consent_warnings = list(checker.consent_warnings)
     story._library = checker.library
@@ -66,16 +73,19 @@ def _take_from_library(story: Story, members: dict[str, LibraryMember]) -> None:
         member._library = found
 
 
-def load_story(path: Path, *, cast_library: Path | None = None) -> Story:
-    """Load and validate a story file (or a project folder's ``story.yaml``); ``cast_library`` is
-    ``--cast-library`` (it wins over the story's ``cast_library:`` and ``$STORYREEL_CAST``).
+def load_story(
+    path: Path, variables: Mapping[str, str] | None = None, *, cast_library: Path | None = None
+) -> Story:
+    """Load and validate a story file (or a project folder's ``story.yaml``); ``variables`` override
+    its ``vars:`` (``--set name=value``); ``cast_library`` is ``--cast-library`` (it wins over the
+    story's ``cast_library:`` and ``$STORYREEL_CAST``).
 
     Raises :class:`StoryValidationError` listing every problem, each at file:line:column with a hint.
     """
     path = Path(path)
     if is_dir(path) and is_file(path / "story.yaml"):
         path = path / "story.yaml"
-    return parse_story(_read_text(path, path), path, cast_library=cast_library)
+    return parse_story(_read_text(path, path), path, variables, cast_library=cast_library)
 
 
 def _read_text(path: Path, shown: Path) -> str:

@@ -10,8 +10,9 @@ merge-key flattening and the marks come from PyYAML.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -31,7 +32,15 @@ class _Limit(Exception):
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that refuses deep nesting and many nodes while composing (before anything is expanded)."""
+    """SafeLoader that refuses deep nesting and many nodes while composing (before anything is expanded).
+
+    YAML 1.1's base-60 numbers are read as text, as YAML 1.2 does: ``[16:9, 9:16]`` are two aspect
+    ratios, not the integers 969 and 556.
+    """
+
+    yaml_implicit_resolvers: ClassVar[dict[str, list]] = {
+        first: list(resolvers) for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
 
     def __init__(self, stream: str):
         super().__init__(stream)
@@ -54,6 +63,10 @@ class _Loader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
+
+_SEXAGESIMAL = re.compile(r"^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$")
+for _first in "+-0123456789":
+    _Loader.yaml_implicit_resolvers.setdefault(_first, []).insert(0, ("tag:yaml.org,2002:str", _SEXAGESIMAL))
 
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"

@@ -27,9 +27,12 @@ from pydantic_core import PydanticCustomError
 
 from ingredients_model import released
 from ingredients_model.combine import Combine
+from storyreel.colors import normalize_color
 from storyreel.consent import Uses
 from storyreel.engines import EngineName
 from storyreel.errors import StoryreelError
+from storyreel.formats import PRESETS, ReelFormat, format_label, parse_format, resolve_format
+from storyreel.loudness import LOUDNESS_RANGE, TARGET_LUFS
 from storyreel.names import MAX_LENGTH, NAME_RULE, cast_name_problem, normalize_name
 from storyreel.step_cache import CacheSetting, cache_spec
 from storyreel.story.prompts import placeholders, prompt_tokens, resolve_prompt
@@ -109,12 +112,41 @@ class Transition(_Model):
     seconds: float = Field(0.5, ge=0, le=10, description="Length of the transition in seconds")
 
 
+DEFAULT_STORY_FILE = "story.yaml"
+DEFAULT_REEL_FILE = "reel.mp4"
+
+
+def default_reel_file(story_file: str) -> str:
+    """The reel of a story that sets no ``output.file``: reel.mp4 for story.yaml, else <stem>.mp4, so
+    that several stories in one project never write the same reel."""
+    return DEFAULT_REEL_FILE if story_file == DEFAULT_STORY_FILE else f"{Path(story_file).stem}.mp4"
+
+
+class FormatEntry(_Model):
+    """One entry of ``output.formats`` written as a mapping, to name the reel's file."""
+
+    format: str = Field(..., description="A ratio (9:16), a size (1080x1920) or a preset (tiktok)")
+    file: str | None = Field(None, description="Reel file of this format (default: output.file + label)")
+
+
 class Output(_Model):
     """Settings of the finished reel."""
 
-    size: str = Field("720x480", description="Reel size WIDTHxHEIGHT in pixels, e.g. 720x480 (even numbers)")
+    size: str = Field(
+        "720x480",
+        description="Size of the clips and of the reel, WIDTHxHEIGHT in pixels, e.g. 720x480 (even numbers)",
+    )
     fps: int = Field(24, ge=1, le=120, description="Frame rate of the reel")
-    file: str = Field("reel.mp4", description="Reel file, relative to the project folder (.mp4 or .webm)")
+    file: str | None = Field(
+        None,
+        description="Reel file, relative to the project folder (.mp4 or .webm); default reel.mp4 for "
+        "story.yaml, else the story file's name with .mp4",
+    )
+    formats: list[str | FormatEntry] | None = Field(
+        None,
+        description="One reel per entry from the same clips: ratios (16:9, 9:16, 1:1), sizes (1080x1920) "
+        "or presets (instagram-reel, instagram-feed, tiktok, youtube, youtube-shorts)",
+    )
     captions: CaptionMode = Field(
         "both", description="burn captions into the picture, add a subtitle track, both, or none"
     )
@@ -134,15 +166,56 @@ class Output(_Model):
             )
         return f"{width}x{height}"
 
+    @field_validator("formats")
+    @classmethod
+    def _check_formats(cls, value: list[str | FormatEntry] | None) -> list[str | FormatEntry] | None:
+        if value is None:
+            return None
+        if not value:
+            raise _invalid("no formats listed", "list at least one, e.g. [16:9, 9:16], or leave formats out")
+        labels: dict[str, str] = {}
+        for entry in value:
+            text = entry.format if isinstance(entry, FormatEntry) else entry
+            try:
+                parse_format(text, 720, 480, 24)  # the base size only matters for ratios' pixels
+            except ValueError as err:
+                raise _invalid(
+                    str(err),
+                    "use a ratio such as 9:16, a size such as 1080x1920, or one of: " + ", ".join(PRESETS),
+                ) from None
+            label = format_label(text)
+            if label in labels:
+                raise _invalid(f"format {text!r} is listed twice (as {labels[label]!r})", "list it once")
+            labels[label] = text
+        return value
+
     @property
     def width(self) -> int:
-        """Reel width in pixels."""
+        """Width of the clips (the preview's) and of the reel without ``formats``, in pixels."""
         return int(self.size.split("x")[0])
 
     @property
     def height(self) -> int:
-        """Reel height in pixels."""
+        """Height of the clips (the preview's) and of the reel without ``formats``, in pixels."""
         return int(self.size.split("x")[1])
+
+    @property
+    def reel_file(self) -> str:
+        """``file``, or the default reel file when the story was not loaded from a file."""
+        return self.file or DEFAULT_REEL_FILE
+
+    @property
+    def reel_formats(self) -> list[ReelFormat]:
+        """Every reel of the story: one per ``formats`` entry, or ``size`` at ``fps`` into ``file``."""
+        if not self.formats:
+            return [ReelFormat("", self.width, self.height, self.fps, self.reel_file)]
+        base = (self.width, self.height, self.fps)
+        return [
+            resolve_format(e.format, e.file, self.reel_file, base)
+            if isinstance(e, FormatEntry)
+            else resolve_format(e, None, self.reel_file, base)
+            for e in self.formats
+        ]
 
 
 class Defaults(_Model):
@@ -294,9 +367,71 @@ class Music(_Model):
     """Background music for the reel."""
 
     file: Path = Field(..., description="Audio file, relative to the project folder")
-    volume: float = Field(1.0, ge=0, le=4, description="Volume factor")
+    volume: float = Field(1.0, ge=0, le=4, description="Volume factor (only without loudness)")
+    loudness: float | None = Field(
+        TARGET_LUFS,
+        ge=LOUDNESS_RANGE[0],
+        le=LOUDNESS_RANGE[1],
+        description="Integrated loudness of the music in each reel, LUFS (EBU R128, two-pass loudnorm); "
+        "null keeps the file's own level times volume",
+    )
     fade_in: float = Field(1.0, ge=0, le=60, description="Fade-in seconds")
     fade_out: float = Field(2.0, ge=0, le=60, description="Fade-out seconds")
+
+
+Color = Annotated[str, BeforeValidator(lambda v: _color(v), json_schema_input_type=str)]
+
+
+def _color(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _invalid(f"expected a colour in quotes, got {value!r}", 'write it like "#FFCC00" or white')
+    try:
+        return normalize_color(value)
+    except ValueError as err:
+        raise _invalid(str(err), 'quote hex colours: "#FFCC00"; #RRGGBBAA adds opacity') from None
+
+
+LogoPosition = Literal["top-left", "top-right", "bottom-left", "bottom-right", "center"]
+
+
+class Logo(_Model):
+    """A logo or watermark drawn over every frame of every reel."""
+
+    file: Path = Field(..., description="Image file (PNG with transparency works best), inside the project")
+    position: LogoPosition = Field(
+        "top-right", description="top-left, top-right, bottom-left, bottom-right, center"
+    )
+    opacity: float = Field(0.85, ge=0, le=1, description="0 (invisible) to 1 (opaque)")
+    size: float = Field(
+        0.16, gt=0, le=1, description="Width of the logo as a fraction of the reel's shorter side"
+    )
+
+
+class Colors(_Model):
+    """Brand colours: #RRGGBB, #RRGGBBAA (AA = opacity) or a CSS name."""
+
+    text: Color = Field("#ffffff", description="Text on the title, end and call-to-action cards")
+    background: Color = Field("#000000", description="Background of the cards")
+    accent: Color = Field("#ffcc4d", description="The call-to-action card's URL")
+    caption: Color = Field("#ffffff", description="Caption text")
+    caption_box: Color = Field("#0000008c", description="Box behind captions (#RRGGBBAA for opacity)")
+
+
+class EndCard(_Model):
+    """A call-to-action card closing every reel."""
+
+    text: str = Field(..., min_length=1, max_length=300, description="The call to action, e.g. Shop now")
+    url: str | None = Field(None, max_length=300, description="Where to go, shown under the text")
+    seconds: float = Field(3.0, gt=0, le=30, description="How long the card stays")
+
+
+class Brand(_Model):
+    """Brand finishing for every reel: logo, font, colours and a call-to-action card."""
+
+    logo: Logo | None = Field(None, description="Logo or watermark over the video")
+    font: Path | None = Field(None, description="TrueType/OpenType font for cards and captions")
+    colors: Colors = Field(default_factory=Colors, description="Colours of cards and captions")
+    end_card: EndCard | None = Field(None, description="Call-to-action card at the end of the reel")
 
 
 def _none_to_empty(value: Any) -> Any:
@@ -338,15 +473,25 @@ class Story(_Model):
     shots: list[Shot] = Field(..., min_length=1, description="The shots, in reel order")
     music: Music | None = Field(None, description="Optional background music")
     credits: str | None = Field(None, max_length=2000, description="Text of the end card")
+    brand: Brand | None = Field(None, description="Logo, font, colours and call-to-action card")
+    vars: _OrEmpty[dict[str, str | int | float | bool | None]] = Field(
+        default_factory=dict,
+        description="Text variables: ${name} in prompts, captions, title, credits, music and file names; "
+        "--set name=value overrides them ($$ is a literal $)",
+    )
 
     _path: Path | None = PrivateAttr(default=None)
     _warnings: list[Problem] = PrivateAttr(default_factory=list)
     _consent_warnings: list[Problem] = PrivateAttr(default_factory=list)
     _library: CastLibrary | None = PrivateAttr(default=None)
+    _variables: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _fill(self, info: ValidationInfo) -> Story:
-        root = (info.context or {}).get("root") if info else None
+        context = (info.context or {}) if info else {}
+        root = context.get("root")
+        if self.output.file is None and context.get("story_file"):
+            self.output.file = default_reel_file(context["story_file"])
         for shot in self.shots:
             if shot.seconds is None:
                 shot.seconds = shot.frames / MODEL_FPS if shot.frames else self.defaults.seconds
@@ -364,6 +509,11 @@ class Story(_Model):
                 self.defaults.wan_model = str(absolute_path(root, Path(self.defaults.wan_model)))
             if self.cast_library is not None:
                 self.cast_library = str(absolute_path(root, Path(self.cast_library).expanduser()))
+            if self.brand is not None:
+                if self.brand.logo is not None:
+                    self.brand.logo.file = absolute_path(root, self.brand.logo.file)
+                if self.brand.font is not None:
+                    self.brand.font = absolute_path(root, self.brand.font)
         return self
 
     @property
@@ -379,6 +529,11 @@ class Story(_Model):
     def root(self) -> Path:
         """The project folder (the story file's folder)."""
         return self.path.parent
+
+    @property
+    def variables(self) -> dict[str, str]:
+        """The variable values this story was loaded with (``vars:`` and ``--set``)."""
+        return dict(self._variables)
 
     @property
     def warnings(self) -> list[Problem]:

@@ -119,4 +119,6 @@ def storyreel(*args: str, env: dict | None = None, timeout: float = 600) -> subp
 
 def snapshot(folder: Path, pattern: str = "*") -> dict[str, tuple[bytes, int]]:
     """Bytes and mtime of every file matching ``pattern`` in ``folder``."""
-    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.glob(pattern))}
+    return {
+        p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.glob(pattern)) if p.is_file()
+    }

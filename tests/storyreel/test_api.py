@@ -21,12 +21,13 @@ def test_load_validate_plan_render_results(tmp_path_factory, tmp_path: Path) -> 
     assert loaded.title == "Test Reel" and api.validate(story).ok
 
     planned = api.plan(loaded)
-    assert planned.engine == "preview" and planned.counts == {"done": 0, "stale": 0, "damaged": 0, "todo": 2}
+    counts = {"done": 0, "stored": 0, "stale": 0, "damaged": 0, "todo": 2}
+    assert planned.engine == "preview" and planned.counts == counts
     assert [job["shot"] for job in planned.to_json()["jobs"]] == ["s1", "s2"]
     assert api.results(story).reel is None
 
     batch = api.render([story], engine="preview")
-    assert batch.ok and batch.totals["shots"] == {"rendered": 2, "current": 0, "failed": 0}
+    assert batch.ok and batch.totals["shots"] == {"rendered": 2, "reused": 0, "current": 0, "failed": 0}
     assert api.plan(story).counts["done"] == 2
     found = api.results(story)
     assert found.reel == story.parent / "reel.mp4" and found.review is not None
@@ -37,6 +38,22 @@ def test_load_validate_plan_render_results(tmp_path_factory, tmp_path: Path) -> 
     assert again.reports[0].rendered == ["s2"] and again.totals["shots"]["rendered"] == 1
     with pytest.raises(TypeError, match="unknown render option"):
         api.render([story], engin="preview")
+
+
+def test_variants_from_python(tmp_path_factory, tmp_path: Path) -> None:
+    story = make_project(tmp_path_factory, tmp_path / "ad", shots=2, captions="both")
+    text = story.read_text().replace("file: reel.mp4", 'file: "ad-${who}.mp4"')
+    story.write_text(
+        text.replace("Caption 1", "For ${who}").replace("title: Test Reel", "title: T\nvars: {who: ~}")
+    )
+    batch = api.render([story], variables={"who": ["ann", "bob"]})
+    assert [r.variables for r in batch.reports] == [{"who": "ann"}, {"who": "bob"}]
+    assert batch.totals["shots"] == {"rendered": 2, "reused": 2, "current": 0, "failed": 0}  # captions only
+    bob = api.load_story(story, {"who": "bob"})
+    assert api.plan(bob).counts["done"] == 2 and api.results(bob).reels == [story.parent / "ad-bob.mp4"]
+    entry = batch.to_json()["stories"][1]
+    assert entry["variables"] == {"who": "bob"} and entry["shots"]["reused"] == ["s1", "s2"]
+    assert entry["campaign"] == str(story.parent / "campaign.html")
 
 
 def test_bad_stories_raise_from_load_and_are_reported_by_validate_and_render(tmp_path: Path) -> None:
@@ -71,8 +88,8 @@ def test_the_readme_campaign_script_runs_as_written(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == "to render: {'done': 0, 'stale': 0, 'damaged': 0, 'todo': 4}"
+    assert lines[0] == "to render: {'done': 0, 'stored': 0, 'stale': 0, 'damaged': 0, 'todo': 4}"
     for product, line in zip(("lamp", "mug"), lines[1:3], strict=True):
         assert line == f"ok {product} {tmp_path / 'campaign' / product / 'reel.mp4'}"
-    assert lines[3] == "total: {'rendered': 8, 'current': 0, 'failed': 0} ok"
+    assert lines[3] == "total: {'rendered': 8, 'reused': 0, 'current': 0, 'failed': 0} ok"
     assert (tmp_path / "campaign" / "mug" / "renders" / "index.html").is_file()

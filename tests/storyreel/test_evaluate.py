@@ -133,7 +133,8 @@ def test_cli_eval_prints_tables_and_writes_json(rendered):
     assert saved is not None and saved["frames_per_shot"] == 2
     assert saved["shots"]["breakfast"]["strict"]["clip_score"] is None  # no CLIP folder given
     page = rendered.review_path.read_text(encoding="utf-8")  # the review page shows the evaluation
-    assert "strict / face_sim" in page and "duplicated:nora" in page
+    assert "resemblance (" in page and "seen twice in" in page  # in words, not raw keys
+    assert "strict: face similarity" in page and "released: not computed" in page  # both protocols
     shots = out.split("Characters per shot")[0]
     assert "strict" in shots and "FID" not in shots and "not computed" in out  # no buffalo_l here
 

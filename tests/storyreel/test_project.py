@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from PIL import Image
 
 from storyreel.errors import StoryreelError
 from storyreel.example import CROP_SIZE, EXAMPLE_CAST
+from storyreel.ffmpeg_tools import find_font
 from storyreel.project import Project, init_project, template_text
 from storyreel.story import load_story
 from tests.helpers.media import make_tone
@@ -89,10 +91,20 @@ def test_the_format_reference_in_projects_example_is_a_valid_story(tmp_path: Pat
     Image.new("RGB", (8, 8)).save(tmp_path / "cast" / "nora" / "1.jpg")
     (tmp_path / "music").mkdir()
     make_tone(tmp_path / "music" / "theme.mp3", 0.5)
+    (tmp_path / "brand").mkdir()
+    Image.new("RGBA", (40, 20)).save(tmp_path / "brand" / "logo.png")
+    shutil.copyfile(find_font(), tmp_path / "brand" / "font.ttf")
     (tmp_path / "story.yaml").write_text(reference, encoding="utf-8")
     story = load_story(tmp_path / "story.yaml")
     assert story.shots[0].resolved_prompt(story).endswith("kitchen table, a {TV} on")
     assert [w.path for w in story.warnings] == ["defaults.model", "defaults.wan_model"]
+    assert story.title == "Launch Day with coffee"
+    assert [f.file for f in story.output.reel_formats] == [
+        "reel-coffee-16x9.mp4",
+        "reel-coffee-9x16.mp4",
+        "reel-coffee-tiktok.mp4",
+    ]
+    assert story.brand.end_card.url == "shop.example.com/coffee"
 
 
 def test_project_paths(tmp_path: Path) -> None:

@@ -323,7 +323,7 @@ def write_story(root: Path, clips_dir: Path, *, music: bool = False, clips: bool
     (root / "story.yaml").write_text(STORY.format(w=W, h=H, music=music_yaml))
     if music:
         (root / "tone.wav").write_bytes((clips_dir / "tone.wav").read_bytes())
-    if clips:
+    if clips:  # output.file is out/reel.mp4, but story.yaml without variables uses renders/ itself
         (root / "renders").mkdir(exist_ok=True)
         (root / "renders" / "one.mp4").write_bytes((clips_dir / "a.mp4").read_bytes())
         (root / "renders" / "two.mp4").write_bytes((clips_dir / "c.mp4").read_bytes())

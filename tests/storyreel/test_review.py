@@ -72,7 +72,12 @@ def project(tmp_path: Path, astronaut_png: Path) -> tuple[Path, object]:
             "render_seconds": 0.75, "versions": {"storyreel": "0.1.0"}}  # fmt: skip
     (renders / "first.json").write_text(json.dumps(meta))
     (renders / "second.json").write_text("{not json")
-    evaluation = {"shots": {"first": {"clip_score": 0.25, "characters": {"ann": {"similarity": 0.8}}}}}
+    ann = {"similarity": 0.8, "frames_seen": 8}
+    evaluation = {
+        "backend": "arcface",
+        "threshold": 0.3,
+        "shots": {"first": {"frames": 8, "characters": {"ann": ann}}},
+    }
     (renders / "eval.json").write_text(json.dumps(evaluation))
     return root, load_story(root / "story.yaml")
 
@@ -100,8 +105,9 @@ def test_review_page_is_local_escaped_and_complete(project: tuple[Path, object])
     assert "Review &lt;Test&gt; &amp; Co" in text
     assert {"video", "track", "table"} <= set(parser.tags)
     body = " ".join(parser.text)
-    expected = ["11", "k" * 64, "preview", "0.50 s", "0.75 s", "storyreel 0.1.0", "3 MiB", "0.250"]
-    expected += ["ann / similarity", "an astronaut waves", "not rendered yet", "second.json is unreadable"]
+    expected = ["11", "k" * 64, "preview", "0.50 s", "0.8 s", "storyreel 0.1.0", "3 MiB"]
+    expected += ["ann: good resemblance (0.80)", "an astronaut waves", "not rendered yet"]
+    expected += ["second.json is unreadable"]
     for item in expected:
         assert item in body, item
     thumbs = sorted(p.name for p in (root / "renders" / "thumbs").glob("first-*.jpg"))
@@ -119,7 +125,7 @@ def test_review_page_without_reel_or_metrics(project: tuple[Path, object]) -> No
     page = write_review(story, Project.from_story(story))
     text = page.read_text(encoding="utf-8")
     assert "<video" not in text and "No reel yet" in text
-    assert "Metrics" not in text
+    assert "Resemblance" not in text
 
 
 def _parse(page: Path) -> _Links:
@@ -138,7 +144,7 @@ def test_each_shot_links_to_its_time_in_the_reel(project: tuple[Path, object]) -
     # first: 16 frames at 8 fps = 2 s; the second one starts 2 - 0.5 = 1.5 s in, lasts 24 frames = 1 s
     assert [(s.start, s.frames) for s in result.segments] == [(0, 48), (36, 24)]
     expected = [(0.0, "../reel.mp4#t=0.000,2.000"), (1.5, "../reel.mp4#t=1.500,2.500")]
-    page = write_review(story, proj, reel=result)
+    page = write_review(story, proj, reels=[result])
     parser = _parse(page)
     assert parser.seeks == expected
     text = page.read_text(encoding="utf-8")
@@ -153,7 +159,7 @@ def test_the_timeline_is_recorded_with_the_reel(project: tuple[Path, object]) ->
     root, story = project
     proj = Project.from_story(story)
     story.shots = story.shots[:2]
-    result, page = build_outputs(story, proj)
+    (result,), page = build_outputs(story, proj)
     assert page == proj.review_path and result.path == root / "reel.mp4"
     expected = [(0.0, "../reel.mp4#t=0.000,2.000"), (2.0, "../reel.mp4#t=2.000,3.000")]
     assert _parse(page).seeks == expected

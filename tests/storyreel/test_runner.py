@@ -95,7 +95,8 @@ def test_interrupt_removes_the_partial_and_keeps_finished_clips(project: Path, m
     with pytest.raises(KeyboardInterrupt):
         _render([project])
     renders = project.parent / "renders"
-    assert sorted(p.name for p in renders.iterdir()) == ["s1.json", "s1.mp4"]
+    assert sorted(p.name for p in renders.iterdir() if p.is_file()) == ["s1.json", "s1.mp4"]
+    assert len(list((renders / "clips").glob("*.mp4"))) == 1  # the store: s1 only
     done = snapshot(renders)
     with ProjectLock(project.parent / ".storyreel" / "lock", wait=0):  # the lock was released
         pass
@@ -154,7 +155,7 @@ def test_a_failing_shot_stops_a_story_by_default_and_names_story_and_shot(projec
     assert "story.yaml: shot s2: no face found in cast/sam/1.jpg" in log.getvalue()
     assert "hint: use a clearer photo" in log.getvalue()
     assert not list(project.parent.rglob("*.partial"))
-    assert report.to_json()["shots"] == {"rendered": ["s1"], "current": [], "failed": ["s2"]}
+    assert report.to_json()["shots"] == {"rendered": ["s1"], "reused": [], "current": [], "failed": ["s2"]}
 
 
 def test_keep_going_finishes_the_batch(tmp_path_factory, tmp_path: Path, monkeypatch) -> None:
@@ -172,8 +173,8 @@ def test_keep_going_finishes_the_batch(tmp_path_factory, tmp_path: Path, monkeyp
     assert [(r.status, r.rendered, r.skipped) for r in reports] == [("ok", ["s1"], ["s2"])] * 2
     assert all(r.reel is not None for r in reports)
     totals = batch_totals(reports, 1.5)
-    assert totals == {"stories": 2, "ok": 2, "failed": 0, "not_run": 0,
-                      "shots": {"rendered": 2, "current": 2, "failed": 0}, "wall_seconds": 1.5}  # fmt: skip
+    shots = {"rendered": 2, "reused": 0, "current": 2, "failed": 0}
+    assert totals == {"stories": 2, "ok": 2, "failed": 0, "not_run": 0, "shots": shots, "wall_seconds": 1.5}
 
 
 def test_fail_fast_leaves_the_rest_of_the_batch_not_run(tmp_path_factory, tmp_path, monkeypatch) -> None:
@@ -198,19 +199,19 @@ def test_render_and_the_reel_command_share_one_record(tmp_path_factory, tmp_path
     record = root / ".storyreel" / "reel.json"
     (first,) = _render([story])
     assert first.reel == root / "reel.mp4" and probe_video(root / "reel.mp4").subtitle_streams == 1
-    assert json.loads(record.read_text())["options"]["captions"] == "both"
+    assert json.loads(record.read_text())["reels"][0]["options"]["captions"] == "both"
 
     manual = CliRunner().invoke(app, ["reel", str(story), "--captions", "none"])
     assert manual.exit_code == 0, manual.output
     assert probe_video(root / "reel.mp4").subtitle_streams == 0
     recorded = json.loads(record.read_text())
-    assert recorded["options"]["captions"] == "none" and recorded["review"] is True
-    assert [seg["shot_id"] for seg in recorded["segments"]] == ["s1", "s2"]
+    assert recorded["reels"][0]["options"]["captions"] == "none" and recorded["review"] is True
+    assert [seg["shot_id"] for seg in recorded["reels"][0]["segments"]] == ["s1", "s2"]
 
     (again,) = _render([story])  # the story says captions: both — the one-off choice is not kept
     assert again.rendered == [] and again.reel_note == "" and again.reel == root / "reel.mp4"
     assert probe_video(root / "reel.mp4").subtitle_streams == 1
-    assert json.loads(record.read_text())["options"]["captions"] == "both"
+    assert json.loads(record.read_text())["reels"][0]["options"]["captions"] == "both"
 
     same = CliRunner().invoke(app, ["reel", str(story)])  # the story's own options: render agrees
     assert same.exit_code == 0, same.output
@@ -222,10 +223,17 @@ def test_new_eval_results_refresh_the_review_page_without_reassembling(project: 
     root = project.parent
     _render([project])
     reel_before = snapshot(root, "reel.mp4")
-    (root / "renders" / "eval.json").write_text(json.dumps({"shots": {"s2": {"face_sim_probe": 0.8125}}}))
+    person = {"similarity": 0.8125, "frames_seen": 5}
+    evaluation = {
+        "backend": "dlib",
+        "threshold": 0.4,
+        "shots": {"s2": {"frames": 8, "characters": {"sam": person}}},
+    }
+    (root / "renders" / "eval.json").write_text(json.dumps(evaluation))
     (again,) = _render([project])
     assert again.reel_note == "reel up to date" and snapshot(root, "reel.mp4") == reel_before
-    assert "face_sim_probe" in (root / "renders" / "index.html").read_text()
+    page = (root / "renders" / "index.html").read_text()
+    assert "sam: good resemblance (0.81), missing in 3 of 8 frames" in page
     (last,) = _render([project])  # the page now shows these results: nothing to do
     assert last.reel_note == "reel up to date"
     assert json.loads((root / ".storyreel" / "reel.json").read_text())["review_eval"]

@@ -39,7 +39,7 @@ def _wait_mid_render(renders: Path, proc: subprocess.Popen, timeout: float = 180
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
-        if list(renders.glob("*.json")) and list(renders.glob("*.mp4.*.partial")):
+        if list(renders.glob("*.json")) and list(renders.rglob("*.mp4.*.partial")):  # clips/: the store
             return
         time.sleep(0.01)
     raise AssertionError("the render never got to its second shot")
@@ -67,7 +67,7 @@ def test_kill_9_mid_render_then_resume(long_project: Path) -> None:
     proc.kill()
     proc.communicate()
     done = {p.stem for p in renders.glob("*.json")}
-    assert 1 <= len(done) < 4 and list(renders.glob("*.partial"))  # killed for real, in the middle
+    assert 1 <= len(done) < 4 and list(renders.rglob("*.partial"))  # killed for real, in the middle
     before = snapshot(renders, "*.json") | snapshot(renders, "*.mp4")
     result = storyreel("render", str(long_project))
     assert result.returncode == 0, result.stderr

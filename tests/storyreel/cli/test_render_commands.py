@@ -37,11 +37,11 @@ def test_plan_shows_todo_done_and_stale(tmp_path_factory, tmp_path: Path) -> Non
     before = storyreel("plan", str(project))
     assert before.returncode == 0, before.stderr
     assert "Test Reel: preview, 160x96 at 12 fps" in before.stdout
-    assert "0 done, 0 stale, 2 todo" in before.stdout
+    assert "0 done, 0 stored, 0 stale, 2 todo" in before.stdout
     assert storyreel("render", str(project), "--no-reel").returncode == 0
     project.write_text(project.read_text().replace("Caption 2", "Another caption"))
     after = storyreel("plan", str(project.parent))
-    assert "1 done, 1 stale, 0 todo" in after.stdout
+    assert "1 done, 0 stored, 1 stale, 0 todo" in after.stdout
     assert "nora, sam" in after.stdout
 
 
@@ -134,10 +134,10 @@ def test_a_batch_keeps_going_reports_each_story_and_a_total(tmp_path_factory, tm
     stories = {Path(s["story"]).parent.name: s for s in document["stories"]}
     assert [stories[name]["status"] for name in ("a", "broken", "b")] == ["failed", "failed", "ok"]
     assert "no shot with id 's3'" in stories["a"]["failures"][0]["message"]
-    assert stories["b"]["shots"] == {"rendered": ["s3"], "current": [], "failed": []}
+    assert stories["b"]["shots"] == {"rendered": ["s3"], "reused": [], "current": [], "failed": []}
     total = document["total"]
     assert (total["stories"], total["ok"], total["failed"]) == (3, 1, 2) and total["wall_seconds"] > 0
-    assert total["shots"] == {"rendered": 1, "current": 0, "failed": 0}
+    assert total["shots"] == {"rendered": 1, "reused": 0, "current": 0, "failed": 0}
     assert "a/story.yaml: no shot with id 's3'" in result.stderr  # errors name the story
     assert "total: 3 stories (1 ok, 2 failed)" in result.stderr  # human text: stderr under --json
 
@@ -164,9 +164,9 @@ def test_plan_several_stories_as_json(tmp_path_factory, tmp_path: Path) -> None:
         ("s1", "todo", 160, 64),
         ("s2", "todo", 160, 64),
     ]
-    assert document["stories"][1]["counts"] == {"done": 0, "stale": 0, "damaged": 0, "todo": 2}
+    assert document["stories"][1]["counts"] == {"done": 0, "stored": 0, "stale": 0, "damaged": 0, "todo": 2}
     missing = CliRunner().invoke(app, ["plan", str(a), str(tmp_path / "nowhere")])
-    assert missing.exit_code == 1 and "0 done, 0 stale, 1 todo" in missing.stdout
+    assert missing.exit_code == 1 and "0 done, 0 stored, 0 stale, 1 todo" in missing.stdout
     assert "does not exist" in missing.stderr and "2 stories: 1 ok, 1 failed" in missing.stdout
 
 

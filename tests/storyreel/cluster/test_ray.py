@@ -209,7 +209,8 @@ def test_failing_shots_are_reported_and_the_rest_completes(local_ray, tmp_path_f
     assert "no face found" in failed["s2"]  # a user error: reported at once, not retried
     assert report.reel is None and "s1, s2" in report.reel_note
     renders = story.parent / "renders"
-    assert sorted(p.name for p in renders.iterdir()) == ["s3.json", "s3.mp4"]
+    assert sorted(p.name for p in renders.iterdir() if p.is_file()) == ["s3.json", "s3.mp4"]
+    assert len(list((renders / "clips").iterdir())) == 2  # the store: s3's clip and record
 
 
 def test_fail_fast_sends_no_shot_after_a_failure(local_ray, tmp_path_factory, tmp_path) -> None:

@@ -1,0 +1,31 @@
+"""`storyreel campaign`: the campaign page over several stories and variants (never renders)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from storyreel.cli.app import app, console
+from storyreel.cli.options import SetOption, StoriesArgument, expand_stories, variables
+from storyreel.reporting import shown_path
+
+
+@app.command("campaign")
+def campaign(
+    stories: StoriesArgument = None,
+    set_: SetOption = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Page to write (default: campaign.html beside the stories)."),
+    ] = None,
+) -> None:
+    """Write the campaign page: every story, variant and format with posters and plain-word eval results."""
+    from storyreel.campaign import write_campaign
+    from storyreel.runner import load_stories
+
+    loaded = load_stories(expand_stories(stories), variables(set_))
+    page = write_campaign(loaded, output)
+    console.print(f"[green]campaign:[/] {escape(shown_path(page))} — {len(loaded)} stories", highlight=False)
