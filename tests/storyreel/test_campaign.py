@@ -13,6 +13,7 @@ from PIL import Image, ImageFilter
 from ingredients_model.metrics.face_similarity import ArcFaceBackend, CurricularFaceBackend, DlibBackend
 from storyreel.campaign import write_campaign
 from storyreel.engines.video import FrameWriter
+from storyreel.evaluate import EVAL_VERSION
 from storyreel.poster import laplacian_variance, sharpest_frame
 from storyreel.quality import GOOD_RESEMBLANCE, resemblance, shot_notes, shot_verdicts
 from storyreel.runner import RenderOptions, load_stories, render_stories
@@ -80,8 +81,8 @@ def test_campaign_page_over_stories_and_formats(tmp_path_factory, tmp_path: Path
     ]
     # an evaluation of one variant, as `storyreel eval` writes it: shown in words on the next page
     person = {"similarity": 0.3, "frames_seen": 4}
-    evaluation = {"version": 1, "backend": "dlib", "backend_label": "dlib ResNet", "threshold": 0.4,
-                  "shots": {"s1": {"status": "ok", "frames": 8, "characters": {"nora": person}}}}  # fmt: skip
+    shots = {"s1": {"status": "ok", "frames": 8, "characters": {"nora": person}}}
+    evaluation = {"version": EVAL_VERSION, "backend": "dlib", "threshold": 0.4, "shots": shots}
     (root / "renders" / "ad-ann" / "eval.json").write_text(json.dumps(evaluation))
     written = write_campaign(load_stories([story], {"who": ["ann", "bob"]}))
     assert written == page

@@ -11,7 +11,7 @@ import pytest
 from storyreel.engines.preview import PreviewEngine
 from storyreel.plan import job_status, plan_story
 from storyreel.project import Project
-from storyreel.runner import RenderOptions, render_stories
+from storyreel.runner import DamagedClipWarning, RenderOptions, render_stories
 from storyreel.story import load_story
 from tests.helpers.projects import make_project, snapshot
 
@@ -104,3 +104,37 @@ def test_clips_of_earlier_versions_join_the_store_without_rendering(tmp_path_fac
     keys = [json.loads((root / "renders" / f"{s}.json").read_text())["key"] for s in ("s1", "s2")]
     for key in keys:
         assert (root / "renders" / "clips" / f"{key}.mp4").is_file()
+
+
+def test_a_damaged_stored_clip_is_never_reused_and_every_view_gets_the_new_one(
+    tmp_path_factory, tmp_path: Path
+) -> None:
+    story = variant_story(tmp_path_factory, tmp_path / "v")
+    render_stories([story], RenderOptions(variables={"tagline": ["Hello", "Bye"]}))
+    root = story.parent
+    hello, bye = root / "renders" / "reel-Hello", root / "renders" / "reel-Bye"
+    meta = json.loads((hello / "s2.json").read_text())
+    stored = root / "renders" / "clips" / f"{meta['key']}.mp4"
+    assert stored.samefile(hello / "s2.mp4") and stored.samefile(bye / "s2.mp4")
+    assert meta["clip"]["bytes"] == stored.stat().st_size  # the record verifies the stored clip too
+    with stored.open("r+b") as handle:  # damaged in place: one file, seen by the store and both views
+        handle.seek(meta["clip"]["bytes"] // 2)
+        handle.write(b"\0" * 64)
+    loaded = load_story(story, {"tagline": "Bye"})
+    statuses = {
+        job.shot_id: job_status(job, Project.from_story(loaded))
+        for job in plan_story(loaded, PreviewEngine().spec())
+    }
+    assert statuses == {"s1": "done", "s2": "damaged", "s3": "done"}
+    with pytest.warns(
+        DamagedClipWarning, match=r"shot s2: .*reel-Hello/s2\.mp4 is damaged \(its content differs"
+    ):
+        (again,) = render_stories([story], RenderOptions(variables={"tagline": ["Hello"]}))
+    assert again.rendered == ["s2"] and again.reused == []  # the damaged stored copy was not linked
+    assert stored.samefile(hello / "s2.mp4") and not stored.samefile(bye / "s2.mp4")
+    with pytest.warns(DamagedClipWarning, match="reel-Bye/s2.mp4 is damaged"):
+        (other,) = render_stories([story], RenderOptions(variables={"tagline": ["Bye"]}))
+    assert other.rendered == [] and other.reused == ["s2"] and stored.samefile(bye / "s2.mp4")
+    assert {
+        job_status(job, Project.from_story(loaded)) for job in plan_story(loaded, PreviewEngine().spec())
+    } == {"done"}

@@ -270,7 +270,7 @@ def test_both_protocols_with_a_stand_in_buffalo_l(rendered, clip_dir, tmp_path, 
     from storyreel.outputs import refresh_review
 
     page = refresh_review(rendered.load_story(), rendered).read_text(encoding="utf-8")
-    assert "released / face_sim" in page and "strict / face_sim" in page
+    assert "released: face similarity" in page and "strict: face similarity" in page
     story, flags = str(rendered.story_path), ["--backend", "dlib", "--frames", "1", "--protocol", "released"]
     command = ["eval", story, *flags, "--face-models", str(folder)]
     result = CliRunner().invoke(app, command, env={"STORYREEL_CLIP": None, "STORYREEL_MODEL": None})

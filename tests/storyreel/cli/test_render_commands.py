@@ -215,7 +215,7 @@ def test_a_damaged_clip_shows_in_plan_and_is_rendered_again(tmp_path_factory, tm
     assert storyreel("render", str(project)).returncode == 0
     (project.parent / "renders" / "s1.mp4").write_bytes(b"")  # `: > renders/s1.mp4`
     planned = storyreel("plan", str(project))
-    assert planned.returncode == 0 and "1 done, 0 stale, 1 damaged, 0 todo" in planned.stdout
+    assert planned.returncode == 0 and "1 done, 0 stored, 0 stale, 1 damaged, 0 todo" in planned.stdout
     assert "damaged" in planned.stdout.split("s1", 1)[1].splitlines()[0]
     result = storyreel("render", str(project))
     assert result.returncode == 0, result.stderr
