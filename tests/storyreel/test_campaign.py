@@ -9,13 +9,15 @@ from urllib.parse import unquote
 
 import numpy as np
 from PIL import Image, ImageFilter
+from typer.testing import CliRunner
 
 from ingredients_model.metrics.face_similarity import ArcFaceBackend, CurricularFaceBackend, DlibBackend
 from storyreel.campaign import write_campaign
+from storyreel.cli import app
 from storyreel.engines.video import FrameWriter
 from storyreel.evaluate import EVAL_VERSION
 from storyreel.poster import laplacian_variance, sharpest_frame
-from storyreel.quality import GOOD_RESEMBLANCE, resemblance, shot_notes, shot_verdicts
+from storyreel.quality import GOOD_RESEMBLANCE, protocol_scores, resemblance, shot_notes, shot_verdicts
 from storyreel.runner import RenderOptions, load_stories, render_stories
 from tests.helpers.projects import make_project
 
@@ -51,6 +53,12 @@ def test_shot_results_in_words() -> None:
         "more faces than cast members on average",
     ]
     assert shot_notes({"status": "not_rendered"}) == ["not rendered"]
+    protocols = {"released": {"label": "released (…)"}, "strict": {"label": "strict (…)"}}
+    entry["released"], entry["strict"] = None, {"face_sim": 0.412, "clip_score": 28.31, "fid": None}
+    assert protocol_scores(entry, {**evaluation, "protocols": protocols}) == [
+        ("released (…)", "released: not computed"),
+        ("strict (…)", "strict: face similarity 0.41, CLIPScore 28.3"),
+    ]
 
 
 def test_the_poster_is_the_sharpest_frame_inside_the_shots(tmp_path: Path) -> None:
@@ -93,5 +101,21 @@ def test_campaign_page_over_stories_and_formats(tmp_path_factory, tmp_path: Path
     links = re.findall(r'(?:src|href|poster)="([^"#]+)"', html)
     assert links and all((root / unquote(link)).is_file() for link in links), links
     assert (root / "renders" / "ad-bob" / "poster-9x16.jpg").is_file()
+    args = [
+        "campaign",
+        str(story),
+        "--set",
+        "who=ann",
+        "--set",
+        "who=bob",
+        "-o",
+        str(tmp_path / "c.html"),
+        "--json",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["schema"] == "storyreel.campaign/1" and document["campaign"] == str(tmp_path / "c.html")
+    assert [entry["variables"] for entry in document["stories"]] == [{"who": "ann"}, {"who": "bob"}]
     with Image.open(root / "renders" / "ad-bob" / "poster-9x16.jpg") as poster:
         assert poster.size == (96, 170)  # 9:16 on the clips' shorter side, even
