@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from storyreel.cli import app
 from storyreel.engines.preview import PreviewEngine
 from storyreel.plan import job_status, plan_story
 from storyreel.project import Project
@@ -138,3 +140,20 @@ def test_a_damaged_stored_clip_is_never_reused_and_every_view_gets_the_new_one(
     assert {
         job_status(job, Project.from_story(loaded)) for job in plan_story(loaded, PreviewEngine().spec())
     } == {"done"}
+
+
+def test_reel_links_clips_the_store_holds_and_still_refuses_damaged_ones(
+    tmp_path_factory, tmp_path: Path
+) -> None:
+    story = variant_story(tmp_path_factory, tmp_path / "v")
+    render_stories([story], RenderOptions(variables={"tagline": ["Hello"]}))
+    root = story.parent
+    bye = ["reel", str(story), "--set", "tagline=Bye", "--no-review"]
+    result = CliRunner().invoke(app, bye)  # a caption-only variant: every clip is in the store
+    assert result.exit_code == 0, result.output
+    assert (root / "reel-Bye.mp4").is_file()
+    assert (root / "renders" / "reel-Bye" / "s1.mp4").samefile(root / "renders" / "reel-Hello" / "s1.mp4")
+    (root / "renders" / "reel-Bye" / "s3.mp4").write_bytes(b"")  # the one file of the store and both views
+    refused = CliRunner().invoke(app, bye)
+    assert refused.exit_code == 1
+    assert "1 of 3 clips do not match story.yaml for the preview engine: s3 (damaged)" in refused.stderr
