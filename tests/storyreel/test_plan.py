@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from storyreel.clip_store import clip_checksum, clip_problem
 from storyreel.errors import StoryreelError
 from storyreel.plan import (
     NOT_IN_KEY,
     EngineSpec,
     Overrides,
     RenderJob,
-    clip_checksum,
-    clip_problem,
     derive_seed,
     frame_count,
     job_status,
