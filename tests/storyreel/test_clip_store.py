@@ -157,3 +157,18 @@ def test_reel_links_clips_the_store_holds_and_still_refuses_damaged_ones(
     refused = CliRunner().invoke(app, bye)
     assert refused.exit_code == 1
     assert "1 of 3 clips do not match story.yaml for the preview engine: s3 (damaged)" in refused.stderr
+
+
+def test_views_never_take_the_names_of_renders_own_folders(tmp_path_factory, tmp_path: Path) -> None:
+    story = make_project(tmp_path_factory, tmp_path / "names", shots=1)
+    root = story.parent
+    for reel, view in (
+        ("clips.mp4", "clips-reel"),
+        ("cache-compare.mp4", "cache-compare-reel"),
+        ("x/ad.mp4", "x-ad"),
+    ):
+        other = root / "other.yaml"
+        other.write_text(story.read_text().replace("file: reel.mp4", f"file: {reel}"))
+        project = Project.from_story(load_story(other))
+        assert project.renders_dir == root / "renders" / view
+        assert project.cache_compare_path == root / "renders" / view / "cache_compare.json"
