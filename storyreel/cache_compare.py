@@ -37,7 +37,6 @@ Face similarity uses the backends of ``storyreel eval`` (ArcFace when the model 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +44,7 @@ import numpy as np
 
 from storyreel.engines.select import choose_engine, make_engine, resolve_model_dir
 from storyreel.errors import StoryreelError
-from storyreel.evaluate import DEFAULT_FRAMES, evaluate_frames, reference_embedding
+from storyreel.evaluate import DEFAULT_FRAMES, evaluate_frames, reference_embedding, report_header
 from storyreel.fsutil import atomic_path, atomic_write_json
 from storyreel.locking import DEFAULT_WAIT_SECONDS, ProjectLock
 from storyreel.plan import Overrides, RenderJob, plan_story
@@ -138,12 +137,7 @@ def compare_cache(
                 engine, job, project, face_backend, refs, frames, threshold, say
             )
     return {
-        "version": COMPARE_VERSION,
-        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "backend": face_backend.name,
-        "backend_label": face_backend.label,
-        "offline_fallback": face_backend.offline_fallback,
-        "threshold": threshold,
+        **report_header(COMPARE_VERSION, face_backend, threshold),
         "frames_per_clip": frames,
         "shots": shots,
     }

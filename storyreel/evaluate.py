@@ -115,6 +115,18 @@ def read_eval(project: Project) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and data.get("version") == EVAL_VERSION else None
 
 
+def report_header(version: int, backend, threshold: float) -> dict[str, Any]:
+    """The fields every evaluation document starts with: format version, time, face backend, threshold."""
+    return {
+        "version": version,
+        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "backend": backend.name,
+        "backend_label": backend.label,
+        "offline_fallback": backend.offline_fallback,
+        "threshold": threshold,
+    }
+
+
 def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
@@ -319,12 +331,7 @@ def evaluate_story(
     flag_count = sum(len(s["flags"]) for s in shots.values() if s["status"] == "ok")
     flag_count += sum(1 for c in characters.values() for f in c["flags"] if f.startswith("drift"))
     return {
-        "version": EVAL_VERSION,
-        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "backend": face_backend.name,
-        "backend_label": face_backend.label,
-        "offline_fallback": face_backend.offline_fallback,
-        "threshold": threshold,
+        **report_header(EVAL_VERSION, face_backend, threshold),
         "frames_per_shot": frames,
         "clip_model": str(clip_dir) if clip_dir is not None else None,
         "protocols": protocols,
