@@ -1,7 +1,7 @@
 """The campaign page: one static page over every story, variant and format of a batch.
 
 For each story (each ``--set`` variant counts as one) it shows every format's reel with its poster
-frame, where the clips came from (rendered now, reused from another story or variant, already current),
+frame, where the clips came from (rendered now, reused from the clip store, already current),
 how each clip fills each format, and what the last ``storyreel eval`` says about each person in plain
 words: their resemblance over the story's shots (the weakest shot counts, see :mod:`storyreel.quality`)
 and how often they were missing. Links go to each story's own review page. ``storyreel render`` writes

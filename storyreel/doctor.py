@@ -109,7 +109,7 @@ def check_packages() -> list[Check]:
         providers = onnxruntime.get_available_providers()
         cuda = "CUDAExecutionProvider" in providers
         names = ", ".join(p.removesuffix("ExecutionProvider") for p in providers)
-        fix = "" if cuda else "for ArcFace on a GPU: pip install onnxruntime-gpu (in the [gpu] extra)"
+        fix = "" if cuda else "for ArcFace on a GPU: bash scripts/setup --gpu (onnxruntime-gpu instead)"
         checks.append(Check("onnxruntime", OK if cuda else WARN, f"{onnxruntime.__version__}: {names}", fix))
     except ImportError:
         checks.append(Check("onnxruntime", FAIL, "not installed", "pip install onnxruntime"))

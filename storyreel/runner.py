@@ -797,7 +797,8 @@ class Runner:
                         self.fail(work.report, err)
                 live = [w for w in works if w.live]
                 if self.processes.is_main and live and not any(w.todo_total for w in live):
-                    self.say("nothing to render: every shot has a current clip (--force renders again)")
+                    how = " (linked from the clip store)" if any(w.report.reused for w in live) else ""
+                    self.say(f"nothing to render: every shot has a current clip{how} (--force renders again)")
                 self.render_all(live, self.progress())
                 self.processes.barrier()
                 if self.processes.is_main:

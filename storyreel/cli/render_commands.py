@@ -285,7 +285,7 @@ def print_reports(reports: list[StoryReport], totals: dict[str, Any]) -> None:
         status = f"[{colours[report.status]}]{report.status.replace('_', ' ')}[/]"
         done = f"{len(report.rendered)} rendered, {len(report.skipped)} already current"
         if report.reused:
-            done += f", {len(report.reused)} reused from another story or variant"
+            done += f", {len(report.reused)} reused from the clip store"
         if report.failed_shots:
             done += f", {len(report.failed_shots)} failed ({escape(', '.join(report.failed_shots))})"
         console.print(f"[bold]{label}[/]: {status} — {done}", highlight=False)
