@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from PIL import ImageColor
 
-__all__ = ["ffmpeg_color", "normalize_color", "rgba"]
+__all__ = ["DEFAULT_COLORS", "ffmpeg_color", "normalize_color", "rgba"]
+
+DEFAULT_COLORS = {
+    "text": "#ffffffff",
+    "background": "#000000ff",
+    "accent": "#ffcc4dff",
+    "caption": "#ffffffff",
+    "caption_box": "#0000008c",
+}
+"""Card and caption colours (``#rrggbbaa``) without a brand: the defaults of story.yaml's ``brand.colors``."""
 
 
 def rgba(text: str) -> tuple[int, int, int, int]:

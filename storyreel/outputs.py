@@ -11,9 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from storyreel.reel import ReelResult, build_reel_results
+from storyreel.reel import ReelResult
 from storyreel.reel_record import assembly_options, reel_inputs, write_reel_record, write_review_note
 from storyreel.review import write_review
+from storyreel.story_reels import build_reel_results
 
 if TYPE_CHECKING:
     from storyreel.project import Project
@@ -32,7 +33,7 @@ def build_outputs(
 ) -> tuple[list[ReelResult], Path | None]:
     """Assemble every format's reel, write the review page (unless ``review`` is False) and record both.
 
-    ``options`` are :func:`storyreel.reel.build_reel`'s; ``progress(seconds_written, seconds_total)``
+    ``options`` are :func:`storyreel.story_reels.build_reel`'s; ``progress(seconds_written, seconds_total)``
     follows the encoding of all the reels. Returns (one result per format, review page or None).
     """
     inputs = reel_inputs(story, project)  # before assembling: a clip changing meanwhile makes it stale

@@ -8,37 +8,33 @@ fps, is the sum of the retimed shot lengths minus the overlaps (plus the title a
 
 Each clip is fitted to the reel by its :class:`~storyreel.reframe.Framing`: scaled when it has the
 reel's shape, else a face-following crop or the whole clip over a blurred fill (:mod:`storyreel.reframe`
-decides which). A story has one reel per format (:mod:`storyreel.formats`), each assembled on its own.
+decides which).
 
-This module only assembles; what the reels were last built from lives in :mod:`storyreel.reel_record`,
+This module only assembles the clips it is given: :mod:`storyreel.story_reels` turns a story into them
+and into these settings, what the reels were last built from lives in :mod:`storyreel.reel_record`,
 and :mod:`storyreel.outputs` builds the reels, the review page and the record together.
 """
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
+from typing import Any, Literal, Protocol, get_args
 
 import ffmpeg
 
-from storyreel.colors import ffmpeg_color
-from storyreel.errors import HintedError, StoryreelError, StoryreelWarning
-from storyreel.ffmpeg_tools import VideoInfo, find_font, probe_video, run_ffmpeg, wrap_text
+from storyreel.colors import DEFAULT_COLORS
+from storyreel.errors import StoryreelError, StoryreelWarning
+from storyreel.ffmpeg_tools import VideoInfo, find_font, probe_video, run_ffmpeg
 from storyreel.fsutil import atomic_path, atomic_write_text
 from storyreel.loudness import measure, normalize
-from storyreel.reframe import SAME_SHAPE, Framing, face_track, plan_framing
+from storyreel.reel_cards import EndCardSpec, LogoSpec, TextWriter, cta_card, overlay_logo, title_card
+from storyreel.reframe import Framing
 from storyreel.timeline import BURNED_CAPTIONS, CAPTION_MODES, TRANSITIONS, joins, room
-
-if TYPE_CHECKING:
-    from storyreel.formats import ReelFormat
-    from storyreel.project import Project
-    from storyreel.story import Story
 
 RetimeMode = Literal["duplicate", "interpolate"]
 RETIME_MODES: tuple[str, ...] = get_args(RetimeMode)
@@ -46,17 +42,6 @@ VideoFormat = Literal["mp4", "webm"]
 VIDEO_FORMATS: tuple[str, ...] = get_args(VideoFormat)
 TITLE_SECONDS = 3.0
 END_SECONDS = 4.0
-CARD_FADE_SECONDS = 0.5
-LOGO_MARGIN = 0.04
-"""Distance of the logo from the reel's edges, as a fraction of the shorter side."""
-DEFAULT_COLORS = {
-    "text": "#ffffffff",
-    "background": "#000000ff",
-    "accent": "#ffcc4dff",
-    "caption": "#ffffffff",
-    "caption_box": "#0000008c",
-}
-"""Card and caption colours without a brand (``storyreel.story.Colors`` has the same defaults)."""
 _XFADE = {"crossfade": "fade", "fade": "fadeblack"}
 _CODEC = {"mp4": "h264", "webm": "vp9"}
 
@@ -102,23 +87,6 @@ class ReelMusic:
     fade_in: float = 1.0
     fade_out: float = 2.0
     loudness: float | None = None
-
-
-class LogoSpec(Protocol):
-    """A logo or watermark (``storyreel.story.Logo`` fits)."""
-
-    file: Path
-    position: str
-    opacity: float
-    size: float
-
-
-class EndCardSpec(Protocol):
-    """A call-to-action card (``storyreel.story.EndCard`` fits)."""
-
-    text: str
-    url: str | None
-    seconds: float
 
 
 @dataclass
@@ -325,64 +293,6 @@ def subtitles_text(segments: Sequence[Segment], fps: int, kind: str = "srt") -> 
     return header + "\n".join(blocks)
 
 
-class _Text:
-    """Wrapped, centred text lines with drawtext (one filter per line; textfile avoids escaping)."""
-
-    def __init__(self, font: Path, workdir: Path):
-        self.font = font
-        self.workdir = workdir
-        self.count = 0
-
-    def lines(self, text: str, size: int, width: int) -> list[str]:
-        return wrap_text(text, self.font, size, int(width * 0.9))
-
-    @staticmethod
-    def step(size: int, box: bool) -> int:
-        """Line spacing for text of ``size`` (more with a box behind each line)."""
-        return round(size * (1.6 if box else 1.3))
-
-    def draw(
-        self,
-        stream: Any,
-        text: str,
-        *,
-        width: int,
-        height: int,
-        size: int,
-        bottom: int | None = None,
-        top: int | None = None,
-        enable: str | None = None,
-        color: str = DEFAULT_COLORS["text"],
-        box: str | None = None,
-    ) -> Any:
-        """Draw ``text`` centred across: ``bottom`` pixels above the bottom edge, from ``top``, or centred
-        (neither given); ``box`` is the colour of a box behind each line (none when None)."""
-        lines = self.lines(text, size, width)
-        step = self.step(size, box is not None)
-        if top is None:
-            top = (height - step * len(lines)) // 2 if bottom is None else height - bottom - step * len(lines)
-        for k, line in enumerate(lines):
-            self.count += 1
-            textfile = self.workdir / f"text{self.count}.txt"
-            textfile.write_text(line, encoding="utf-8")
-            options: dict[str, Any] = dict(
-                fontfile=str(self.font),
-                textfile=str(textfile),
-                expansion="none",
-                fontsize=size,
-                fontcolor=ffmpeg_color(color),
-                x="(w-text_w)/2",
-                y=top + k * step + (step - size) // 2,
-                fix_bounds=1,
-            )
-            if box is not None:
-                options.update(box=1, boxcolor=ffmpeg_color(box), boxborderw=max(2, size // 4))
-            if enable:
-                options["enable"] = enable
-            stream = stream.filter("drawtext", **options)
-        return stream
-
-
 def _frame(stream: Any, framing: Framing | None, width: int, height: int) -> Any:
     """``stream`` (a clip at its own size and rate) brought to ``width`` x ``height`` as ``framing`` says."""
     if framing is not None and framing.kind == "crop" and framing.crop is not None:
@@ -438,72 +348,6 @@ def _fit(
         .filter("settb", f"1/{fps}")
         .filter("setpts", "N")
     )
-
-
-def _blank(seconds: float, fps: int, width: int, height: int, color: str) -> tuple[Any, int]:
-    """A card's background: ``seconds`` of ``color`` (``#rrggbbaa``; opacity ignored)."""
-    frames = round(seconds * fps)
-    source = f"color=c=0x{color[1:7].upper()}:s={width}x{height}:r={fps}"
-    stream = ffmpeg.input(source, f="lavfi").video
-    return stream.filter("trim", end_frame=frames).filter("format", "yuv420p").filter("setsar", 1), frames
-
-
-def _faded(stream: Any, frames: int, fps: int) -> Any:
-    fade = round(CARD_FADE_SECONDS * fps)
-    stream = stream.filter("fade", t="in", start_frame=0, nb_frames=fade)
-    stream = stream.filter("fade", t="out", start_frame=frames - fade, nb_frames=fade)
-    return stream.filter("settb", f"1/{fps}").filter("setpts", "N")
-
-
-def _card(
-    text: str,
-    seconds: float,
-    fps: int,
-    width: int,
-    height: int,
-    writer: _Text,
-    size: int,
-    colors: dict[str, str],
-) -> Any:
-    stream, frames = _blank(seconds, fps, width, height, colors["background"])
-    stream = writer.draw(stream, text, width=width, height=height, size=size, color=colors["text"])
-    return _faded(stream, frames, fps)
-
-
-def _cta_card(
-    card: EndCardSpec, fps: int, width: int, height: int, writer: _Text, colors: dict[str, str]
-) -> Any:
-    """The call-to-action card: its text, and the URL under it in the accent colour."""
-    stream, frames = _blank(card.seconds, fps, width, height, colors["background"])
-    short = min(width, height)
-    text_size, url_size = max(12, short // 9), max(10, short // 16)
-    blocks = [(card.text, text_size, colors["text"])]
-    if card.url:
-        blocks.append((card.url, url_size, colors["accent"]))
-    heights = [len(writer.lines(t, z, width)) * writer.step(z, False) for t, z, _ in blocks]
-    gap = url_size
-    top = (height - sum(heights) - gap * (len(blocks) - 1)) // 2
-    for (text, size, color), block in zip(blocks, heights, strict=True):
-        stream = writer.draw(stream, text, width=width, height=height, size=size, top=top, color=color)
-        top += block + gap
-    return _faded(stream, frames, fps)
-
-
-def _logo(video: Any, logo: LogoSpec, width: int, height: int) -> Any:
-    """``video`` with the logo over every frame, at its position, size and opacity."""
-    short = min(width, height)
-    logo_w = max(2, round(short * logo.size / 2) * 2)
-    margin = round(short * LOGO_MARGIN)
-    image = (
-        ffmpeg.input(str(logo.file))
-        .video.filter("scale", logo_w, -2, flags="lanczos")
-        .filter("format", "rgba")
-        .filter("colorchannelmixer", aa=f"{logo.opacity:.3f}")
-    )
-    x = {"left": str(margin), "right": f"W-w-{margin}", "center": "(W-w)/2"}
-    y = {"top": str(margin), "bottom": f"H-h-{margin}", "center": "(H-h)/2"}
-    vertical, _, horizontal = logo.position.partition("-")
-    return ffmpeg.overlay(video, image, x=x[horizontal or "center"], y=y[vertical], eof_action="repeat")
 
 
 def _concat(parts: list[Any]) -> Any:
@@ -843,7 +687,7 @@ def _graph(
     font: Path | None,
     workdir: Path,
 ) -> Any:
-    writer = _Text(font, workdir) if font else None
+    writer = TextWriter(font, workdir) if font else None
     colors = brand.colors if brand else DEFAULT_COLORS
     short = min(width, height)
     fitted = _fitted_streams(clips, plan, fps=fps, width=width, height=height, retime=retime)
@@ -871,13 +715,13 @@ def _graph(
         video = video.filter("fade", t="out", start_frame=length - plan.fade_out, nb_frames=plan.fade_out)
     sequence = [video]
     if title and writer:
-        card = _card(title, TITLE_SECONDS, fps, width, height, writer, max(12, short // 10), colors)
+        card = title_card(title, TITLE_SECONDS, fps, width, height, writer, max(12, short // 10), colors)
         sequence.insert(0, card)
     if credits and writer:
-        card = _card(credits, END_SECONDS, fps, width, height, writer, max(10, short // 16), colors)
+        card = title_card(credits, END_SECONDS, fps, width, height, writer, max(10, short // 16), colors)
         sequence.append(card)
     if end_card and writer:
-        sequence.append(_cta_card(end_card, fps, width, height, writer, colors))
+        sequence.append(cta_card(end_card, fps, width, height, writer, colors))
     video = _concat(sequence)
     if burn and writer:
         size = max(10, round(short * 0.055))
@@ -897,171 +741,12 @@ def _graph(
                     box=colors["caption_box"],
                 )
     if brand is not None and brand.logo is not None:
-        video = _logo(video, brand.logo, width, height)
+        video = overlay_logo(video, brand.logo, width, height)
     return video.filter("format", "yuv420p")
 
 
-def build_reel(story: Story, project: Project, **options: Any) -> Path:
-    """Assemble the story's (first format's) reel from its clips (never renders); return the reel's path.
-
-    Every missing clip is named in one error that suggests `storyreel render`; ``options`` are passed
-    to :func:`assemble_reel` (e.g. ``retime``, ``captions``, ``video_format``), overriding the story;
-    ``output`` replaces the format's file.
-    """
-    return build_reel_result(story, project, **options).path
-
-
-def reel_settings(
-    story: Story, project: Project, fmt: ReelFormat | None = None, **options: Any
-) -> tuple[list[ReelClip], Path, dict]:
-    """The story's clips, one format's reel path and :func:`assemble_reel` keyword arguments.
-
-    ``fmt`` defaults to the story's first format. ``options`` (e.g. ``retime``, ``captions``,
-    ``video_format``) override the story's settings; ``output`` replaces the format's file, and a
-    ``video_format`` alone changes its suffix. Nothing is probed or checked here; clips carry no framing.
-    """
-    from storyreel.plan import read_clip_meta
-
-    fmt = fmt or story.output.reel_formats[0]
-    clips = []
-    for shot in story.shots:
-        meta = read_clip_meta(project, shot.id) or {}
-        job = meta.get("job") if isinstance(meta.get("job"), dict) else {}
-        clips.append(
-            ReelClip(
-                shot_id=shot.id,
-                path=project.clip_path(shot.id),
-                transition=shot.transition.type,
-                transition_seconds=shot.transition.seconds,
-                caption=shot.caption,
-                key=meta.get("key") if isinstance(meta.get("key"), str) else None,
-                people=len(job.get("cast") or shot.cast or []),
-            )
-        )
-    music = None
-    if story.music is not None:
-        file = Path(story.music.file)
-        music = ReelMusic(
-            file=file if file.is_absolute() else story.root / file,
-            volume=story.music.volume,
-            fade_in=story.music.fade_in,
-            fade_out=story.music.fade_out,
-            loudness=story.music.loudness,
-        )
-    brand = None
-    if story.brand is not None:
-        brand = ReelBrand(
-            logo=story.brand.logo,
-            font=story.brand.font,
-            colors=story.brand.colors.model_dump(),
-            end_card=story.brand.end_card,
-        )
-    options = dict(options)
-    output = options.pop("output", None)
-    if output is None:
-        output = project.root / fmt.file
-        if options.get("video_format"):
-            output = output.with_suffix(f".{options['video_format']}")
-    settings: dict[str, Any] = dict(
-        fps=fmt.fps,
-        width=fmt.width,
-        height=fmt.height,
-        captions=story.output.captions,
-        title=story.title if story.output.title_card else None,
-        credits=story.credits,
-        music=music,
-        brand=brand,
-        label=fmt.label,
-    )
-    settings.update(options)
-    return clips, Path(output), settings
-
-
-def frame_clips(
-    clips: Sequence[ReelClip], project: Project | None, width: int, height: int
-) -> list[ReelClip]:
-    """``clips`` with their framing in a ``width`` x ``height`` reel (:mod:`storyreel.reframe`): faces are
-    looked for only in clips whose shape differs, and cached by clip key in the project."""
-    framed = []
-    for clip in clips:
-        info = probe_video(clip.path)
-        if abs((width / height) / (info.width / info.height) - 1) < SAME_SHAPE:
-            framing = Framing("fit")
-        else:
-            cache = project.framing_cache_dir if project is not None else None
-            try:
-                track = face_track(Path(clip.path), cache, clip.key, clip.people)
-            except HintedError as err:  # e.g. the offline face models are not installed
-                framing = Framing("fill", note=f"faces could not be looked for ({err.message}): blurred fill")
-            else:
-                framing = plan_framing(track, width, height, clip.people)
-        framed.append(replace(clip, framing=framing))
-    return framed
-
-
-def build_reel_result(
-    story: Story, project: Project, fmt: ReelFormat | None = None, **options: Any
-) -> ReelResult:
-    """Like :func:`build_reel` for the format ``fmt`` (default: the first), returning the full
-    :class:`ReelResult` (``on_progress`` is passed on)."""
-    clips, output, settings = reel_settings(story, project, fmt, **options)
-    missing = [c.shot_id for c in clips if not c.path.is_file()]
-    if missing:
-        story_path = os.path.relpath(project.story_path)
-        raise StoryreelError(
-            f"{len(missing)} of {len(clips)} shots have no clip in {project.renders_dir}: "
-            + ", ".join(missing),
-            hint=f"render them first: `storyreel render {story_path}`",
-        )
-    probe_clips(clips)  # a damaged clip is named before faces are looked for in it
-    clips = frame_clips(clips, project, settings["width"], settings["height"])
-    return assemble_reel(clips, output, **settings)
-
-
-def build_reel_results(
-    story: Story,
-    project: Project,
-    *,
-    on_progress: Callable[[float, float], None] | None = None,
-    **options: Any,
-) -> list[ReelResult]:
-    """Every format's reel of the story (see :func:`build_reel_result`); ``on_progress`` follows them
-    all, as seconds of reel written out of the reels' total."""
-    formats = story.output.reel_formats
-    results = []
-    for index, fmt in enumerate(formats):
-        follow = None
-        if on_progress is not None:
-
-            def follow(done: float, total: float, index: int = index) -> None:
-                on_progress(index * total + done, len(formats) * total)  # the formats' lengths match
-
-        results.append(build_reel_result(story, project, fmt, on_progress=follow, **options))
-    return results
-
-
-def planned_timeline(
-    story: Story, project: Project, fmt: ReelFormat | None = None
-) -> tuple[int, list[Segment]] | None:
-    """Where each shot would sit in a reel of format ``fmt`` assembled now from the current clips with
-    the story's own settings: (fps, segments), planned by probing only (no encoding); None unless every
-    clip exists and is readable."""
-    clips, _, settings = reel_settings(story, project, fmt)
-    if not clips or not all(c.path.is_file() for c in clips):
-        return None
-    fps = settings["fps"]
-    brand = settings["brand"]
-    try:
-        plan, *_ = _layout(
-            clips,
-            fps=fps,
-            captions=settings["captions"],
-            title=settings["title"],
-            credits=settings["credits"],
-            end_card=brand.end_card if brand else None,
-            font=brand.font if brand else None,
-            warn=lambda message: None,
-        )
-    except StoryreelError:
-        return None
-    return fps, plan.segments
+def planned_segments(clips: Sequence[ReelClip], *, fps: int, **layout: Any) -> list[Segment]:
+    """Where each clip would sit in the reel :func:`assemble_reel` makes with these settings (``captions``,
+    ``title``, ``credits``, ``end_card``, ``font``), planned by probing only (no encoding)."""
+    plan, *_ = _layout(clips, fps=fps, warn=lambda message: None, **layout)
+    return plan.segments

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from storyreel.fsutil import atomic_write_json, file_sha256
-from storyreel.reel import ReelResult, Segment, assemble_reel, planned_timeline, reel_settings
+from storyreel.reel import ReelResult, Segment, assemble_reel
 from storyreel.reframe import FRAMING_VERSION
+from storyreel.story_reels import planned_timeline, reel_settings
 
 if TYPE_CHECKING:
     from storyreel.project import Project
@@ -169,7 +170,7 @@ def write_review_note(project: Project) -> None:
 
 def reel_is_current(story: Story, project: Project, **options: Any) -> bool:
     """True when every format's reel exists and was last assembled from exactly the current inputs with
-    exactly these options (``options`` as for :func:`storyreel.reel.build_reel`)."""
+    exactly these options (``options`` as for :func:`storyreel.story_reels.build_reel`)."""
     record = read_reel_record(project)
     if record is None:
         return False

@@ -27,7 +27,7 @@ from pydantic_core import PydanticCustomError
 
 from ingredients_model import released
 from ingredients_model.combine import Combine
-from storyreel.colors import normalize_color
+from storyreel.colors import DEFAULT_COLORS, normalize_color
 from storyreel.consent import Uses
 from storyreel.engines import EngineName
 from storyreel.errors import StoryreelError
@@ -410,11 +410,13 @@ class Logo(_Model):
 class Colors(_Model):
     """Brand colours: #RRGGBB, #RRGGBBAA (AA = opacity) or a CSS name."""
 
-    text: Color = Field("#ffffff", description="Text on the title, end and call-to-action cards")
-    background: Color = Field("#000000", description="Background of the cards")
-    accent: Color = Field("#ffcc4d", description="The call-to-action card's URL")
-    caption: Color = Field("#ffffff", description="Caption text")
-    caption_box: Color = Field("#0000008c", description="Box behind captions (#RRGGBBAA for opacity)")
+    text: Color = Field(DEFAULT_COLORS["text"], description="Text on the title, end and call-to-action cards")
+    background: Color = Field(DEFAULT_COLORS["background"], description="Background of the cards")
+    accent: Color = Field(DEFAULT_COLORS["accent"], description="The call-to-action card's URL")
+    caption: Color = Field(DEFAULT_COLORS["caption"], description="Caption text")
+    caption_box: Color = Field(
+        DEFAULT_COLORS["caption_box"], description="Box behind captions (#RRGGBBAA for opacity)"
+    )
 
 
 class EndCard(_Model):

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from storyreel.colors import ffmpeg_color, normalize_color
+from storyreel.colors import DEFAULT_COLORS, ffmpeg_color, normalize_color
 from storyreel.ffmpeg_tools import find_font, probe_video, read_frames
 from storyreel.loudness import TARGET_LUFS, measure
-from storyreel.reel import DEFAULT_COLORS, ReelBrand, ReelClip, ReelMusic, assemble_reel
+from storyreel.reel import ReelBrand, ReelClip, ReelMusic, assemble_reel
 from storyreel.story import StoryValidationError, load_story
 from tests.helpers.media import make_clip, make_tone
 

@@ -332,8 +332,8 @@ def write_story(root: Path, clips_dir: Path, *, music: bool = False, clips: bool
 
 def test_build_reel_from_a_story(clips_dir: Path, tmp_path: Path) -> None:
     from storyreel.project import Project
-    from storyreel.reel import build_reel
     from storyreel.story import load_story
+    from storyreel.story_reels import build_reel
 
     story = load_story(write_story(tmp_path / "proj", clips_dir, music=True))
     path = build_reel(story, Project.from_story(story))
@@ -348,8 +348,8 @@ def test_build_reel_from_a_story(clips_dir: Path, tmp_path: Path) -> None:
 
 def test_build_reel_names_every_missing_shot(clips_dir: Path, tmp_path: Path) -> None:
     from storyreel.project import Project
-    from storyreel.reel import build_reel
     from storyreel.story import load_story
+    from storyreel.story_reels import build_reel
 
     story = load_story(write_story(tmp_path / "proj", clips_dir, clips=False))
     with pytest.raises(StoryreelError, match=r"2 of 2 shots have no clip.*one, two") as err:

@@ -101,14 +101,15 @@ def test_faces_are_found_in_a_preview_clip_and_cached_by_key(tmp_path_factory, t
 
 def test_without_face_tools_the_reel_falls_back_to_fill_and_says_why(tmp_path: Path, monkeypatch) -> None:
     from ingredients_model.errors import IngredientsError
-    from storyreel import reel
-    from storyreel.reel import ReelClip, frame_clips
+    from storyreel import story_reels
+    from storyreel.reel import ReelClip
+    from storyreel.story_reels import frame_clips
     from tests.helpers.media import make_clip
 
     def missing(*args, **kwargs):
         raise IngredientsError("the offline face models are not installed", "pip install dlib-bin")
 
-    monkeypatch.setattr(reel, "face_track", missing)
+    monkeypatch.setattr(story_reels, "face_track", missing)
     clip = ReelClip("a", make_clip(tmp_path / "a.mp4", 8), people=1)
     (framed,) = frame_clips([clip], None, 48, 72)
     assert framed.framing.kind == "fill" and "offline face models are not installed" in framed.framing.note

@@ -13,9 +13,9 @@ from PIL import Image
 
 from storyreel.outputs import build_outputs
 from storyreel.project import Project
-from storyreel.reel import build_reel, build_reel_result
 from storyreel.review import write_review
 from storyreel.story import load_story
+from storyreel.story_reels import build_reel, build_reel_result
 from tests.helpers.media import make_clip
 
 STORY = """\
