@@ -19,8 +19,8 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
+import storyreel.cli.console as output
 from storyreel import __version__
-from storyreel.cli import console as output
 from storyreel.cli.console import console, console_err, reporter, state
 from storyreel.environment import environment_help
 from storyreel.reporting import NORMAL, QUIET, VERBOSE

@@ -18,8 +18,8 @@ from typing import Annotated, Any
 
 import typer
 
+import storyreel.cli.console as output
 from ingredients_model.memory_modes import MemoryMode
-from storyreel.cli import console as output
 from storyreel.engines import EngineName
 from storyreel.errors import StoryreelError
 from storyreel.plan import Overrides
