@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from storyreel.fsutil import atomic_write_text
-from storyreel.quality import shot_verdicts
+from storyreel.quality import shot_verdicts, story_protocol_scores
 from storyreel.review import page_template, reel_views, write_poster_for
 
 if TYPE_CHECKING:
@@ -112,6 +112,9 @@ def write_campaign(
                 "reused": len(report.reused) if report else None,
                 "current": len(report.skipped) if report else None,
                 "people": _people(story, evaluation),
+                "scores": story_protocol_scores(evaluation, [s.id for s in story.shots])
+                if evaluation
+                else [],
                 "evaluated": evaluation is not None,
                 "backend": (evaluation or {}).get("backend_label"),
             }

@@ -23,6 +23,7 @@ __all__ = [
     "resemblance",
     "shot_notes",
     "shot_verdicts",
+    "story_protocol_scores",
 ]
 
 Label = Literal["good", "borderline", "poor", "unknown"]
@@ -119,4 +120,32 @@ def protocol_scores(entry: dict[str, Any], evaluation: dict[str, Any]) -> list[t
             if isinstance(scores.get(key), int | float) and not isinstance(scores.get(key), bool)
         ]
         lines.append((label, f"{name}: {', '.join(parts) or 'no scores'}"))
+    return lines
+
+
+def story_protocol_scores(evaluation: dict[str, Any], shot_ids: list[str]) -> list[tuple[str, str]]:
+    """Each evaluated protocol's scores over the story's shots ``shot_ids``, in words: the mean of every
+    score over the shots that have it (``strict: face similarity 0.41, CLIPScore 28.3 (mean of 4 shots)``);
+    one not computed for any shot says so."""
+    shots = evaluation.get("shots") if isinstance(evaluation.get("shots"), dict) else {}
+    entries = [shots.get(shot_id) for shot_id in shot_ids]
+    entries = [e for e in entries if isinstance(e, dict) and e.get("status") == "ok"]
+    lines = []
+    for name, info in (evaluation.get("protocols") or {}).items():
+        label = str(info.get("label", name)) if isinstance(info, dict) else name
+        scored = [e[name] for e in entries if isinstance(e.get(name), dict)]
+        parts = []
+        for key, words, shown in _SCORES:
+            values = [
+                s[key]
+                for s in scored
+                if isinstance(s.get(key), int | float) and not isinstance(s.get(key), bool)
+            ]
+            if values:
+                parts.append(f"{words} {shown.format(sum(values) / len(values))}")
+        if not scored:
+            lines.append((label, f"{name}: not computed"))
+        else:
+            count = f"mean of {len(scored)} shot{'s' if len(scored) != 1 else ''}"
+            lines.append((label, f"{name}: {', '.join(parts) or 'no scores'} ({count})"))
     return lines

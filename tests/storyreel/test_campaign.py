@@ -17,7 +17,14 @@ from storyreel.cli import app
 from storyreel.engines.video import FrameWriter
 from storyreel.evaluate import EVAL_VERSION
 from storyreel.poster import laplacian_variance, sharpest_frame
-from storyreel.quality import GOOD_RESEMBLANCE, protocol_scores, resemblance, shot_notes, shot_verdicts
+from storyreel.quality import (
+    GOOD_RESEMBLANCE,
+    protocol_scores,
+    resemblance,
+    shot_notes,
+    shot_verdicts,
+    story_protocol_scores,
+)
 from storyreel.runner import RenderOptions, load_stories, render_stories
 from tests.helpers.projects import make_project
 
@@ -59,6 +66,13 @@ def test_shot_results_in_words() -> None:
         ("released (…)", "released: not computed"),
         ("strict (…)", "strict: face similarity 0.41, CLIPScore 28.3"),
     ]
+    other = {"status": "ok", "released": None, "strict": {"face_sim": 0.2, "fid": 3.0}}
+    shots = {"a": entry, "b": other, "c": {"status": "not_rendered"}}
+    story = {**evaluation, "protocols": protocols, "shots": shots}
+    assert story_protocol_scores(story, ["a", "b", "c", "gone"]) == [  # means over the shots scored
+        ("released (…)", "released: not computed"),
+        ("strict (…)", "strict: face similarity 0.31, CLIPScore 28.3, FID 3.0 (mean of 2 shots)"),
+    ]
 
 
 def test_the_poster_is_the_sharpest_frame_inside_the_shots(tmp_path: Path) -> None:
@@ -89,14 +103,23 @@ def test_campaign_page_over_stories_and_formats(tmp_path_factory, tmp_path: Path
     ]
     # an evaluation of one variant, as `storyreel eval` writes it: shown in words on the next page
     person = {"similarity": 0.3, "frames_seen": 4}
-    shots = {"s1": {"status": "ok", "frames": 8, "characters": {"nora": person}}}
-    evaluation = {"version": EVAL_VERSION, "backend": "dlib", "threshold": 0.4, "shots": shots}
+    strict = {"face_sim": 0.3, "clip_score": None, "fid": None}
+    shots = {"s1": {"status": "ok", "frames": 8, "characters": {"nora": person}, "strict": strict}}
+    protocols = {"strict": {"label": "strict (ours)"}}
+    evaluation = {
+        "version": EVAL_VERSION,
+        "backend": "dlib",
+        "threshold": 0.4,
+        "shots": shots,
+        "protocols": protocols,
+    }
     (root / "renders" / "ad-ann" / "eval.json").write_text(json.dumps(evaluation))
     written = write_campaign(load_stories([story], {"who": ["ann", "bob"]}))
     assert written == page
     html = page.read_text()
     assert "Ad for ann" in html and "Ad for bob" in html and html.count("<video") == 4
     assert "poor resemblance (0.30), missing in 4 of 8 frames" in html and "(weakest shot: s1)" in html
+    assert "strict: face similarity 0.30 (mean of 1 shot)" in html
     assert "Not evaluated yet" in html  # bob's variant
     links = re.findall(r'(?:src|href|poster)="([^"#]+)"', html)
     assert links and all((root / unquote(link)).is_file() for link in links), links
