@@ -141,6 +141,26 @@ class ReelResult:
         """Length of the reel in seconds."""
         return self.frames / self.fps
 
+    def to_json(self) -> dict[str, Any]:
+        """The reel's entry in ``storyreel reel --json`` (paths absolute)."""
+        return {
+            "path": str(Path(self.path).absolute()),
+            "format": self.label or None,
+            "width": self.width,
+            "height": self.height,
+            "fps": self.fps,
+            "frames": self.frames,
+            "seconds": round(self.duration, 3),
+            "shots": [segment.shot_id for segment in self.segments],
+            "framings": self.framings,
+            "stream_copy": self.fast_path,
+            "captions_burned": self.captions_burned,
+            "subtitles": str(Path(self.subtitles).absolute()) if self.subtitles else None,
+            "music_loudness_before": self.loudness,
+            "assembly_seconds": round(self.seconds, 3),
+            "warnings": self.warnings,
+        }
+
 
 @dataclass
 class _Plan:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -11,9 +12,11 @@ from rich.markup import escape
 
 from storyreel.cli.app import app, console, reporter
 from storyreel.cli.batch import each_story, exit_for, print_story_count
+from storyreel.cli.console import emit_json
 from storyreel.cli.options import (
     CastLibraryOption,
     EngineOption,
+    JsonOption,
     KeepGoingOption,
     ModelOption,
     SetOption,
@@ -24,7 +27,7 @@ from storyreel.cli.options import (
 )
 from storyreel.environment import environment_help
 from storyreel.errors import StoryreelError, StoryreelWarning
-from storyreel.reel import RetimeMode, VideoFormat
+from storyreel.reel import ReelResult, RetimeMode, VideoFormat
 from storyreel.reporting import shown_path
 from storyreel.timeline import CaptionMode
 
@@ -67,6 +70,7 @@ def reel(
     keep_going: KeepGoingOption = None,
     cast_library: CastLibraryOption = None,
     set_: SetOption = None,
+    json_: JsonOption = False,
 ) -> None:
     """Assemble the reels (one per format) from the story's clips (run `storyreel render` first).
 
@@ -100,7 +104,25 @@ def reel(
         keep_going=keep_going_for(keep_going, paths),
     )
     print_story_count(outcomes)
+    if json_:
+        entries = [{**o.to_json(), **(o.value.to_json() if o.value else {})} for o in outcomes]
+        emit_json("reel", {"ok": all(o.status == "ok" for o in outcomes), "stories": entries})
     exit_for(outcomes)
+
+
+@dataclass
+class Assembled:
+    """One story's assembly: its reels (one per format) and review page."""
+
+    reels: list[ReelResult]
+    review: Path | None
+
+    def to_json(self) -> dict[str, Any]:
+        """The story's fields in ``storyreel reel --json``."""
+        return {
+            "reels": [result.to_json() for result in self.reels],
+            "review": str(self.review.absolute()) if self.review else None,
+        }
 
 
 def check_clips_current(
@@ -149,7 +171,7 @@ def assemble(
     cast_library: Path | None = None,
     checks: dict[str, Any] | None = None,
     **options: Any,
-) -> Path:
+) -> Assembled:
     """Assemble one story's reels (one per format; and review page) with a progress bar; print what was
     made.
 
@@ -184,4 +206,4 @@ def assemble(
             console.print(f"[green]captions:[/] {escape(shown_path(result.subtitles))}", highlight=False)
     if page is not None:
         console.print(f"[green]review page:[/] {escape(shown_path(page))}", highlight=False)
-    return results[0].path
+    return Assembled(results, page)

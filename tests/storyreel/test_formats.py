@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,15 @@ def test_the_reel_command_assembles_every_format(tmp_path_factory, tmp_path: Pat
     assert result.output.count("reel:") == 2
     page = (root / "renders" / "index.html").read_text()
     assert "reel-1x1.webm" in page and "reel-3x2.webm" in page
+    json_run = CliRunner().invoke(app, ["reel", str(story), str(tmp_path / "none"), "--json", "--no-review"])
+    assert json_run.exit_code == 1  # the missing story fails; the other is assembled and described
+    document = json.loads(json_run.stdout)
+    assert document["schema"] == "storyreel.reel/1" and document["ok"] is False
+    done, missing = document["stories"]
+    assert done["status"] == "ok" and missing["status"] == "failed" and "reels" not in missing
+    assert [(r["format"], r["width"], r["shots"]) for r in done["reels"]] == [
+        ("1x1", 96, ["s1", "s2"]),
+        ("3x2", 144, ["s1", "s2"]),
+    ]
+    assert done["reels"][0]["path"] == str(root / "reel-1x1.mp4") and done["review"] is None
+    assert "reel:" in json_run.stderr  # human text on stderr under --json
