@@ -9,9 +9,10 @@ Layout of one member (written only by ``storyreel cast add``; ``story.yaml`` is 
 Face boxes are in the coordinates of the loaded photo (EXIF-upright, long side at most 1024 px).
 Which face of a photo is used is decided once, by :func:`choose_face` (a :class:`FaceChoice`): the box
 recorded in ``faces.json`` for these exact bytes when ``face:`` in story.yaml is unset or names the same
-face, else face ``K`` from story.yaml, else ``auto``: the only face, or the clearly largest (twice the area
-of the next one); otherwise the user has to choose and gets the numbered list. Jobs and the identity
-cache key on the choice's :attr:`FaceChoice.token`; :func:`resolve_face` applies it to the photo.
+face, else face ``K`` from story.yaml, else ``auto``: the only face, or in a group photo the face the
+detector scores highest, as the released Ingredients code does (with a :class:`SeveralFacesWarning`
+naming it and how to choose another). Jobs and the identity cache key on the choice's
+:attr:`FaceChoice.token`; :func:`resolve_face` applies it to the photo.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +41,7 @@ from ingredients_model.face_tools import (
     face_sharpness,
     load_photo,
 )
-from storyreel.errors import StoryreelError
+from storyreel.errors import StoryreelError, StoryreelWarning
 from storyreel.fsutil import atomic_path, atomic_write_bytes, atomic_write_json, file_sha256, special_kind
 from storyreel.names import NAME_RULE, cast_name_problem, normalize_name
 
@@ -172,6 +174,11 @@ class FaceChoice:
     box: FaceBox | None = None
 
     @property
+    def is_auto(self) -> bool:
+        """Neither a recorded box nor a face number: the only face, or the highest-scoring one."""
+        return self.box is None and self.face is None
+
+    @property
     def token(self) -> str:
         """``box=LEFT,TOP,RIGHT,BOTTOM``, ``face=K`` or ``auto``."""
         if self.box is not None:
@@ -240,32 +247,52 @@ def _faces_listing(boxes: list[FaceBox]) -> str:
     )
 
 
+class SeveralFacesWarning(StoryreelWarning):
+    """A group photo without a chosen face: the highest-scoring face is used."""
+
+
+CHOOSE_FACE_HINT = "choose one with --face K (cast add) or `face: K` for this person in story.yaml"
+
+
+def _numbered_preview(photo: Path, image: Image.Image, boxes: list[FaceBox], preview_dir: Path | None) -> str:
+    """`` (numbered preview: PATH)`` after saving one under ``preview_dir``; empty without one."""
+    if preview_dir is None:
+        return ""
+    preview = Path(preview_dir) / f"{photo.stem}-faces.png"
+    with atomic_path(preview) as tmp:
+        annotate_faces(image, boxes).save(tmp, format="PNG")
+    return f" (numbered preview: {preview})"
+
+
 def _choose(
     photo: Path, image: Image.Image, boxes: list[FaceBox], face: int | None, preview_dir: Path | None
 ) -> int:
-    """0-based index of the face to use, or a StoryreelError explaining how to choose."""
+    """0-based index of the face to use: face ``face`` (1-based), else the only face, else the one the
+    detector scores highest, as released (with a :class:`SeveralFacesWarning`); a StoryreelError when there
+    is no face or face ``face`` does not exist."""
     if not boxes:
         raise StoryreelError(f"no face found in {photo}", CLEARER_PHOTO)
     if face is not None and 1 <= face <= len(boxes):
         return face - 1
     if face is None and len(boxes) == 1:
         return 0
+    where = _numbered_preview(photo, image, boxes, preview_dir)
     if face is None:
-        areas = sorted((b.area for b in boxes), reverse=True)
-        if areas[0] >= 2 * areas[1]:
-            return max(range(len(boxes)), key=lambda i: boxes[i].area)
-    where = ""
-    if preview_dir is not None:
-        preview = Path(preview_dir) / f"{photo.stem}-faces.png"
-        with atomic_path(preview) as tmp:
-            annotate_faces(image, boxes).save(tmp, format="PNG")
-        where = f"\nnumbered preview: {preview}"
-    asked = f"face {face} was asked for but " if face is not None else ""
-    hint = "choose one with --face K (cast add) or `face: K` for this person in story.yaml"
+        best = max(range(len(boxes)), key=lambda i: boxes[i].score)
+        warnings.warn(
+            f"{photo} shows {len(boxes)} faces and none is chosen: face {best + 1} (from the left), the one "
+            f"the face detector scores highest, is used, as the released Ingredients code does{where}; "
+            f"{CHOOSE_FACE_HINT}",
+            SeveralFacesWarning,
+            stacklevel=3,
+        )
+        return best
+    hint = CHOOSE_FACE_HINT
     if preview_dir is None:
         hint += "; `storyreel cast add PHOTO --name NAME` saves a numbered preview"
     raise StoryreelError(
-        f"{asked}{photo} shows {len(boxes)} faces, numbered left to right:\n{_faces_listing(boxes)}{where}",
+        f"face {face} was asked for but {photo} shows {len(boxes)} faces, numbered left to right:\n"
+        f"{_faces_listing(boxes)}{where}",
         hint,
     )
 
@@ -281,6 +308,8 @@ class ResolvedFace:
     face: int
     faces_found: int
     sharpness: float = field(default=0.0)
+    boxes: tuple[FaceBox, ...] = ()
+    """Every face found, left to right (empty when the recorded box was used without detecting)."""
 
 
 def resolve_face(
@@ -291,7 +320,7 @@ def resolve_face(
 
     A recorded box needs no detection. ``FaceChoice(face=K)`` detects even when a record exists (``cast
     add`` uses that). Errors are :class:`StoryreelError` naming the photo; a ``preview_dir`` gets a
-    numbered picture of the faces when the user has to choose.
+    numbered picture of the faces of a group photo.
     """
     photo = Path(photo)
     choice = face if isinstance(face, FaceChoice) else choose_face(photo, face)
@@ -308,7 +337,7 @@ def resolve_face(
     index = _choose(photo, image, boxes, choice.face, preview_dir)
     box = boxes[index]
     return ResolvedFace(
-        photo, file_sha256(photo), image, box, index + 1, len(boxes), face_sharpness(image, box)
+        photo, file_sha256(photo), image, box, index + 1, len(boxes), face_sharpness(image, box), tuple(boxes)
     )
 
 
@@ -446,8 +475,9 @@ def add_cast_member(
     """Copy ``photos`` into ``cast/<name>/``, record the chosen face of each, write crops, check identities.
 
     Adding a photo that is already there (same bytes, same face) changes nothing. ``face`` (1-based,
-    left to right) is required for photos showing several faces; without it the error lists the faces
-    and saves a numbered preview under ``.storyreel/faces/``. Never edits ``story.yaml``.
+    left to right) chooses the face in photos showing several; without it the highest-scoring face is
+    used and recorded, with a warning naming it and a numbered preview under ``.storyreel/faces/``.
+    Never edits ``story.yaml``.
     """
     name = validate_name(name)
     if not photos:

@@ -25,7 +25,7 @@ import json
 import platform
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from io import BytesIO
 from pathlib import Path
 
@@ -36,7 +36,15 @@ from ingredients_model.combine import COMBINE_MODES, Combine, combine_embeddings
 from ingredients_model.errors import IngredientsError
 from ingredients_model.face_tools import FaceBox
 from ingredients_model.faces import FaceEncoder, IdentityEmbedding
-from storyreel.cast import FaceChoice, MemberLike, ResolvedFace, choose_face, resolve_face
+from storyreel.cast import (
+    CHOOSE_FACE_HINT,
+    FaceChoice,
+    MemberLike,
+    ResolvedFace,
+    SeveralFacesWarning,
+    choose_face,
+    resolve_face,
+)
 from storyreel.errors import StoryreelError, StoryreelWarning
 from storyreel.fsutil import (
     atomic_write_bytes,
@@ -49,11 +57,9 @@ from storyreel.locking import entry_lock
 
 __all__ = ["CACHE_FORMAT", "CachedIdentity", "IdentityCache", "IdentityCacheWarning", "combine_photos"]
 
-CACHE_FORMAT = 1
-"""Bumped when the entry layout or the photo → encoder-input preparation changes."""
-
-CROP_MARGIN = 1.0
-"""Context kept around a chosen face in a several-face photo, in face widths on each side."""
+CACHE_FORMAT = 2
+"""Bumped when the entry layout or the photo → encoder-input preparation changes (2: the whole photo, as
+released, with the chosen face's box, instead of a crop around it)."""
 
 
 class IdentityCacheWarning(StoryreelWarning):
@@ -121,16 +127,22 @@ def _built_for(meta: dict) -> str | None:
         return None
 
 
-def _encoder_input(resolved: ResolvedFace) -> tuple[Image.Image, tuple[int, int]]:
-    """What the encoder sees, and its offset in the photo: the whole photo when it shows one face (as
-    released), else a crop with :data:`CROP_MARGIN` around the chosen face, which is then its largest."""
-    if resolved.faces_found <= 1:
-        return resolved.image, (0, 0)
-    box, image = resolved.box, resolved.image
-    pad = round(CROP_MARGIN * max(box.width, box.height))
-    left, top = max(0, box.left - pad), max(0, box.top - pad)
-    crop = image.crop((left, top, min(image.width, box.right + pad), min(image.height, box.bottom + pad)))
-    return crop, (left, top)
+def _encoded_face(resolved: ResolvedFace, encoded_box: tuple[float, ...] | None) -> int | None:
+    """The 1-based face number (among ``resolved.boxes``) the encoder's own detector chose, by overlap."""
+    if encoded_box is None or not resolved.boxes:
+        return None
+    x0, y0, x1, y1 = encoded_box
+
+    def overlap(box: FaceBox) -> float:
+        w = min(x1, box.right) - max(x0, box.left)
+        h = min(y1, box.bottom) - max(y0, box.top)
+        inter = max(0.0, w) * max(0.0, h)
+        union = (x1 - x0) * (y1 - y0) + box.area - inter
+        return inter / union if union > 0 else 0.0
+
+    scores = [overlap(box) for box in resolved.boxes]
+    best = max(range(len(scores)), key=scores.__getitem__)
+    return best + 1 if scores[best] > 0 else None
 
 
 class IdentityCache:
@@ -172,7 +184,7 @@ class IdentityCache:
         self, photo: Path, encoder: FaceEncoder, face: int | FaceChoice | None = None
     ) -> CachedIdentity:
         """One photo's identity; ``face``: a :class:`~storyreel.cast.FaceChoice`, or ``face:`` from
-        story.yaml (1-based, left to right; ``None``: the recorded, only or clearly largest face)."""
+        story.yaml (1-based, left to right; ``None``: the recorded, only or highest-scoring face)."""
         photo = Path(photo)
         if not photo.is_file():
             raise StoryreelError(f"photo not found: {photo}", "check the photos: list in story.yaml")
@@ -300,14 +312,29 @@ class IdentityCache:
         from safetensors.torch import save as save_tensors
 
         resolved = resolve_face(photo, choice)
-        image, (dx, dy) = _encoder_input(resolved)
+        # the whole photo, as released; in a group photo the chosen face's box says which face, and
+        # with no choice the encoder's own detector takes its highest-scoring face, as released
+        box = resolved.box
+        face_box = (
+            None
+            if resolved.faces_found <= 1 or choice.is_auto
+            else (box.left, box.top, box.right, box.bottom)
+        )
         try:
-            embedding = encoder.encode(image)
+            embedding = encoder.encode(resolved.image, face_box=face_box)
         except IngredientsError as err:
             raise StoryreelError.from_error(err, f"{photo}: ") from err
-        if embedding.face_box is not None:
-            x0, y0, x1, y1 = embedding.face_box
-            embedding.face_box = (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
+        if choice.is_auto and resolved.faces_found > 1:
+            used = _encoded_face(resolved, embedding.face_box)
+            if used is not None and used != resolved.face:
+                warnings.warn(
+                    f"{photo}: the model's face detector scores face {used} (from the left) highest and "
+                    f"encodes it, while previews and the review page show face {resolved.face}; "
+                    f"{CHOOSE_FACE_HINT} to use one face everywhere",
+                    SeveralFacesWarning,
+                    stacklevel=2,
+                )
+                resolved = replace(resolved, face=used, box=resolved.boxes[used - 1])
         tensors = {"id_cond": embedding.id_cond.detach().to("cpu", self.dtype).contiguous()}
         for i, hidden in enumerate(embedding.id_vit_hidden):
             tensors[f"id_vit_hidden.{i}"] = hidden.detach().to("cpu", self.dtype).contiguous()

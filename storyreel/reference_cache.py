@@ -120,7 +120,7 @@ class ReferenceCache:
 
     def get_photo(self, photo: Path, face: FaceChoice | int | None = None) -> CachedReference:
         """One photo's reference crop; ``face``: a :class:`~storyreel.cast.FaceChoice`, or ``face:`` from
-        story.yaml (1-based, left to right; ``None``: the recorded, only or clearly largest face)."""
+        story.yaml (1-based, left to right; ``None``: the recorded, only or highest-scoring face)."""
         photo = Path(photo)
         if not photo.is_file():
             raise StoryreelError(f"photo not found: {photo}", "check the photos: list in story.yaml")

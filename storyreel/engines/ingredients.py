@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from storyreel.plan import RenderJob
     from storyreel.project import Project
 
-ENGINE_VERSION = "2"  # bump when this engine's use of the pipeline changes the pixels
+ENGINE_VERSION = "3"  # bump when this engine's use of the pipeline changes the pixels
 
 
 def _read_config(path: Path) -> dict:

@@ -13,6 +13,7 @@ from ingredients_model.face_tools import FaceBox, detect_faces, load_photo
 from storyreel.cast import (
     CROP_SIZE,
     FaceChoice,
+    SeveralFacesWarning,
     add_cast_member,
     choose_face,
     face_crop,
@@ -88,32 +89,22 @@ def test_repeating_an_add_changes_nothing(project: Project, t1_jpg: Path) -> Non
     assert sorted(p.name for p in (project.cast_dir / "ana").iterdir()) == ["crops", "faces.json", "t1.jpg"]
 
 
-def test_several_faces_need_a_choice(project: Project, t1_jpg: Path, t1_boxes: list[FaceBox]) -> None:
-    with pytest.raises(StoryreelError) as info:
-        add_cast_member(project, "ana", [t1_jpg])
-    message = info.value.message
-    assert str(t1_jpg) in message and "shows 6 faces" in message
-    for number, box in enumerate(t1_boxes, start=1):
-        assert f"{number}: box left={box.left} top={box.top} right={box.right} bottom={box.bottom}" in message
+def test_a_group_photo_without_a_choice_uses_the_highest_scoring_face(
+    project: Project, t1_jpg: Path, t1_boxes: list[FaceBox]
+) -> None:
+    best = max(range(len(t1_boxes)), key=lambda i: t1_boxes[i].score) + 1  # as the released code chooses
+    with pytest.warns(SeveralFacesWarning) as caught:
+        result = add_cast_member(project, "ana", [t1_jpg])
+    message = str(caught[0].message)
+    assert f"{t1_jpg} shows 6 faces and none is chosen: face {best} (from the left)" in message
+    assert "--face K" in message and "released Ingredients code" in message
     preview = project.state_dir / "faces" / "t1-faces.png"
     assert f"numbered preview: {preview}" in message
     with Image.open(preview) as image:
         assert image.size == (1024, 708)
-    assert "--face" in info.value.hint
-    assert not (project.cast_dir / "ana").exists()
+    assert [p.face for p in result.photos] == [best]  # recorded: every engine uses this face
     with pytest.raises(StoryreelError, match="face 7 was asked for"):
         add_cast_member(project, "ana", [t1_jpg], face=7)
-
-
-def test_clearly_largest_face_is_taken(tmp_path: Path, astronaut_png: Path) -> None:
-    astronaut = Image.open(astronaut_png).convert("RGB")
-    canvas = Image.new("RGB", (1300, 800), "white")
-    canvas.paste(astronaut.resize((800, 800)), (0, 0))
-    canvas.paste(astronaut.resize((400, 400)), (860, 100))
-    path = tmp_path / "two.png"
-    canvas.save(path)
-    resolved = resolve_face(path)
-    assert resolved.faces_found == 2 and resolved.face == 1 and resolved.box.size > 100
 
 
 def test_no_face_and_unreadable_photos(project: Project, tmp_path: Path) -> None:
@@ -227,8 +218,10 @@ def test_face_crop_uses_the_record_or_computes(
     assert list(computed.getdata()) == list(recorded.getdata())
     other = face_crop(project, "ana", CastMember(photos=[t1_jpg], description="x", face=4))
     assert list(other.getdata()) != list(recorded.getdata())
-    with pytest.raises(StoryreelError, match="shows 6 faces"):
-        face_crop(project, "ana", CastMember(photos=[t1_jpg], description="x"))
+    with pytest.warns(SeveralFacesWarning, match="shows 6 faces and none is chosen: face 1 "):
+        auto = face_crop(project, "ana", CastMember(photos=[t1_jpg], description="x", face=None))
+    first = face_crop(project, "ana", CastMember(photos=[t1_jpg], description="x", face=1))
+    assert list(auto.getdata()) == list(first.getdata())  # face 1 scores highest in t1.jpg
 
 
 def test_list_show_remove(

@@ -96,9 +96,12 @@ def test_add_errors(project: Path, t1_jpg: Path, tmp_path: Path, capsys: pytest.
     from PIL import Image
     from skimage import data
 
-    code, _, err = run(capsys, "cast", "add", t1_jpg, "--name", "ana", "--project", project)
-    assert code == 1 and "shows 6 faces" in err and "6: box left=" in err and "t1-faces.png" in err
+    code, _, err = run(capsys, "cast", "add", t1_jpg, "--name", "ana", "--face", "7", "--project", project)
+    assert code == 1 and "face 7 was asked for" in err and "6: box left=" in err and "t1-faces.png" in err
     assert "hint:" in err and "--face" in err and "Traceback" not in err
+    code, _, err = run(capsys, "cast", "add", t1_jpg, "--name", "ana", "--project", project)
+    assert code == 0 and "shows 6 faces and none is chosen: face 1 (from the left)" in err  # as released
+    assert "t1-faces.png" in err and "--face K" in err
 
     landscape = tmp_path / "coffee.jpg"
     Image.fromarray(data.coffee()).save(landscape)

@@ -12,8 +12,10 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
+from ingredients_model.face_tools import detect_faces
 from ingredients_model.faces import TinyFaceEncoder, load_face_encoder, write_tiny_face_encoder
-from storyreel.cast import add_cast_member
+from ingredients_model.photos import load_photo
+from storyreel.cast import SeveralFacesWarning, add_cast_member
 from storyreel.errors import StoryreelError
 from storyreel.identity_cache import IdentityCache, IdentityCacheWarning, combine_photos
 from storyreel.project import Project
@@ -249,11 +251,28 @@ def test_photo_problems_are_user_errors(encoder: TinyFaceEncoder, t1_jpg: Path, 
     Image.fromarray(data.coffee()).save(landscape)
     with pytest.raises(StoryreelError, match=r"no face found in .*coffee\.png"):
         cache.get_photo(landscape, encoder)
-    with pytest.raises(StoryreelError, match="shows 6 faces"):
-        cache.get_photo(t1_jpg, encoder)
     with pytest.raises(StoryreelError, match="not found"):
         cache.get_photo(tmp_path / "missing.jpg", encoder)
+    with pytest.raises(StoryreelError, match="face 7 was asked for"):
+        cache.get_photo(t1_jpg, encoder, face=7)
     assert not list(cache.directory.rglob("*.json"))
+
+
+def test_a_group_photo_without_a_choice_is_encoded_as_released(
+    encoder: TinyFaceEncoder, t1_jpg: Path, tmp_path: Path
+) -> None:
+    """The whole photo goes to the encoder, whose own detector takes its highest-scoring face; a chosen
+    face goes with its box instead."""
+    cache = IdentityCache(tmp_path / "ids")
+    with pytest.warns(SeveralFacesWarning, match="face 1 "):
+        auto = cache.get_photo(t1_jpg, encoder)
+    direct = encoder.encode(load_photo(t1_jpg))  # no choice: the encoder's own
+    torch.testing.assert_close(auto.embedding.id_cond, direct.id_cond)
+    chosen = cache.get_photo(t1_jpg, encoder, face=4)
+    box = detect_faces(load_photo(t1_jpg))[3]
+    boxed = encoder.encode(load_photo(t1_jpg), face_box=(box.left, box.top, box.right, box.bottom))
+    torch.testing.assert_close(chosen.embedding.id_cond, boxed.id_cond)
+    assert not torch.equal(chosen.embedding.id_cond, auto.embedding.id_cond)
 
 
 def test_concurrent_builders_build_once(encoder: TinyFaceEncoder, photo: Path, tmp_path: Path) -> None:

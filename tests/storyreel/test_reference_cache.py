@@ -10,6 +10,7 @@ import pytest
 from PIL import Image, ImageFilter
 
 from ingredients_model.face_tools import FaceBox, detect_faces, load_photo
+from storyreel.cast import SeveralFacesWarning
 from storyreel.errors import StoryreelError
 from storyreel.reference_cache import FACE_MARGIN, ReferenceCache, ReferenceCacheWarning, widen
 
@@ -114,9 +115,13 @@ def test_key_follows_photo_bytes_face_choice_and_margin(photo: Path, t1_jpg: Pat
     assert second.face_size == boxes[1].size and fourth.face_size == boxes[3].size
 
 
-def test_a_group_photo_needs_a_face_choice(t1_jpg: Path, tmp_path: Path) -> None:
-    with pytest.raises(StoryreelError, match="shows 6 faces"):
-        ReferenceCache(tmp_path / "refs").get_photo(t1_jpg)
+def test_a_group_photo_without_a_face_choice_uses_the_highest_scoring_face(
+    t1_jpg: Path, tmp_path: Path
+) -> None:
+    cache = ReferenceCache(tmp_path / "refs")
+    with pytest.warns(SeveralFacesWarning, match="shows 6 faces and none is chosen: face 1 "):
+        auto = cache.get_photo(t1_jpg)
+    assert auto.image.tobytes() == cache.get_photo(t1_jpg, face=1).image.tobytes()
 
 
 def test_a_person_gets_the_first_or_the_best_photo(photo: Path, tmp_path: Path) -> None:
