@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from ingredients_model.errors import IngredientsError
+from ingredients_model.face_tools import box_iou
 
 __all__ = [
     "ALIGNED_SIZE",
@@ -117,14 +118,6 @@ def detections_from_rows(rows: np.ndarray) -> list[FaceDetection]:
     ]
 
 
-def _iou(a: Box, b: Box) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def choose_face(
     detections: Sequence[FaceDetection], face_index: int | None = None, face_box: Box | None = None
 ) -> int:
@@ -140,7 +133,7 @@ def choose_face(
     if face_index is not None and face_box is not None:
         raise ValueError("pass face_index or face_box, not both")
     if face_box is not None:
-        overlaps = [_iou(d.box, tuple(float(v) for v in face_box)) for d in detections]
+        overlaps = [box_iou(d.box, tuple(float(v) for v in face_box)) for d in detections]
         best = int(np.argmax(overlaps))
         if overlaps[best] <= 0:
             raise NoFaceError(

@@ -90,11 +90,20 @@ class FaceBox:
 
     def iou(self, other: FaceBox) -> float:
         """Intersection over union with another box."""
-        w = max(0, min(self.right, other.right) - max(self.left, other.left))
-        h = max(0, min(self.bottom, other.bottom) - max(self.top, other.top))
-        inter = w * h
-        union = self.area + other.area - inter
-        return inter / union if union else 0.0
+        return box_iou(self.as_tuple(), other.as_tuple())
+
+    def as_tuple(self) -> tuple[int, int, int, int]:
+        """``(left, top, right, bottom)``."""
+        return (self.left, self.top, self.right, self.bottom)
+
+
+def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """Intersection over union of two ``(x0, y0, x1, y1)`` boxes (0 when they do not overlap)."""
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
 
 
 def _model_file(name: str) -> str:

@@ -265,13 +265,23 @@ def _numbered_preview(photo: Path, image: Image.Image, boxes: list[FaceBox], pre
 
 
 def _choose(
-    photo: Path, image: Image.Image, boxes: list[FaceBox], face: int | None, preview_dir: Path | None
+    photo: Path, image: Image.Image, boxes: list[FaceBox], choice: FaceChoice, preview_dir: Path | None
 ) -> int:
-    """0-based index of the face to use: face ``face`` (1-based), else the only face, else the one the
-    detector scores highest, as released (with a :class:`SeveralFacesWarning`); a StoryreelError when there
-    is no face or face ``face`` does not exist."""
+    """0-based index of the face to use: the one overlapping ``choice.box`` most, face ``choice.face``
+    (1-based), else the only face, else the one the detector scores highest, as released (with a
+    :class:`SeveralFacesWarning`); a StoryreelError when there is no such face."""
     if not boxes:
         raise StoryreelError(f"no face found in {photo}", CLEARER_PHOTO)
+    if choice.box is not None:  # a recorded face whose record does not fit this photo as loaded now
+        overlaps = [choice.box.iou(box) for box in boxes]
+        best = max(range(len(boxes)), key=overlaps.__getitem__)
+        if overlaps[best] > 0:
+            return best
+        raise StoryreelError(
+            f"the face recorded for {photo} ({choice.token}) is not among the faces found in it now",
+            f"{CHOOSE_FACE_HINT}, or add the photo again with storyreel cast add",
+        )
+    face = choice.face
     if face is not None and 1 <= face <= len(boxes):
         return face - 1
     if face is None and len(boxes) == 1:
@@ -334,7 +344,7 @@ def resolve_face(
             photo, entry.sha256, image, entry.box, entry.face, entry.faces_found, entry.sharpness
         )
     boxes = detect_faces(image)
-    index = _choose(photo, image, boxes, choice.face, preview_dir)
+    index = _choose(photo, image, boxes, choice, preview_dir)
     box = boxes[index]
     return ResolvedFace(
         photo, file_sha256(photo), image, box, index + 1, len(boxes), face_sharpness(image, box), tuple(boxes)

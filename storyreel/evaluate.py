@@ -89,6 +89,7 @@ from typing import Any
 
 import numpy as np
 
+from ingredients_model.face_tools import box_iou
 from storyreel.engines.select import resolve_model_dir
 from storyreel.errors import StoryreelError
 from storyreel.fsutil import atomic_write_json
@@ -127,14 +128,6 @@ def report_header(version: int, backend, threshold: float) -> dict[str, Any]:
     }
 
 
-def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def reference_embedding(backend, project: Project, name: str, member) -> np.ndarray:
     """Mean embedding of the chosen face in each of a member's photos."""
     from storyreel.cast import resolve_face
@@ -146,8 +139,8 @@ def reference_embedding(backend, project: Project, name: str, member) -> np.ndar
         faces = backend.detect(resolved.image)
         if not faces:
             continue
-        best = max(faces, key=lambda f: _iou(f.box, chosen))
-        if _iou(best.box, chosen) < 0.2:
+        best = max(faces, key=lambda f: box_iou(f.box, chosen))
+        if box_iou(best.box, chosen) < 0.2:
             continue
         embeddings.append(best.embedding)
     if not embeddings:

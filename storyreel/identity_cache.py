@@ -34,7 +34,7 @@ from PIL import Image
 
 from ingredients_model.combine import COMBINE_MODES, Combine, combine_embeddings, photo_quality
 from ingredients_model.errors import IngredientsError
-from ingredients_model.face_tools import FaceBox
+from ingredients_model.face_tools import FaceBox, box_iou
 from ingredients_model.faces import FaceEncoder, IdentityEmbedding
 from storyreel.cast import (
     CHOOSE_FACE_HINT,
@@ -131,18 +131,9 @@ def _encoded_face(resolved: ResolvedFace, encoded_box: tuple[float, ...] | None)
     """The 1-based face number (among ``resolved.boxes``) the encoder's own detector chose, by overlap."""
     if encoded_box is None or not resolved.boxes:
         return None
-    x0, y0, x1, y1 = encoded_box
-
-    def overlap(box: FaceBox) -> float:
-        w = min(x1, box.right) - max(x0, box.left)
-        h = min(y1, box.bottom) - max(y0, box.top)
-        inter = max(0.0, w) * max(0.0, h)
-        union = (x1 - x0) * (y1 - y0) + box.area - inter
-        return inter / union if union > 0 else 0.0
-
-    scores = [overlap(box) for box in resolved.boxes]
-    best = max(range(len(scores)), key=scores.__getitem__)
-    return best + 1 if scores[best] > 0 else None
+    overlaps = [box_iou(box.as_tuple(), encoded_box) for box in resolved.boxes]
+    best = max(range(len(overlaps)), key=overlaps.__getitem__)
+    return best + 1 if overlaps[best] > 0 else None
 
 
 class IdentityCache:
@@ -314,12 +305,7 @@ class IdentityCache:
         resolved = resolve_face(photo, choice)
         # the whole photo, as released; in a group photo the chosen face's box says which face, and
         # with no choice the encoder's own detector takes its highest-scoring face, as released
-        box = resolved.box
-        face_box = (
-            None
-            if resolved.faces_found <= 1 or choice.is_auto
-            else (box.left, box.top, box.right, box.bottom)
-        )
+        face_box = None if resolved.faces_found <= 1 or choice.is_auto else resolved.box.as_tuple()
         try:
             embedding = encoder.encode(resolved.image, face_box=face_box)
         except IngredientsError as err:

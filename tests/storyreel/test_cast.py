@@ -204,6 +204,17 @@ def test_name_clash_of_different_files(project: Project, astronaut_png: Path, tm
     assert (project.cast_dir / "eileen" / "astronaut-2.png").read_bytes() == other.read_bytes()
 
 
+def test_a_recorded_box_without_its_record_finds_its_face(t1_jpg: Path, t1_boxes: list[FaceBox]) -> None:
+    """A job's recorded face (``box=…``) on a photo whose ``faces.json`` is not beside it: the face it
+    overlaps most; none at all is an error naming the choice, never another face."""
+    third = t1_boxes[2]
+    shifted = FaceBox(third.left + 5, third.top - 4, third.right + 5, third.bottom - 4)
+    resolved = resolve_face(t1_jpg, FaceChoice(box=shifted))
+    assert resolved.face == 3 and resolved.box == third
+    with pytest.raises(StoryreelError, match=r"the face recorded for .*t1\.jpg \(box=0,0,10,10\)"):
+        resolve_face(t1_jpg, FaceChoice(box=FaceBox(0, 0, 10, 10)))
+
+
 def test_face_crop_uses_the_record_or_computes(
     project: Project, t1_jpg: Path, t1_boxes: list[FaceBox]
 ) -> None:
