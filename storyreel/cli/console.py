@@ -13,7 +13,7 @@ import json
 import logging
 import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from rich.markup import escape
@@ -51,6 +51,8 @@ class OutputState:
     json: bool = False
     json_emitted: bool = False
     command: str = ""
+    warned: set[str] = field(default_factory=set)
+    """Warnings already shown: each is said once per invocation, however often it is raised."""
 
 
 state = OutputState()
@@ -124,8 +126,12 @@ def emit_json(kind: str, payload: dict[str, Any]) -> None:
 
 
 def show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
-    """``warnings.showwarning`` for the CLI: one ``warning:`` line on stderr, no source line."""
-    reporter.warning(str(message))
+    """``warnings.showwarning`` for the CLI: one ``warning:`` line on stderr, no source line, each text
+    once per invocation (e.g. a photo's face warning from the render and again from the review page)."""
+    text = str(message)
+    if text not in state.warned:
+        state.warned.add(text)
+        reporter.warning(text)
 
 
 def route_warnings() -> None:

@@ -109,3 +109,18 @@ def test_every_environment_variable_is_documented() -> None:
     for name in ENVIRONMENT:
         assert f"`{name}`" in readme, f"README.md does not document {name}"
         assert name in help_text
+
+
+def test_a_warning_raised_twice_is_shown_once(tmp_path: Path, t1_jpg: Path) -> None:
+    """A group photo's face warning comes from the render and again from the review page: one line."""
+    root = tmp_path / "group"
+    (root / "cast").mkdir(parents=True)
+    (root / "cast" / "t1.jpg").write_bytes(t1_jpg.read_bytes())
+    (root / "story.yaml").write_text(
+        "title: g\noutput: {size: 160x96, fps: 8, title_card: false}\ncast:\n"
+        "  ana: {photos: [cast/t1.jpg], description: a woman}\n"
+        "shots:\n  - {id: s1, prompt: '{ana} walks', seconds: 1}\n"
+    )
+    result = storyreel("render", str(root / "story.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("shows 6 faces and none is chosen") == 1
