@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from storyreel.plan import EngineSpec, RenderJob
 
 if TYPE_CHECKING:
+    import torch
+
     from storyreel.project import Project
 
-__all__ = ["Engine", "RenderResult", "StepProgress", "rss_peak_bytes"]
+__all__ = ["Engine", "RenderResult", "StepProgress", "peak_memory", "rss_peak_bytes"]
 
 StepProgress = Callable[[int, int], None]
 """``progress(done, total)``: called as denoising steps (or frames) complete."""
@@ -73,3 +75,13 @@ def rss_peak_bytes() -> int:
     """Peak resident memory of this process so far (``getrusage``; kilobytes on Linux, bytes on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def peak_memory(device: torch.device | None) -> tuple[int, str]:
+    """This render's peak memory and what it measures: CUDA's allocator peak on a CUDA ``device``, else
+    the process's peak resident memory."""
+    if device is not None and device.type == "cuda":
+        import torch
+
+        return int(torch.cuda.max_memory_allocated(device)), "cuda_max_memory_allocated"
+    return rss_peak_bytes(), "rss"

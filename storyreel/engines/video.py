@@ -89,3 +89,14 @@ class FrameWriter:
                 self._fail()
             if self.frames == 0:
                 raise StoryreelError(f"no frames were written to {self.path.name}")
+
+
+def write_model_frames(frames: np.ndarray, output: Path, fps: float) -> tuple[int, int, int]:
+    """Write a model's float frames (``[n, h, w, 3]`` in 0..1, as diffusers' ``output_type="np"`` gives)
+    to the mp4 ``output`` at high quality; returns (frames, width, height)."""
+    pixels = np.clip(np.rint(np.asarray(frames) * 255.0), 0, 255).astype(np.uint8)
+    height, width = pixels.shape[1:3]
+    with FrameWriter(output, width, height, fps, crf=16, preset="medium") as out:
+        for frame in pixels:
+            out.write(frame)
+    return len(pixels), width, height

@@ -21,11 +21,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from storyreel.engines.base import RenderResult, StepProgress, rss_peak_bytes
+from storyreel.engines.base import RenderResult, StepProgress, peak_memory
 from storyreel.engines.text_cache import Embeddings, TextEmbeddingCache
-from storyreel.engines.video import FrameWriter
+from storyreel.engines.video import write_model_frames
 from storyreel.errors import StoryreelError
 from storyreel.plan import EngineSpec
 from storyreel.project import REFERENCES
@@ -268,23 +266,16 @@ class WanVaceEngine:
                 max_sequence_length=MAX_SEQUENCE_LENGTH,
             )
         generated = time.perf_counter()
-        frames = np.clip(np.rint(np.asarray(result.frames[0]) * 255.0), 0, 255).astype(np.uint8)
-        height, width = frames.shape[1:3]
-        with FrameWriter(output, width, height, job.fps, crf=16, preset="medium") as out:
-            for frame in frames:
-                out.write(frame)
+        count, width, height = write_model_frames(result.frames[0], output, job.fps)
         done = time.perf_counter()
-        if self.device.type == "cuda":
-            peak, kind = torch.cuda.max_memory_allocated(self.device), "cuda_max_memory_allocated"
-        else:
-            peak, kind = rss_peak_bytes(), "rss"
+        peak, kind = peak_memory(self.device)
         return RenderResult(
-            frames=len(frames),
+            frames=count,
             fps=job.fps,
             width=width,
             height=height,
             seconds=done - started,
-            peak_memory_bytes=int(peak),
+            peak_memory_bytes=peak,
             peak_memory_kind=kind,
             timings={
                 "references_and_text": prepared - started,
