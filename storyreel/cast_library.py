@@ -37,6 +37,7 @@ from storyreel.consent import (
     write_consent,
 )
 from storyreel.errors import StoryreelError
+from storyreel.project import StateFolders
 
 if TYPE_CHECKING:
     from storyreel.cast import AddResult, ProjectPaths
@@ -76,7 +77,7 @@ class LibraryMember:
 
 
 @dataclass(frozen=True)
-class CastLibrary:
+class CastLibrary(StateFolders):
     """A cast library folder and where its path came from (``source``, shown in messages).
 
     It has the paths :mod:`storyreel.cast` needs from a project (``root``, ``cast_dir``, ``state_dir``), so
@@ -90,23 +91,6 @@ class CastLibrary:
     def cast_dir(self) -> Path:
         """Where members' folders are: the library folder itself."""
         return self.root
-
-    @property
-    def state_dir(self) -> Path:
-        """``.storyreel/``: the library's caches and numbered face previews (safe to delete)."""
-        return self.root / ".storyreel"
-
-    @property
-    def cache_dir(self) -> Path:
-        """``.storyreel/cache/``: the members' identities and reference crops, laid out as a project's."""
-        return self.state_dir / "cache"
-
-    @property
-    def identity_cache_dir(self) -> Path:
-        """``.storyreel/cache/identities/``: the members' identities, content-addressed."""
-        from storyreel.project import IDENTITIES
-
-        return self.cache_dir / IDENTITIES
 
     def __str__(self) -> str:
         return f"cast library {self.root} (from {self.source})"

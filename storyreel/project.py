@@ -64,8 +64,35 @@ def template_text(name: str) -> str:
     return resources.files("storyreel").joinpath("templates", name).read_text(encoding="utf-8")
 
 
+class StateFolders:
+    """The ``.storyreel/`` folder under ``root`` and its caches: a project's, and a cast library's (whose
+    members' identities and reference crops are laid out as a project's)."""
+
+    root: Path
+
+    @property
+    def state_dir(self) -> Path:
+        """``.storyreel/``: caches, lock, logs and numbered face previews (safe to delete)."""
+        return self.root / ".storyreel"
+
+    @property
+    def cache_dir(self) -> Path:
+        """``.storyreel/cache/``."""
+        return self.state_dir / "cache"
+
+    @property
+    def identity_cache_dir(self) -> Path:
+        """``.storyreel/cache/identities/``: face-encoder outputs, content-addressed."""
+        return self.cache_dir / IDENTITIES
+
+    @property
+    def reference_cache_dir(self) -> Path:
+        """``.storyreel/cache/references/``: reference-image crops (wan-vace), content-addressed."""
+        return self.cache_dir / REFERENCES
+
+
 @dataclass(frozen=True)
-class Project:
+class Project(StateFolders):
     """The paths of a project folder (``reel_path`` follows ``output.file`` if made by :meth:`from_story`)."""
 
     root: Path
@@ -127,26 +154,6 @@ class Project:
     def stored_meta_path(self, key: str) -> Path:
         """``renders/clips/<key>.json``: the clip's job, engine, versions and timings."""
         return self.clip_store_dir / f"{_checked_key(key)}.json"
-
-    @property
-    def state_dir(self) -> Path:
-        """``.storyreel/``: caches, lock and logs (safe to delete)."""
-        return self.root / ".storyreel"
-
-    @property
-    def cache_dir(self) -> Path:
-        """``.storyreel/cache/``."""
-        return self.state_dir / "cache"
-
-    @property
-    def identity_cache_dir(self) -> Path:
-        """``.storyreel/cache/identities/``: face-encoder outputs, content-addressed."""
-        return self.cache_dir / IDENTITIES
-
-    @property
-    def reference_cache_dir(self) -> Path:
-        """``.storyreel/cache/references/``: reference-image crops (wan-vace), content-addressed."""
-        return self.cache_dir / REFERENCES
 
     @property
     def text_cache_dir(self) -> Path:
