@@ -14,6 +14,7 @@ import shutil
 import string
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -209,18 +210,16 @@ def _build_components(root: Path, seed: int) -> None:
     )
 
 
-def write_tiny_model_folder(path: Path, seed: int = 0) -> Path:
-    """Write a complete tiny random model folder (released layout, incl. ``face_encoder/``) at ``path``.
-
-    Built in a temporary sibling folder and renamed into place, so ``path`` is either complete or absent.
-    An existing ``path`` is replaced. Returns ``path``. The random state of the caller is left untouched.
-    """
+def write_folder_atomically(path: Path, build: Callable[[Path], None]) -> Path:
+    """Run ``build(staging)`` on a temporary sibling folder, then rename it to ``path`` (replaced if
+    present), so ``path`` is either complete or absent. The caller's random state is left untouched.
+    Returns ``path``."""
     path = Path(path).expanduser().resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     try:
         with torch.random.fork_rng(devices=[]):
-            _build_components(staging, seed)
+            build(staging)
         if path.exists():
             shutil.rmtree(path)
         staging.rename(path)
@@ -228,3 +227,9 @@ def write_tiny_model_folder(path: Path, seed: int = 0) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return path
+
+
+def write_tiny_model_folder(path: Path, seed: int = 0) -> Path:
+    """Write a complete tiny random model folder (released layout, incl. ``face_encoder/``) at ``path``
+    (:func:`write_folder_atomically`). Returns ``path``."""
+    return write_folder_atomically(path, lambda root: _build_components(root, seed))

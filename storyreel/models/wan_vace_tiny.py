@@ -10,8 +10,6 @@ in about a second.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 from storyreel.models.wan_vace import FolderRecord, NativeFormat, write_record
@@ -86,23 +84,8 @@ def _build(root: Path, seed: int) -> None:
 
 
 def write_tiny_folder(path: Path, seed: int = 0) -> Path:
-    """Write a complete tiny random Wan VACE folder at ``path`` (replaced if present) and return it.
+    """Write a complete tiny random Wan VACE folder at ``path`` (replaced if present; built aside and
+    renamed into place, the caller's random state untouched) and return it."""
+    from ingredients_model.tiny import write_folder_atomically
 
-    Built in a temporary sibling folder and renamed into place, so ``path`` is either complete or absent.
-    The caller's random state is left untouched.
-    """
-    import torch
-
-    path = Path(path).expanduser().resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
-    try:
-        with torch.random.fork_rng(devices=[]):
-            _build(staging, seed)
-        if path.exists():
-            shutil.rmtree(path)
-        staging.rename(path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return path
+    return write_folder_atomically(path, lambda root: _build(root, seed))
