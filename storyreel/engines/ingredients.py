@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from storyreel.engines.base import RenderResult, StepProgress, peak_memory
+from storyreel.engines.model_engine import ModelEngine
 from storyreel.engines.text_cache import Embeddings, TextEmbeddingCache
 from storyreel.engines.video import write_model_frames
 from storyreel.errors import StoryreelError
@@ -32,8 +33,6 @@ from storyreel.plan import EngineSpec
 from storyreel.project import IDENTITIES
 
 if TYPE_CHECKING:
-    import torch
-
     from ingredients_model.faces import IdentityEmbedding
     from storyreel.plan import RenderJob
     from storyreel.project import Project
@@ -87,7 +86,7 @@ def model_spec(model_dir: Path) -> EngineSpec:
     )
 
 
-class IngredientsEngine:
+class IngredientsEngine(ModelEngine):
     """Renders jobs with the Ingredients model of ``model_dir`` on ``device`` (default: CUDA if present).
 
     ``context_parallel``: this process is one of several (an initialised process group) that render each
@@ -96,6 +95,7 @@ class IngredientsEngine:
     order."""
 
     name = "ingredients"
+    version = ENGINE_VERSION
 
     def __init__(
         self,
@@ -105,46 +105,21 @@ class IngredientsEngine:
         memory: str = "auto",
         context_parallel: bool = False,
     ):
-        self.model_dir = Path(model_dir)
-        self.memory = "none" if context_parallel else memory
+        super().__init__(model_dir, device=device, memory="none" if context_parallel else memory)
         self.context_parallel = context_parallel
-        self.requested_device = device
-        self.pipe = None
         self.encoder = None
-        self.device: torch.device | None = None
-        self.dtype: torch.dtype | None = None
-        self._spec: EngineSpec | None = None
-        self._texts: TextEmbeddingCache | None = None
-        self.load_seconds = 0.0
 
-    def spec(self) -> EngineSpec:
-        if self._spec is None:
-            self._spec = model_spec(self.model_dir)
-        return self._spec
+    def read_spec(self) -> EngineSpec:
+        return model_spec(self.model_dir)
 
     def versions(self) -> dict[str, str]:
-        import diffusers
         import torch
-        import transformers
 
         import ingredients_model
 
-        found = {
-            "engine": ENGINE_VERSION,
-            "model_dir": str(self.model_dir),
-            "model_revision": self.spec().model_revision or "",
-            "ingredients_model": ingredients_model.__version__,
-            "torch": torch.__version__,
-            "diffusers": diffusers.__version__,
-            "transformers": transformers.__version__,
-            "device": str(self.device),
-            "dtype": str(self.dtype).removeprefix("torch."),
-            "memory": self.memory,
-        }
+        found = {**super().versions(), "ingredients_model": ingredients_model.__version__}
         if self.encoder is not None:
             found["face_encoder"] = self.encoder.fingerprint
-        if self.device is not None and self.device.type == "cuda":
-            found["gpu"] = torch.cuda.get_device_name(self.device)
         if self.context_parallel:
             found["context_parallel"] = str(torch.distributed.get_world_size())
         return found
@@ -152,20 +127,12 @@ class IngredientsEngine:
     def load(self) -> None:
         if self.pipe is not None:
             return
-        import diffusers.utils.logging
-        import torch
-        import transformers.utils.logging
-
         from ingredients_model.checkpoint import load_pipeline
         from ingredients_model.faces import load_face_encoder
 
-        diffusers.utils.logging.disable_progress_bar()  # the runner shows its own progress
-        transformers.utils.logging.disable_progress_bar()
         started = time.perf_counter()
         spec = self.spec()
-        device = self.requested_device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.device = torch.device(device)
-        self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        self.choose_device()
         self.pipe = load_pipeline(self.model_dir, device=self.device, dtype=self.dtype, memory=self.memory)
         self.pipe.set_progress_bar_config(disable=True)
         if self.context_parallel:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from storyreel.engines.base import RenderResult, StepProgress, peak_memory
+from storyreel.engines.model_engine import ModelEngine
 from storyreel.engines.text_cache import Embeddings, TextEmbeddingCache
 from storyreel.engines.video import write_model_frames
 from storyreel.errors import StoryreelError
@@ -29,7 +30,6 @@ from storyreel.plan import EngineSpec
 from storyreel.project import REFERENCES
 
 if TYPE_CHECKING:
-    import torch
     from PIL import Image
 
     from storyreel.plan import RenderJob
@@ -91,66 +91,28 @@ def first_block_cache(transformer, spec: dict | None) -> Iterator[None]:
         transformer.disable_cache()
 
 
-class WanVaceEngine:
+class WanVaceEngine(ModelEngine):
     """Renders jobs with the Wan VACE folder ``model_dir`` on ``device`` (default: CUDA if present)."""
 
     name = ENGINE_NAME
+    version = ENGINE_VERSION
 
-    def __init__(self, model_dir: Path, *, device: str | None = None, memory: str = "auto"):
-        self.model_dir = Path(model_dir)
-        self.memory = memory
-        self.requested_device = device
-        self.pipe = None
-        self.device: torch.device | None = None
-        self.dtype: torch.dtype | None = None
-        self._spec: EngineSpec | None = None
-        self._texts: TextEmbeddingCache | None = None
-        self.load_seconds = 0.0
-
-    def spec(self) -> EngineSpec:
-        if self._spec is None:
-            self._spec = model_spec(self.model_dir)
-        return self._spec
+    def read_spec(self) -> EngineSpec:
+        return model_spec(self.model_dir)
 
     def versions(self) -> dict[str, str]:
-        import diffusers
-        import torch
-        import transformers
-
         from storyreel.models.wan_vace import read_record
 
         record = read_record(self.model_dir)
-        found = {
-            "engine": ENGINE_VERSION,
-            "model_dir": str(self.model_dir),
-            "model_revision": self.spec().model_revision or "",
-            "variant": record.variant if record else "unrecorded",
-            "torch": torch.__version__,
-            "diffusers": diffusers.__version__,
-            "transformers": transformers.__version__,
-            "device": str(self.device),
-            "dtype": str(self.dtype).removeprefix("torch."),
-            "memory": self.memory,
-        }
-        if self.device is not None and self.device.type == "cuda":
-            found["gpu"] = torch.cuda.get_device_name(self.device)
-        return found
+        return {**super().versions(), "variant": record.variant if record else "unrecorded"}
 
     def load(self) -> None:
         if self.pipe is not None:
             return
-        import diffusers.utils.logging
-        import torch
-        import transformers.utils.logging
-
         from storyreel.models.wan_vace import load_pipeline
 
-        diffusers.utils.logging.disable_progress_bar()  # the runner shows its own progress
-        transformers.utils.logging.disable_progress_bar()
         started = time.perf_counter()
-        device = self.requested_device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.device = torch.device(device)
-        self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        self.choose_device()
         self.pipe = load_pipeline(self.model_dir, device=self.device, dtype=self.dtype, memory=self.memory)
         self._texts = TextEmbeddingCache(self.spec().model_revision or "", MAX_SEQUENCE_LENGTH, self.dtype)
         self.load_seconds = time.perf_counter() - started
